@@ -1,0 +1,53 @@
+#!/bin/bash
+# Build the suite's plugins as single-file executables into dist/, one per CNI type.
+#
+#   ./build.sh                 build dist/bridge, dist/host-local, dist/portmap, dist/vxlan
+#   ./build.sh install DIR     build if needed, then install them into DIR (e.g. /opt/cni/bin) atomically
+#
+# All types are one multi-call program (cni_common/multicall.py picks the plugin from the name it runs as),
+# frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec), then packed
+# behind a small C launcher (cni_common/bundle/launcher.c) into ONE file. On its first run the file unpacks
+# the bundle into a root-only cache keyed by its hash; later runs only exec it. See docs/packaging.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-.venv/bin/python}
+PLUGIN_TYPES=(bridge host-local portmap vxlan)
+WORK=build/pyinstaller
+
+build() {
+    rm -rf "$WORK" dist
+    mkdir -p "$WORK" dist
+    "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
+        --distpath "$WORK/dist" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
+    gcc -O2 -Wall -Wno-format-truncation -o "$WORK/launcher" cni_common/bundle/launcher.c -lz
+    strip "$WORK/launcher"
+    "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" >/dev/null
+    for type in "${PLUGIN_TYPES[@]}"; do
+        install -m 0755 "$WORK/cni-suite" "dist/$type"
+    done
+    ls -l dist/
+}
+
+# Each type is hard-linked to one copy in DIR, and every name appears by rename(2): a runtime exec'ing a
+# plugin during the install sees the old file or the new one, never a half-written one ("text file busy").
+install_into() {
+    local dir=$1 staged
+    [ -x "dist/${PLUGIN_TYPES[0]}" ] || build
+    mkdir -p "$dir"
+    staged=$(mktemp "$dir/.cni-suite.XXXXXX")
+    cp "dist/${PLUGIN_TYPES[0]}" "$staged"
+    chmod 0755 "$staged"
+    for type in "${PLUGIN_TYPES[@]}"; do
+        ln -f "$staged" "$dir/.$type.new"
+        mv -f "$dir/.$type.new" "$dir/$type"
+    done
+    rm -f "$staged"
+    echo "installed ${PLUGIN_TYPES[*]} into $dir"
+}
+
+case "${1:-build}" in
+    build) build ;;
+    install) install_into "${2:?usage: ./build.sh install DIR}" ;;
+    *) echo "usage: ./build.sh [build | install DIR]" >&2; exit 2 ;;
+esac

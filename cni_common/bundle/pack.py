@@ -1,0 +1,66 @@
+"""Pack a PyInstaller one-folder bundle behind the launcher into one self-installing executable.
+
+Usage: ``python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT``. The format is documented in
+``launcher.c``, the only reader. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
+matters); the trailer carries the SHA-256 of the payload, which names the launcher's cache folder, so every
+build unpacks into a folder of its own and identical builds share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+MAGIC = b"CNIPYBND"
+
+
+def _entry(kind: bytes, mode: int, rel: str, stored: bytes, original_len: int) -> bytes:
+    name = rel.encode()
+    return kind + struct.pack("<II", mode, len(name)) + name + struct.pack("<QQ", len(stored), original_len) + stored
+
+
+def payload(bundle_dir: Path) -> bytes:
+    """All entries of ``bundle_dir`` in a stable order (parents before children), then the end mark."""
+    parts: list[bytes] = []
+    for root, dirs, files in os.walk(bundle_dir):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            rel = path.relative_to(bundle_dir).as_posix()
+            info = path.lstat()
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISLNK(info.st_mode):
+                target = os.readlink(path).encode()
+                parts.append(_entry(b"l", mode, rel, target, len(target)))
+            elif stat.S_ISDIR(info.st_mode):
+                parts.append(_entry(b"d", mode, rel, b"", 0))
+            else:
+                data = path.read_bytes()
+                parts.append(_entry(b"f", mode, rel, zlib.compress(data, 9), len(data)))
+    parts.append(b"E")
+    return b"".join(parts)
+
+
+def pack(launcher: Path, bundle_dir: Path, output: Path) -> str:
+    """Write ``output`` = launcher + payload + trailer; returns the payload hash."""
+    head = launcher.read_bytes()
+    body = payload(bundle_dir)
+    digest = hashlib.sha256(body).hexdigest()
+    trailer = MAGIC + struct.pack("<QQ", len(head), len(body)) + digest.encode()
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(head + body + trailer)
+    tmp.chmod(0o755)
+    tmp.replace(output)
+    return digest
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.stderr.write("usage: python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT\n")
+        sys.exit(2)
+    print(pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))

@@ -1,0 +1,120 @@
+"""Reading plugin configuration the way the Go plugins' JSON decoder does.
+
+Go's ``encoding/json`` matches object keys case-insensitively, and runtimes rely on it: containerd sends
+``runtimeConfig.portMappings`` as ``HostPort``/``ContainerPort`` (its struct has no JSON tags). So every key
+lookup here prefers the exact spelling and falls back to a case-insensitive match. Typed getters raise
+CNIError code 7 (invalid config) naming the key and the value, so the runtime's message points at the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, TypeVar
+
+from .errors import CNIError, ErrorCode
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def get_key(d: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """``d[key]``, matched case-insensitively when the exact spelling is absent."""
+    if key in d:
+        return d[key]
+    lowered = key.lower()
+    for candidate, value in d.items():
+        if isinstance(candidate, str) and candidate.lower() == lowered:
+            return value
+    return default
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    names = {bool: "a boolean", int: "an integer", str: "a string", list: "a list", dict: "an object"}
+    if isinstance(expected, tuple):
+        return " or ".join(names.get(t, t.__name__) for t in expected)
+    return names.get(expected, expected.__name__)
+
+
+def get_typed(d: Mapping[str, Any], key: str, expected: type | tuple[type, ...], default: T, where: str = "") -> Any:
+    """Look ``key`` up and check its JSON type; ``null`` counts as absent, like Go's zero values.
+
+    ``bool`` is not accepted where an integer is expected (Python's ``bool`` subclasses ``int``; JSON's do not).
+    """
+    value = get_key(d, key, _MISSING)
+    if value is _MISSING or value is None:
+        return default
+    wanted = expected if isinstance(expected, tuple) else (expected,)
+    is_bool_for_int = isinstance(value, bool) and bool not in wanted
+    if not isinstance(value, wanted) or is_bool_for_int:
+        label = f"{where}.{key}" if where else key
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: {label} must be {_type_name(expected)}",
+                       f"got {value!r}")
+    return value
+
+
+def get_bool(d: Mapping[str, Any], key: str, default: bool = False, where: str = "") -> bool:
+    return bool(get_typed(d, key, bool, default, where))
+
+
+def get_int(d: Mapping[str, Any], key: str, default: int = 0, where: str = "") -> int:
+    return int(get_typed(d, key, int, default, where))
+
+
+def get_str(d: Mapping[str, Any], key: str, default: str = "", where: str = "") -> str:
+    return str(get_typed(d, key, str, default, where))
+
+
+def get_list(d: Mapping[str, Any], key: str, where: str = "") -> list[Any]:
+    return list(get_typed(d, key, list, [], where))
+
+
+def get_dict(d: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    return dict(get_typed(d, key, dict, {}, where))
+
+
+def runtime_config(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``runtimeConfig`` object the runtime injected for the enabled capabilities (``{}`` when none)."""
+    return get_dict(conf, "runtimeConfig")
+
+
+def args_cni(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The conventional ``args.cni`` object (``{}`` when absent)."""
+    return get_dict(get_dict(conf, "args"), "cni", where="args")
+
+
+def parse_cni_args(raw: str) -> dict[str, str]:
+    """Parse ``K=V;K2=V2`` tolerantly.
+
+    Upstream's parser rejects empty segments and values containing ``=``; every chained plugin and its IPAM see
+    the same string (cni #560), so we accept both: empty segments are skipped and the value is everything after
+    the first ``=``. A segment with no ``=`` at all is malformed and named in the error (code 4).
+    """
+    pairs: dict[str, str] = {}
+    for segment in raw.split(";"):
+        segment = segment.strip()
+        if not segment:
+            continue
+        key, sep, value = segment.partition("=")
+        if not sep or not key:
+            raise CNIError(ErrorCode.INVALID_ENV, f"CNI_ARGS: invalid pair {segment!r}", "expected KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def ignore_unknown(cni_args: Mapping[str, str]) -> bool:
+    """Whether ``IgnoreUnknown`` is set to a true value (``1``/``true``/``True``, as Go's strconv accepts)."""
+    return cni_args.get("IgnoreUnknown", "").lower() in ("1", "t", "true")
+
+
+def require_known_args(cni_args: Mapping[str, str], known: set[str]) -> None:
+    """For a plugin that must be strict: unknown CNI_ARGS keys are an error unless IgnoreUnknown is true."""
+    if ignore_unknown(cni_args):
+        return
+    unknown = sorted(set(cni_args) - known - {"IgnoreUnknown"})
+    if unknown:
+        raise CNIError(ErrorCode.INVALID_ENV, f"ARGS: unknown args {unknown}", "set IgnoreUnknown=1 to allow them")
+
+
+def optional_str(d: Mapping[str, Any], key: str) -> Optional[str]:
+    """A string value or None when absent or empty."""
+    value = get_str(d, key)
+    return value or None

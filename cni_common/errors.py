@@ -1,0 +1,58 @@
+"""The one error type of the suite and its well-known codes.
+
+Library code raises :class:`CNIError`; only :mod:`cni_common.skel` turns it into the error JSON on stdout.
+Anything else that escapes a verb handler is reported as code 999 (internal), the way the Go skel does.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorCode(enum.IntEnum):
+    """Codes from the CNI spec (1-99 are reserved for these) plus the Go libraries' 999."""
+
+    INCOMPATIBLE_VERSION = 1
+    UNSUPPORTED_FIELD = 2
+    UNKNOWN_CONTAINER = 3
+    INVALID_ENV = 4
+    IO_FAILURE = 5
+    DECODING_FAILURE = 6
+    INVALID_CONFIG = 7
+    INVALID_NETNS = 8
+    TRY_AGAIN_LATER = 11
+    NOT_AVAILABLE = 50
+    LIMITED_CONNECTIVITY = 51
+    INTERNAL = 999
+
+
+class PluginCode(enum.IntEnum):
+    """Plugin-specific codes (the spec leaves 100 and above to plugins)."""
+
+    IPAM_EXHAUSTED = 100
+    ADDRESS_UNAVAILABLE = 101
+    LINK_FAILURE = 102
+    NETFILTER_FAILURE = 103
+    DELEGATE_NOT_FOUND = 104
+    STORE_FAILURE = 105
+
+
+class CNIError(Exception):
+    """A failure the runtime should see as a CNI error object (code, msg, details)."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code = int(code)
+        self.msg = msg
+        self.details = details
+
+    def to_dict(self, cni_version: str) -> dict[str, Any]:
+        """The error object as the spec defines it; ``details`` is left out when empty, as Go does."""
+        out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.msg}; {self.details}" if self.details else self.msg

@@ -1,0 +1,64 @@
+"""One executable for the whole suite, dispatching on the name it was run as.
+
+The runtime execs ``/opt/cni/bin/<type>``; every type is the same program under another name (a link or a
+copy), so ``sys.argv[0]``'s base name picks the plugin. Each plugin module is imported only when chosen, and
+VERSION is answered before anything else is imported: the runtime may call it often and Go answers in 2 ms.
+No ``typing`` import here for the same reason (it costs more than the whole VERSION answer).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _bridge():
+    from plugins.bridge import main
+
+    return main
+
+
+def _host_local():
+    from ipam.host_local import main
+
+    return main
+
+
+def _portmap():
+    from plugins.portmap import main
+
+    return main
+
+
+def _vxlan():
+    from plugins.vxlan import main
+
+    return main
+
+
+PLUGINS = {
+    "bridge": _bridge,
+    "host-local": _host_local,
+    "portmap": _portmap,
+    "vxlan": _vxlan,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plugin named by ``argv[0]`` (or by ``argv[1]`` when called as ``cni-suite <type>``)."""
+    argv = sys.argv if argv is None else argv
+    name = os.path.basename(argv[0])
+    if name not in PLUGINS and len(argv) > 1 and argv[1] in PLUGINS:
+        name = argv[1]
+        argv = argv[1:]
+    loader = PLUGINS.get(name)
+    if loader is None:
+        sys.stderr.write(f"cni-suite: run me as one of {', '.join(sorted(PLUGINS))} "
+                         f"(a link or copy under that name), or as 'cni-suite <type>'\n")
+        return 2
+    if os.environ.get("CNI_COMMAND", "").strip() == "VERSION":
+        from cni_common.version import version_info_json
+
+        sys.stdout.write(version_info_json())
+        return 0
+    return loader()()

@@ -1,0 +1,253 @@
+"""The CNI execution protocol: environment and stdin in, one JSON document (or nothing) out.
+
+Every plugin's ``main()`` is one call to :func:`plugin_main`. It validates in the order the Go skel does, so
+our error codes match upstream's for the same bad input:
+
+1. required environment variables of the verb (all missing ones named in one code-4 error);
+2. container ID and interface name syntax (code 4);
+3. stdin (code 5), JSON (code 6), network name (code 7);
+4. the config's ``cniVersion`` against the supported list (code 1), and the verbs a version allows (code 1);
+5. the netns is not our own (code 8, unless ``CNI_NETNS_OVERRIDE``);
+6. dispatch; a :class:`CNIError` is printed as it is, anything else as code 999.
+
+VERSION needs neither stdin nor the other variables, and is answered before anything heavy is imported.
+Only this module writes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Mapping, Optional
+
+from . import version as versions
+from .errors import CNIError, ErrorCode
+
+VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
+
+# Which variables each verb needs (spec 1.1.0 section "Parameters"); CNI_PATH is optional except for GC,
+# where it is the only way to reach a delegate. A plugin that delegates reports a missing CNI_PATH itself.
+REQUIRED_ENV: dict[str, tuple[str, ...]] = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "VERSION": (),
+    "GC": ("CNI_PATH",),
+    "STATUS": (),
+}
+
+# Oldest config version that may carry each verb (checklist section 1.3, step 5).
+MIN_VERSION_FOR_VERB = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
+
+_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+
+@dataclass
+class CmdArgs:
+    """Everything one invocation received; handlers read nothing from ``os.environ`` or ``sys.stdin``."""
+
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: str
+    path: list[str]
+    stdin_data: bytes
+    conf: dict[str, Any]
+    cni_version: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def cni_args(self) -> dict[str, str]:
+        """``CNI_ARGS`` as a dict; empty segments are skipped and ``=`` inside values is kept."""
+        from .config import parse_cni_args
+
+        return parse_cni_args(self.args)
+
+    @property
+    def network_name(self) -> str:
+        return str(self.conf.get("name", ""))
+
+
+Handler = Callable[[CmdArgs], Any]
+
+
+@dataclass
+class CNIFuncs:
+    """A plugin's verb handlers; ``add`` returns a :class:`cni_common.types.Result`, the others ``None``.
+
+    ``delete`` because ``del`` is a keyword. A verb left as ``None`` succeeds with no output, as in the Go skel.
+    """
+
+    add: Handler
+    delete: Handler
+    check: Optional[Handler] = None
+    gc: Optional[Handler] = None
+    status: Optional[Handler] = None
+
+    def for_verb(self, verb: str) -> Optional[Handler]:
+        return {"ADD": self.add, "DEL": self.delete, "CHECK": self.check, "GC": self.gc,
+                "STATUS": self.status}.get(verb)
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    """An empty variable counts as unset (libcni always exports all six, empty ones included)."""
+    return environ.get(name, "").strip()
+
+
+def validate_ifname(ifname: str) -> None:
+    """Linux interface names: 1-15 bytes, not ``.``/``..``, no ``/``, ``:`` or white space (code 4)."""
+    problem = ""
+    if len(ifname.encode()) > 15:
+        problem = "is longer than 15 characters"
+    elif ifname in (".", ".."):
+        problem = "is not a valid name"
+    elif any(c in ifname for c in "/:") or any(c.isspace() for c in ifname):
+        problem = "contains '/', ':' or white space"
+    if problem:
+        raise CNIError(ErrorCode.INVALID_ENV, f"invalid CNI_IFNAME {ifname!r}: {problem}")
+
+
+def validate_identifier(value: str, what: str, code: int) -> None:
+    """Container IDs and network names become file paths and rule comments: allow a safe alphabet only."""
+    if not _ID_RE.match(value):
+        raise CNIError(code, f"invalid {what} {value!r}",
+                       "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'")
+
+
+def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
+    try:
+        data = stdin.read()
+    except OSError as exc:
+        raise CNIError(ErrorCode.IO_FAILURE, "error reading from stdin", str(exc)) from exc
+    try:
+        conf = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
+                       str(exc)) from exc
+    if not isinstance(conf, dict):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "network configuration must be a JSON object",
+                       f"got {type(conf).__name__}")
+    return data, conf
+
+
+def _config_version(conf: Mapping[str, Any], supported: tuple[str, ...]) -> str:
+    raw = conf.get("cniVersion", "")
+    if not isinstance(raw, str):
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"cniVersion must be a string, got {raw!r}")
+    version = raw or "0.1.0"
+    if version not in supported:
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                       f'config is "{version}", plugin supports {list(supported)}')
+    return version
+
+
+def _is_own_netns(path: str) -> bool:
+    """Whether ``path`` is the namespace we run in (an ADD there would rewire the host itself)."""
+    try:
+        target = os.stat(path)
+        own = os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _configure_logging(conf: Mapping[str, Any], stderr: IO[str]) -> None:
+    """Logs go to stderr and, when the config names one, to ``logFile`` too; never to stdout."""
+    import logging
+
+    level_name = str(conf.get("logLevel", "") or os.environ.get("CNI_LOG_LEVEL", "") or "warning").upper()
+    level = getattr(logging, level_name, logging.WARNING)
+    handlers: list[logging.Handler] = [logging.StreamHandler(stderr)]
+    log_file = conf.get("logFile")
+    if isinstance(log_file, str) and log_file:
+        try:
+            handlers.append(logging.FileHandler(log_file))
+        except OSError as exc:
+            stderr.write(f"cannot open logFile {log_file!r}: {exc}\n")
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+
+
+def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
+                supported: tuple[str, ...]) -> CmdArgs:
+    missing = [name for name in REQUIRED_ENV[verb] if not _env(environ, name)]
+    if missing:
+        raise CNIError(ErrorCode.INVALID_ENV, f"required env variables [{','.join(missing)}] missing")
+    container_id = _env(environ, "CNI_CONTAINERID")
+    ifname = _env(environ, "CNI_IFNAME")
+    if "CNI_CONTAINERID" in REQUIRED_ENV[verb]:
+        validate_identifier(container_id, "CNI_CONTAINERID", ErrorCode.INVALID_ENV)
+    if "CNI_IFNAME" in REQUIRED_ENV[verb]:
+        validate_ifname(ifname)
+    data, conf = _read_conf(stdin)
+    name = conf.get("name")
+    if not isinstance(name, str) or not name:
+        raise CNIError(ErrorCode.INVALID_CONFIG, "missing network name", "the config has no \"name\"")
+    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)
+    cni_version = _config_version(conf, supported)
+    minimum = MIN_VERSION_FOR_VERB.get(verb)
+    if minimum and not versions.at_least(cni_version, minimum):
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, f"config version does not allow {verb}",
+                       f'config is "{cni_version}", {verb} needs {minimum} or newer')
+    netns = _env(environ, "CNI_NETNS")
+    override = _env(environ, "CNI_NETNS_OVERRIDE").lower() in ("1", "true")
+    if verb in ("ADD", "DEL") and netns and not override and _is_own_netns(netns):
+        raise CNIError(ErrorCode.INVALID_NETNS, f"CNI_NETNS {netns!r} is the plugin's own network namespace")
+    path = [p for p in _env(environ, "CNI_PATH").split(os.pathsep) if p]
+    return CmdArgs(command=verb, container_id=container_id, netns=netns, ifname=ifname,
+                   args=_env(environ, "CNI_ARGS"), path=path, stdin_data=data, conf=conf,
+                   cni_version=cni_version, env=environ)
+
+
+def _print_json(stdout: IO[str], obj: Mapping[str, Any]) -> None:
+    stdout.write(json.dumps(obj, indent=4))
+    stdout.write("\n")
+    stdout.flush()
+
+
+def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versions.SUPPORTED_VERSIONS,
+                environ: Optional[Mapping[str, str]] = None, stdin: Optional[IO[bytes]] = None,
+                stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+    """Run one CNI invocation and return the exit code (0 success, 1 failure with the error JSON on stdout).
+
+    The streams and the environment are parameters so tests can drive a plugin in-process.
+    """
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin.buffer if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+
+    verb = _env(environ, "CNI_COMMAND")
+    if verb == "VERSION":
+        stdout.write(versions.version_info_json(supported))
+        return 0
+    reply_version = versions.LATEST
+    try:
+        if not verb:
+            stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(supported)}\n")
+            raise CNIError(ErrorCode.INVALID_ENV, "required env variables [CNI_COMMAND] missing")
+        if verb not in VERBS:
+            raise CNIError(ErrorCode.INVALID_ENV, f"unknown CNI_COMMAND: {verb}",
+                           f"expected one of {', '.join(VERBS)}")
+        args = _build_args(environ, stdin, verb, supported)
+        reply_version = args.cni_version
+        _configure_logging(args.conf, stderr)
+        handler = funcs.for_verb(verb)
+        if handler is None:
+            return 0
+        result = handler(args)
+        if verb == "ADD":
+            _print_json(stdout, result.to_dict(args.cni_version))
+        return 0
+    except CNIError as exc:
+        _print_json(stdout, exc.to_dict(reply_version))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the protocol demands a JSON error for every failure
+        import logging
+
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        _print_json(stdout, CNIError(ErrorCode.INTERNAL, f"internal error: {exc}", repr(exc)).to_dict(reply_version))
+        return 1

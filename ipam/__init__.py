@@ -1,0 +1,1 @@
+"""IPAM plugins of the suite (host-local)."""

@@ -1,0 +1,1 @@
+"""The CNI plugins of the suite, one module per CNI type."""

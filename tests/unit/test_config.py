@@ -1,0 +1,54 @@
+"""Key lookup, typed getters and CNI_ARGS parsing."""
+
+import pytest
+
+from cni_common import config
+from cni_common.errors import CNIError, ErrorCode
+
+
+def test_keys_match_case_insensitively_like_go():
+    mapping = {"HostPort": 8080, "containerPort": 80}
+    assert config.get_key(mapping, "hostPort") == 8080
+    assert config.get_key(mapping, "containerPort") == 80
+    assert config.get_key(mapping, "protocol", "tcp") == "tcp"
+
+
+def test_exact_spelling_wins():
+    assert config.get_key({"mtu": 1, "MTU": 2}, "MTU") == 2
+
+
+@pytest.mark.parametrize("getter,value", [
+    (config.get_bool, "yes"), (config.get_int, "5"), (config.get_int, True), (config.get_str, 5),
+    (config.get_list, {}), (config.get_dict, []),
+])
+def test_wrong_types_name_the_key(getter, value):
+    with pytest.raises(CNIError) as err:
+        getter({"someKey": value}, "someKey")
+    assert err.value.code == ErrorCode.INVALID_CONFIG
+    assert "someKey" in err.value.msg
+
+
+def test_null_means_default():
+    assert config.get_int({"mtu": None}, "mtu", 1500) == 1500
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("", {}),
+    ("IgnoreUnknown=1;K8S_POD_NAME=a", {"IgnoreUnknown": "1", "K8S_POD_NAME": "a"}),
+    ("A=b=c;", {"A": "b=c"}),
+    (";;IP=10.0.0.5;", {"IP": "10.0.0.5"}),
+])
+def test_cni_args_are_parsed_tolerantly(raw, expected):
+    assert config.parse_cni_args(raw) == expected
+
+
+def test_cni_args_without_equals_is_named():
+    with pytest.raises(CNIError, match="'garbage'") as err:
+        config.parse_cni_args("A=1;garbage")
+    assert err.value.code == ErrorCode.INVALID_ENV
+
+
+def test_strict_args_honour_ignore_unknown():
+    with pytest.raises(CNIError, match="K8S_POD_NAME"):
+        config.require_known_args({"K8S_POD_NAME": "x"}, {"IP"})
+    config.require_known_args({"K8S_POD_NAME": "x", "IgnoreUnknown": "true"}, {"IP"})

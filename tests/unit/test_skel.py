@@ -1,0 +1,151 @@
+"""The protocol dispatcher, driven in-process with injected env and streams (checklist sections 1 and 5)."""
+
+import io
+import json
+
+import pytest
+
+from cni_common.errors import CNIError
+from cni_common.skel import CNIFuncs, plugin_main
+from cni_common.types import IPConfig, Result
+from cni_common.version import SUPPORTED_VERSIONS
+
+BASE_ENV = {"CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/run/netns/nowhere", "CNI_IFNAME": "eth0",
+            "CNI_PATH": "/opt/cni/bin"}
+
+
+class Recorder:
+    """Verb handlers that record their calls; ADD returns one IPv4 address."""
+
+    def __init__(self, fail_with=None):
+        self.calls = []
+        self.fail_with = fail_with
+
+    def handler(self, verb):
+        def handle(args):
+            self.calls.append((verb, args))
+            if self.fail_with:
+                raise self.fail_with
+            if verb == "ADD":
+                import ipaddress
+                return Result(ips=[IPConfig(address=ipaddress.ip_interface("10.0.0.2/24"))])
+            return None
+        return handle
+
+    def funcs(self):
+        return CNIFuncs(add=self.handler("ADD"), delete=self.handler("DEL"), check=self.handler("CHECK"),
+                        gc=self.handler("GC"), status=self.handler("STATUS"))
+
+
+def run(command, conf, env=None, recorder=None, raw=None):
+    recorder = recorder or Recorder()
+    environ = dict(BASE_ENV, **(env or {}))
+    if command is not None:
+        environ["CNI_COMMAND"] = command
+    stdin = io.BytesIO(raw if raw is not None else json.dumps(conf).encode())
+    out, err = io.StringIO(), io.StringIO()
+    rc = plugin_main(recorder.funcs(), about="test plugin", environ=environ, stdin=stdin, stdout=out, stderr=err)
+    text = out.getvalue()
+    return rc, (json.loads(text) if text.strip() else None), err.getvalue(), recorder
+
+
+CONF = {"cniVersion": "1.0.0", "name": "net1", "type": "test"}
+
+
+def test_version_needs_nothing_else():
+    environ = {"CNI_COMMAND": "VERSION"}
+    out = io.StringIO()
+    rc = plugin_main(Recorder().funcs(), "t", environ=environ, stdin=io.BytesIO(b"not read"), stdout=out,
+                     stderr=io.StringIO())
+    assert rc == 0
+    assert json.loads(out.getvalue())["supportedVersions"] == list(SUPPORTED_VERSIONS)
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_add_prints_result_in_request_version(version):
+    rc, out, _, rec = run("ADD", dict(CONF, cniVersion=version))
+    assert rc == 0 and out["cniVersion"] == version
+    assert rec.calls[0][1].cni_version == version
+
+
+def test_all_missing_variables_are_named_together():
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": " "})
+    assert rc == 1 and out["code"] == 4
+    assert out["msg"] == "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME] missing"
+    assert rec.calls == []
+
+
+def test_missing_command_names_it():
+    rc, out, err, _ = run(None, CONF)
+    assert rc == 1 and out["code"] == 4 and "CNI_COMMAND" in out["msg"]
+    assert "CNI protocol versions supported" in err
+
+
+def test_del_does_not_need_netns():
+    rc, out, _, rec = run("DEL", CONF, env={"CNI_NETNS": ""})
+    assert rc == 0 and out is None and rec.calls[0][1].netns == ""
+
+
+def test_gc_and_status_need_no_container():
+    conf = dict(CONF, cniVersion="1.1.0")
+    for verb in ("GC", "STATUS"):
+        rc, out, _, rec = run(verb, conf, env={"CNI_CONTAINERID": "", "CNI_NETNS": "", "CNI_IFNAME": ""})
+        assert rc == 0 and out is None and rec.calls[0][0] == verb
+
+
+@pytest.mark.parametrize("command,conf,code,fragment", [
+    ("ADD", None, 6, "failed to parse"),
+    ("ADD", {"cniVersion": "1.0.0", "type": "t"}, 7, "missing network name"),
+    ("ADD", dict(CONF, name="../etc"), 7, "invalid network name"),
+    ("ADD", dict(CONF, cniVersion="9.9.9"), 1, "incompatible CNI versions"),
+    ("CHECK", dict(CONF, cniVersion="0.3.1"), 1, "does not allow CHECK"),
+    ("GC", dict(CONF, cniVersion="1.0.0"), 1, "does not allow GC"),
+    ("STATUS", dict(CONF, cniVersion="0.4.0"), 1, "does not allow STATUS"),
+    ("FROB", CONF, 4, "unknown CNI_COMMAND: FROB"),
+    ("ADD", [1, 2], 6, "must be a JSON object"),
+])
+def test_bad_input_table(command, conf, code, fragment):
+    raw = b"{not json" if conf is None else None
+    rc, out, err, rec = run(command, conf, raw=raw)
+    assert rc == 1 and out["code"] == code and fragment in out["msg"] + out.get("details", "")
+    assert rec.calls == [] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"CNI_IFNAME": "a" * 16}, "longer than 15"),
+    ({"CNI_IFNAME": "et/h0"}, "CNI_IFNAME"),
+    ({"CNI_CONTAINERID": "../x"}, "CNI_CONTAINERID"),
+])
+def test_bad_identifiers(env, fragment):
+    rc, out, _, _ = run("ADD", CONF, env=env)
+    assert rc == 1 and out["code"] == 4 and fragment in out["msg"]
+
+
+def test_own_netns_is_refused_unless_overridden():
+    rc, out, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net"})
+    assert rc == 1 and out["code"] == 8
+    rc, _, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net", "CNI_NETNS_OVERRIDE": "1"})
+    assert rc == 0
+
+
+def test_missing_cni_version_means_010():
+    conf = {"name": "net1", "type": "t"}
+    rc, out, _, _ = run("ADD", conf)
+    assert rc == 0 and out["cniVersion"] == "0.1.0" and "ip4" in out
+
+
+def test_cni_errors_are_printed_with_their_code():
+    rc, out, _, _ = run("ADD", CONF, recorder=Recorder(fail_with=CNIError(101, "boom", "why")))
+    assert rc == 1 and out == {"cniVersion": "1.0.0", "code": 101, "msg": "boom", "details": "why"}
+
+
+def test_unexpected_exceptions_become_999_without_traceback():
+    rc, out, err, _ = run("ADD", CONF, recorder=Recorder(fail_with=KeyError("x")))
+    assert rc == 1 and out["code"] == 999 and "Traceback" not in err
+
+
+def test_unknown_request_keys_are_tolerated():
+    conf = dict(CONF, capabilities={"portMappings": True}, **{"cni.dev/valid-attachments": []},
+                runtimeConfig={"io.kubernetes.cri.pod-annotations": {}}, args={"cni": {}})
+    rc, _, _, _ = run("ADD", conf)
+    assert rc == 0
