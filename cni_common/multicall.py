@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     name = os.path.basename(argv[0])
     if name not in PLUGINS and len(argv) > 1 and argv[1] in PLUGINS:
         name = argv[1]
-        argv = argv[1:]
+        sys.argv = argv = argv[1:]  # a plugin with modes of its own (``vxlan agent``) reads sys.argv
     loader = PLUGINS.get(name)
     if loader is None:
         sys.stderr.write(f"cni-suite: run me as one of {', '.join(sorted(PLUGINS))} "
