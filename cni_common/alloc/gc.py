@@ -1,0 +1,67 @@
+"""GC for host-local (spec 1.1.0): release every reservation whose attachment the runtime no longer lists.
+
+Upstream has none yet (plugins #1047, open PR #1289); its points are kept: ``lock`` and ``last_reserved_ip.*``
+are never touched, id-only files are judged by container ID alone (as a release by ID would match them), and
+an empty list is meaningful (everything goes). A missing key is treated conservatively: nothing is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional
+
+from ..errors import CNIError, ErrorCode, PluginCode
+from ..types import IPAddress
+from .store import Owner, Store
+
+log = logging.getLogger(__name__)
+
+ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def valid_attachments(conf: Mapping[str, Any]) -> Optional[set[tuple[str, str]]]:
+    """The ``(containerID, ifname)`` pairs to keep, from either spelling of the key; None when both are absent.
+
+    ``null`` counts as an empty list, as it does for the Go decoder.
+    """
+    key = next((k for k in ATTACHMENT_KEYS if k in conf), None)
+    if key is None:
+        return None
+    raw = conf[key] or []
+    if not isinstance(raw, list):
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid {key}: expected a list, got {raw!r}")
+    out: set[tuple[str, str]] = set()
+    for item in raw:
+        cid = item.get("containerID") if isinstance(item, dict) else None
+        ifname = item.get("ifname") if isinstance(item, dict) else None
+        if not isinstance(cid, str) or not cid or not isinstance(ifname, str):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid entry in {key}: {item!r}",
+                           "each entry needs a string containerID and ifname")
+        out.add((cid.strip(), ifname))
+    return out
+
+
+def _is_valid(owner: Owner, valid: set[tuple[str, str]], valid_ids: set[str]) -> bool:
+    if owner.ifname is None:
+        return owner.container_id in valid_ids
+    return (owner.container_id, owner.ifname) in valid
+
+
+def collect(store: Store, valid: set[tuple[str, str]]) -> list[IPAddress]:
+    """Release stale reservations (caller holds the lock); keeps going past errors, then raises them together."""
+    valid_ids = {cid for cid, _ in valid}
+    released: list[IPAddress] = []
+    errors: list[str] = []
+    for ip, owner in store.reservations():
+        if _is_valid(owner, valid, valid_ids):
+            continue
+        try:
+            store.release_ip(ip)
+            released.append(ip)
+            log.info("GC released %s held by %s/%s", ip, owner.container_id, owner.ifname)
+        except CNIError as exc:
+            errors.append(f"{ip}: {exc.msg}")
+    if errors:
+        raise CNIError(PluginCode.STORE_FAILURE, "GC failed to release some reservations", "; ".join(errors))
+    return released
+

@@ -1,0 +1,122 @@
+"""host-local IPAM: hands out IPs from configured ranges and keeps the leases in files under ``dataDir``.
+
+Drop-in for the Go plugin: same config keys, same on-disk format, same lock, so both can share a data dir.
+Beyond upstream: GC and STATUS (spec 1.1.0), a rollback that never drops reservations held before the failed
+ADD, and a DEL that reads only the reservations of the attachment (see :mod:`cni_common.alloc.disk`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
+from cni_common.types import Result
+
+if TYPE_CHECKING:
+    import logging
+
+    from cni_common.alloc.disk import DiskStore
+
+ABOUT = "CNI host-local IPAM plugin (Python)"
+
+
+def _log() -> "logging.Logger":
+    """Our logger; ``logging`` is imported here because VERSION must not pay for it (skel imports it later)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
+
+def _store(data_dir: str, name: str) -> "DiskStore":
+    """The network's disk store; imported here so VERSION never loads the allocator."""
+    from cni_common.alloc.disk import DiskStore
+
+    return DiskStore(data_dir, name)
+
+
+def cmd_add(args: CmdArgs) -> Result:
+    """Reserve one IP per range set (all or nothing) and return them with the configured routes and DNS."""
+    from cni_common.alloc import allocator, config
+
+    cfg = config.load(args.conf, args.cni_args(), args.cni_version)
+    result = Result(routes=list(cfg.routes), cni_version=args.cni_version)
+    if cfg.resolv_conf:
+        result.dns = config.parse_resolv_conf(cfg.resolv_conf)
+    store = _store(cfg.data_dir, cfg.name)
+    with store.lock():
+        result.ips = allocator.allocate(cfg.range_sets, store, args.container_id, args.ifname, cfg.requested_ips)
+    return result
+
+
+def cmd_del(args: CmdArgs) -> None:
+    """Release the attachment's reservations; nothing to release is success (DEL is idempotent).
+
+    Only ``dataDir`` is read from the config, so a DEL still works when the ranges no longer validate.
+    """
+    from cni_common.alloc import config
+
+    store = _store(config.data_dir(args.conf), args.network_name)
+    with store.lock():
+        released = store.release_by_id(args.container_id, args.ifname)
+    _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+
+
+def cmd_check(args: CmdArgs) -> None:
+    """Every range set must hold a reservation of this attachment (upstream only checks that one exists)."""
+    from cni_common.alloc import config
+
+    cfg = config.load(args.conf, args.cni_args(), args.cni_version)
+    store = _store(cfg.data_dir, cfg.name)
+    with store.lock():
+        held = store.find_by_id(args.container_id, args.ifname)
+    for idx, range_set in enumerate(cfg.range_sets):
+        if not any(range_set.contains(ip) for ip in held):
+            raise CNIError(PluginCode.ADDRESS_UNAVAILABLE,
+                           f"host-local: no address of container {args.container_id} interface {args.ifname!r} "
+                           f"in range set {idx} ({range_set})",
+                           f"held: {', '.join(map(str, held)) or 'none'}")
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    """Release every reservation of this network that ``cni.dev/valid-attachments`` does not list."""
+    from cni_common.alloc import config, gc
+
+    valid = gc.valid_attachments(args.conf)
+    if valid is None:
+        _log().warning("GC without cni.dev/valid-attachments: releasing nothing")
+        return
+    store = _store(config.data_dir(args.conf), args.network_name)
+    with store.lock():
+        gc.collect(store, valid)
+
+
+def cmd_status(args: CmdArgs) -> None:
+    """Code 50 when ADD cannot succeed: the data dir is unusable, or a range set has no free address.
+
+    Read-only and lock-free (runtimes poll STATUS): it counts reservation file names, it never reads them.
+    """
+    from cni_common.alloc import config
+
+    cfg = config.load(args.conf, {}, args.cni_version)
+    store = _store(cfg.data_dir, cfg.name)
+    problem = store.unusable_reason()
+    if problem:
+        raise CNIError(ErrorCode.NOT_AVAILABLE, f"host-local data dir unusable: {problem}")
+    listed = store.listed_ips()
+    for idx, range_set in enumerate(cfg.range_sets):
+        used = sum(1 for ip in listed if range_set.contains(ip) and all(ip != r.gateway for r in range_set.ranges))
+        if used >= range_set.size():
+            raise CNIError(ErrorCode.NOT_AVAILABLE,
+                           f"no IP addresses available in range set {idx}: {range_set}",
+                           f"{used} of {range_set.size()} addresses reserved")
+
+
+def main() -> int:
+    return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
+                       about=ABOUT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
