@@ -1,0 +1,49 @@
+"""The one layer of the suite that speaks netlink (rtnetlink over a plain AF_NETLINK socket).
+
+Usage: open one :class:`Conn` per namespace and pass it to the functions, which act in that namespace::
+
+    with NetNS(args.netns) as ns, netlink.open_conn() as host, netlink.open_conn(ns) as cont:
+        br = netlink.ensure_bridge(host, "cni0", mtu=1450)
+        host_veth, cont_veth = netlink.setup_veth(host, cont, "eth0", mtu=1450)
+        netlink.set_master(host, host_veth.index, br.index)
+
+Messages are encoded with :mod:`struct` (see :mod:`.attrs` for why not pyroute2). Kernel refusals raise
+:class:`NetlinkError` (a CNIError carrying ``errno``); ``LinkNotFound`` is its ENODEV case.
+"""
+
+from .addr import Addr, add_addr, del_addr, list_addrs
+from .conn import Conn, NetlinkError, open_conn
+from .consts import AF_INET, AF_INET6, AF_UNSPEC
+from .link import (
+    BridgeVlan,
+    Link,
+    LinkNotFound,
+    add_bridge_vlan,
+    del_bridge_vlan,
+    delete_link,
+    ensure_bridge,
+    ensure_vxlan,
+    find_link,
+    get_link,
+    list_bridge_vlans,
+    list_links,
+    set_bridge_port,
+    set_down,
+    set_mac,
+    set_master,
+    set_mtu,
+    set_promisc,
+    set_up,
+    setup_veth,
+)
+from .neigh import delete_fdb, delete_neigh, replace_fdb, replace_neigh
+from .route import Route, add_route, add_route_excl, del_route, list_routes
+
+__all__ = [
+    "AF_INET", "AF_INET6", "AF_UNSPEC", "Addr", "BridgeVlan", "Conn", "Link", "LinkNotFound", "NetlinkError",
+    "Route", "add_addr", "add_bridge_vlan", "add_route", "add_route_excl", "del_addr", "del_bridge_vlan",
+    "del_route", "delete_fdb", "delete_link", "delete_neigh", "ensure_bridge", "ensure_vxlan", "find_link",
+    "get_link", "list_addrs", "list_bridge_vlans", "list_links", "list_routes", "open_conn", "replace_fdb",
+    "replace_neigh", "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_up",
+    "setup_veth",
+]

@@ -1,0 +1,143 @@
+"""Handles on existing network namespaces, and a safe way to run code inside one.
+
+A CNI plugin never creates a namespace: the runtime owns them. Opening a path that is missing or that is not a
+network namespace raises :class:`NetNSGone`, which DEL treats as "nothing left to clean up in there".
+
+Netlink work does not need :func:`NetNS.entered`: a netlink socket created while entered stays bound to that
+namespace (see :func:`cni_common.netlink.open_conn`). ``entered()`` is for things that act on the *current*
+task's namespace, such as sysctls and iptables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+from typing import Callable, Iterator
+
+from .errors import CNIError, ErrorCode
+
+CLONE_NEWNET = 0x40000000
+#: ioctl(NS_GET_NSTYPE) = _IO(0xb7, 0x3): answers the namespace type of an nsfs fd (Linux >= 4.11).
+_NS_GET_NSTYPE = 0xB703
+#: The current *thread's* namespace: setns() only moves the calling thread.
+_SELF_PATH = "/proc/thread-self/ns/net"
+
+
+class NetNSGone(CNIError):
+    """The namespace path does not exist (any more) or is not a network namespace."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(ErrorCode.UNKNOWN_CONTAINER, f"failed to open netns {path!r}: {reason}")
+        self.path = path
+
+
+class NetNS:
+    """An open fd on an existing network namespace; close it with ``with`` or :meth:`close`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = _open_netns_fd(path)
+
+    @classmethod
+    def current(cls) -> NetNS:
+        """The namespace the calling thread is in now (the host side, for a plugin)."""
+        return cls(_SELF_PATH)
+
+    def close(self) -> None:
+        """Release the fd (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> NetNS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"NetNS({self.path!r}, fd={self.fd})"
+
+    def is_current(self) -> bool:
+        """True when this is the namespace the calling thread is in (the spec's code-8 case)."""
+        mine = os.stat(_SELF_PATH)
+        st = os.fstat(self.fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the ``with`` body inside this namespace, then switch back.
+
+        If switching back fails the process is left in the wrong namespace, where any further step (iptables,
+        IPAM, printing a result that the runtime trusts) would be wrong; so it logs and exits at once.
+        """
+        orig = os.open(_SELF_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(self.fd)
+            try:
+                yield
+            finally:
+                try:
+                    _setns(orig)
+                except OSError as exc:  # pragma: no cover - cannot be provoked safely
+                    import logging
+
+                    logging.getLogger(__name__).critical(
+                        "cannot return to the original netns after %s: %s", self.path, exc)
+                    os._exit(1)
+        finally:
+            os.close(orig)
+
+
+def is_current_path(path: str) -> bool:
+    """True when ``path`` names the caller's own namespace; a missing path is not our namespace."""
+    try:
+        with NetNS(path) as ns:
+            return ns.is_current()
+    except NetNSGone:
+        return False
+
+
+def _open_netns_fd(path: str) -> int:
+    """Open ``path`` read-only and prove it is a network namespace, without ever creating anything."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NetNSGone(path, "no such file") from exc
+    except OSError as exc:
+        raise NetNSGone(path, exc.strerror or str(exc)) from exc
+    try:
+        import fcntl
+
+        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as exc:
+        os.close(fd)
+        # ENOTTY/EINVAL: a plain file, e.g. a bind mount that was unmounted after the namespace died.
+        reason = "not a namespace" if exc.errno in (errno.ENOTTY, errno.EINVAL) else (exc.strerror or str(exc))
+        raise NetNSGone(path, reason) from exc
+    if kind != CLONE_NEWNET:
+        os.close(fd)
+        raise NetNSGone(path, "not a network namespace")
+    return fd
+
+
+def _setns(fd: int) -> None:
+    """setns(fd, CLONE_NEWNET); ``os.setns`` only exists from Python 3.12, so fall back to libc."""
+    native: Callable[[int, int], None] | None = getattr(os, "setns", None)
+    if native is not None:
+        native(fd, CLONE_NEWNET)
+        return
+    import ctypes
+
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():  # type: ignore[no-untyped-def]
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)

@@ -1,0 +1,111 @@
+"""NetNS handles, entered(), own-namespace detection and sysctl, on real namespaces (prefix ``cnt-l``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from cni_common import sysctl
+from cni_common.netns import NetNS, NetNSGone, is_current_path
+from tests.helpers.netns import Netns, NetnsPool, netns_unavailable_reason
+
+
+class LPool(NetnsPool):
+    """Namespaces named ``cnt-l<run>-<role><n>`` (this engineer's prefix)."""
+
+    @property
+    def prefix(self) -> str:
+        return f"cnt-l{self.run_id}-"
+
+
+@pytest.fixture
+def pool() -> Iterator[LPool]:
+    reason = netns_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    made = LPool()
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def ns(pool: LPool) -> Netns:
+    return pool.create("ns")
+
+
+def test_missing_path_is_gone_and_never_created(tmp_path):
+    path = tmp_path / "netns-that-is-not-there"
+    with pytest.raises(NetNSGone) as info:
+        NetNS(str(path))
+    assert info.value.code == 3
+    assert not path.exists()
+
+
+def test_plain_file_is_not_a_netns(tmp_path):
+    path = tmp_path / "plain"
+    path.write_text("")
+    with pytest.raises(NetNSGone, match="not a namespace"):
+        NetNS(str(path))
+
+
+def test_other_namespace_type_is_rejected():
+    with pytest.raises(NetNSGone, match="not a network namespace"):
+        NetNS("/proc/self/ns/mnt")
+
+
+def test_current_is_detected_as_own():
+    with NetNS.current() as me:
+        assert me.is_current()
+    assert is_current_path("/proc/self/ns/net")
+    assert not is_current_path("/nonexistent/netns")
+
+
+def test_entered_switches_and_returns(ns: Netns):
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    with NetNS(ns.path) as handle:
+        assert not handle.is_current()
+        with handle.entered():
+            assert handle.is_current()
+            assert os.stat("/proc/thread-self/ns/net").st_ino != before
+        assert not handle.is_current()
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before
+
+
+def test_entered_returns_after_an_exception(ns: Netns):
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    with NetNS(ns.path) as handle, pytest.raises(RuntimeError):
+        with handle.entered():
+            raise RuntimeError("boom")
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before
+
+
+def test_deleted_namespace_is_gone(pool: LPool):
+    victim = pool.create("gone")
+    pool.remove(victim)
+    with pytest.raises(NetNSGone):
+        NetNS(victim.path)
+
+
+def test_sysctl_acts_on_the_entered_namespace(ns: Netns):
+    ns.ip("link", "add", "cntdum0", "type", "bridge")
+    with NetNS(ns.path) as handle, handle.entered():
+        assert sysctl.read("ipv4", "ip_forward") == "0"
+        assert sysctl.ensure(1, "ipv4", "ip_forward") is True
+        assert sysctl.ensure(1, "ipv4", "ip_forward") is False
+        sysctl.write(1, *sysctl.iface("ipv4", "cntdum0", "arp_notify"))
+    assert ns.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
+    assert ns.run(["cat", "/proc/sys/net/ipv4/conf/cntdum0/arp_notify"]).stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("parts", [("ipv4", ".."), ("ipv4", "conf/all"), ("",)])
+def test_sysctl_rejects_path_tricks(parts):
+    with pytest.raises(Exception, match="invalid sysctl key"):
+        sysctl.read(*parts)
+
+
+def test_sysctl_missing_key_is_io_error():
+    with pytest.raises(Exception) as info:
+        sysctl.read("ipv4", "conf", "cnt-no-such-if", "arp_notify")
+    assert info.value.code == 5
