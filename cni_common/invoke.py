@@ -3,23 +3,31 @@
 The delegate is found by scanning ``CNI_PATH`` in order, and runs with the caller's environment (only
 ``CNI_COMMAND`` changed) and the caller's stdin bytes unchanged: the whole request, not just the ``ipam``
 section. Its stderr flows to ours; its stdout is the result or the error JSON, which becomes our error.
+
+When the file found is this very build of the suite (same bundle hash: see :mod:`cni_common.bundle.trailer`),
+the delegate runs in this process instead, through the same :func:`cni_common.skel.plugin_main` with the same
+environment and stdin bytes, and its output is parsed exactly as a child's would be. That saves a process start
+per ADD and DEL; any other binary (the Go host-local, another version of ours) is executed as the spec says.
+``CNI_SUITE_EXEC_DELEGATES=1`` turns the shortcut off.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
-import logging
 import os
 import subprocess
+import sys
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .errors import CNIError, ErrorCode, PluginCode
+from .log import get_logger
 from .skel import CmdArgs
 from .types import Result
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _TEXT_BUSY_RETRIES = 5
 
@@ -39,11 +47,40 @@ def find_in_path(plugin_type: str, path: list[str]) -> str:
     raise CNIError(PluginCode.DELEGATE_NOT_FOUND, f"failed to find plugin {plugin_type!r} in path {path}")
 
 
-def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> subprocess.CompletedProcess[bytes]:
+class Outcome(NamedTuple):
+    """What a delegate run produced: its exit code and its stdout."""
+
+    returncode: int
+    stdout: bytes
+
+
+def _in_process_main(plugin_type: str, binary: str):  # -> Optional[Callable[..., int]]
+    """The delegate's ``main`` when ``binary`` is this same build and that plugin can run in-process."""
+    if not getattr(sys, "frozen", False) or os.environ.get("CNI_SUITE_EXEC_DELEGATES", "") == "1":
+        return None
+    from .bundle.trailer import build_hash
+    from .multicall import IN_PROCESS_DELEGATES
+
+    if plugin_type not in IN_PROCESS_DELEGATES:
+        return None
+    own_build = os.path.basename(os.path.dirname(sys.executable))
+    if build_hash(binary) != own_build:
+        return None
+    return IN_PROCESS_DELEGATES[plugin_type]()
+
+
+def _run_in_process(main, env: dict[str, str], stdin_data: bytes) -> Outcome:
+    out = io.StringIO()
+    code = main(environ=env, stdin=io.BytesIO(stdin_data), stdout=out, stderr=sys.stderr)
+    return Outcome(code, out.getvalue().encode())
+
+
+def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> Outcome:
     """Exec the delegate, retrying "text file busy" like libcni (a runtime may be replacing the binary)."""
     for attempt in range(_TEXT_BUSY_RETRIES):
         try:
-            return subprocess.run([binary], input=stdin_data, stdout=subprocess.PIPE, env=env, check=False)
+            proc = subprocess.run([binary], input=stdin_data, stdout=subprocess.PIPE, env=env, check=False)
+            return Outcome(proc.returncode, proc.stdout)
         except OSError as exc:
             if exc.errno != errno.ETXTBSY or attempt == _TEXT_BUSY_RETRIES - 1:
                 raise CNIError(ErrorCode.INTERNAL, f"failed to execute plugin {binary!r}", str(exc)) from exc
@@ -51,7 +88,7 @@ def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> subprocess.Comp
     raise AssertionError("unreachable")
 
 
-def _delegate_error(plugin_type: str, verb: str, proc: subprocess.CompletedProcess[bytes]) -> CNIError:
+def _delegate_error(plugin_type: str, verb: str, proc: Outcome) -> CNIError:
     """The delegate's error JSON as our error, keeping its code so the runtime sees the real cause."""
     try:
         payload = json.loads(proc.stdout)
@@ -69,7 +106,11 @@ def delegate(verb: str, plugin_type: str, args: CmdArgs) -> Optional[Result]:
     binary = find_in_path(plugin_type, args.path)
     env = dict(args.env)
     env["CNI_COMMAND"] = verb
-    proc = _run(binary, env, args.stdin_data)
+    in_process = _in_process_main(plugin_type, binary)
+    if in_process is not None:
+        proc = _run_in_process(in_process, env, args.stdin_data)
+    else:
+        proc = _run(binary, env, args.stdin_data)
     if proc.returncode != 0:
         raise _delegate_error(plugin_type, verb, proc)
     if verb != "ADD":

@@ -36,6 +36,10 @@ def _vxlan():
     return main
 
 
+# Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
+# build can run them in-process as its delegate (cni_common.invoke).
+IN_PROCESS_DELEGATES = {"host-local": _host_local}
+
 PLUGINS = {
     "bridge": _bridge,
     "host-local": _host_local,

@@ -156,19 +156,11 @@ def _is_own_netns(path: str) -> bool:
 
 def _configure_logging(conf: Mapping[str, Any], stderr: IO[str]) -> None:
     """Logs go to stderr and, when the config names one, to ``logFile`` too; never to stdout."""
-    import logging
+    from . import log
 
-    level_name = str(conf.get("logLevel", "") or os.environ.get("CNI_LOG_LEVEL", "") or "warning").upper()
-    level = getattr(logging, level_name, logging.WARNING)
-    handlers: list[logging.Handler] = [logging.StreamHandler(stderr)]
+    level = conf.get("logLevel") or os.environ.get("CNI_LOG_LEVEL", "")
     log_file = conf.get("logFile")
-    if isinstance(log_file, str) and log_file:
-        try:
-            handlers.append(logging.FileHandler(log_file))
-        except OSError as exc:
-            stderr.write(f"cannot open logFile {log_file!r}: {exc}\n")
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    log.configure(level if isinstance(level, str) else "", log_file if isinstance(log_file, str) else "", stderr)
 
 
 def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
@@ -200,6 +192,17 @@ def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
     return CmdArgs(command=verb, container_id=container_id, netns=netns, ifname=ifname,
                    args=_env(environ, "CNI_ARGS"), path=path, stdin_data=data, conf=conf,
                    cni_version=cni_version, env=environ)
+
+
+def _log_unexpected(exc: Exception) -> None:
+    """A bug, not bad input: the traceback goes to the log at debug level only (the error JSON names it)."""
+    from . import log
+
+    logger = log.get_logger(__name__)
+    if logger.is_debug():
+        import traceback
+
+        logger.debug("unexpected failure:\n%s", "".join(traceback.format_exception(exc)))
 
 
 def _print_json(stdout: IO[str], obj: Mapping[str, Any]) -> None:
@@ -246,8 +249,6 @@ def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versio
         _print_json(stdout, exc.to_dict(reply_version))
         return 1
     except Exception as exc:  # noqa: BLE001 - the protocol demands a JSON error for every failure
-        import logging
-
-        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        _log_unexpected(exc)
         _print_json(stdout, CNIError(ErrorCode.INTERNAL, f"internal error: {exc}", repr(exc)).to_dict(reply_version))
         return 1

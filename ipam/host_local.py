@@ -8,7 +8,7 @@ ADD, and a DEL that reads only the reservations of the attachment (see :mod:`cni
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cni_common.errors import CNIError, ErrorCode, PluginCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
@@ -113,9 +113,11 @@ def cmd_status(args: CmdArgs) -> None:
                            f"{used} of {range_set.size()} addresses reserved")
 
 
-def main() -> int:
+def main(**streams: Any) -> int:
+    """Run host-local; ``streams`` (environ, stdin, stdout, stderr) let a plugin of the same build run it
+    in-process as its delegate (:mod:`cni_common.invoke`)."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
-                       about=ABOUT)
+                       about=ABOUT, **streams)
 
 
 if __name__ == "__main__":

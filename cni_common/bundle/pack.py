@@ -16,7 +16,7 @@ import sys
 import zlib
 from pathlib import Path
 
-MAGIC = b"CNIPYBND"
+from .trailer import MAGIC
 
 
 def _entry(kind: bytes, mode: int, rel: str, stored: bytes, original_len: int) -> bytes:
