@@ -6,7 +6,8 @@ so every name here is derived exactly as upstream's ``pkg/utils`` and ``knftable
 
 from __future__ import annotations
 
-import hashlib
+# The built-in SHA-512, not hashlib: hashlib loads OpenSSL's libcrypto first (~5 ms per plugin exec).
+from _sha512 import sha512
 
 # iptables chain names are limited to 28 characters (upstream utils.maxChainLength).
 MAX_CHAIN_LEN = 28
@@ -20,7 +21,7 @@ def format_hash(length: int, prefix: str, to_hash: str) -> str:
     """``prefix`` + hex sha512 of ``to_hash``, cut to ``length`` chars (upstream MustFormatHashWithPrefix)."""
     if len(prefix) >= length or length > 128:
         raise ValueError(f"invalid hash length {length} for prefix {prefix!r}")
-    return (prefix + hashlib.sha512(to_hash.encode()).hexdigest())[:length]
+    return (prefix + sha512(to_hash.encode()).hexdigest())[:length]
 
 
 def masq_chain(network: str, container_id: str) -> str:
