@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"cni-suite: run me as one of {', '.join(sorted(PLUGINS))} "
                          f"(a link or copy under that name), or as 'cni-suite <type>'\n")
         return 2
-    if os.environ.get("CNI_COMMAND", "").strip() == "VERSION":
+    is_plugin_call = len(argv) < 2  # a CNI call has no arguments; ``vxlan agent ...`` is a mode of its own
+    if is_plugin_call and os.environ.get("CNI_COMMAND", "").strip() == "VERSION":
         from cni_common.version import version_info_json
 
         sys.stdout.write(version_info_json())

@@ -1,0 +1,274 @@
+"""Kernel side of the overlay on one node: find the underlay, keep the VXLAN device, program the peers.
+
+Everything goes through :mod:`cni_common.netlink`. Three reads it does not offer yet (neighbour dump, FDB dump,
+``ip route get``) are kept here, small and private, marked ``TODO(netlink)`` for replacement when it does.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+import urllib.parse
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
+
+from .. import netlink
+from ..errors import CNIError, ErrorCode, PluginCode
+from ..netlink import attrs
+from ..netlink.conn import Conn, NetlinkError
+from ..netlink.consts import (
+    AF_BRIDGE,
+    AF_INET,
+    AF_INET6,
+    NDA_DST,
+    NDA_LLADDR,
+    NUD_PERMANENT,
+    RTA_DST,
+    RTA_OIF,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWNEIGH,
+)
+from .config import OVERHEAD, VxlanConf
+from .peers import KernelState, Peer, Plan, plan
+
+log = logging.getLogger(__name__)
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+_NDMSG = struct.Struct("=BxxxiHBB")  # family, pad, index, state, flags, type
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTA_PREFSRC = 7
+#: Looked up (never contacted) to find the default route's interface when nothing better is known.
+_DEFAULT_ROUTE_PROBE = {4: ipaddress.ip_address("192.0.2.1"), 6: ipaddress.ip_address("2001:db8::1")}
+
+
+@dataclass(frozen=True)
+class Underlay:
+    """The node's underlay: the interface VXLAN packets leave by, its address and its MTU."""
+
+    index: int
+    name: str
+    ip: IPAddress
+    mtu: int
+
+    @property
+    def overlay_mtu(self) -> int:
+        """What fits inside one underlay frame: MTU - 50 (IPv4 underlay) or - 70 (IPv6 underlay)."""
+        return self.mtu - OVERHEAD[self.ip.version]
+
+
+# -- TODO(netlink): reads to move into cni_common.netlink ---------------------------------------------------
+
+def _route_get(conn: Conn, dst: IPAddress) -> tuple[int, Optional[IPAddress]]:
+    """``ip route get <dst>``: the output link index and preferred source; a FIB lookup, nothing is sent."""
+    family = AF_INET if dst.version == 4 else AF_INET6
+    body = _RTMSG.pack(family, dst.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + attrs.ip(RTA_DST, dst)
+    replies = conn.request(RTM_GETROUTE, body, 0, f"no route to {dst}")
+    nla = attrs.parse(replies[0][1], _RTMSG.size)
+    return attrs.get_u32(nla, RTA_OIF), attrs.get_ip(nla, _RTA_PREFSRC)
+
+
+def _list_neighbours(conn: Conn, index: int) -> dict[IPAddress, str]:
+    """Permanent neighbour entries (ARP and NDP) of link ``index``: ip -> MAC."""
+    out: dict[IPAddress, str] = {}
+    for family in (AF_INET, AF_INET6):
+        for mtype, payload in conn.dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), "failed to list neighbours"):
+            if mtype != RTM_NEWNEIGH:
+                continue
+            _fam, ifindex, state, _flags, _type = _NDMSG.unpack_from(payload)
+            if ifindex != index or not state & NUD_PERMANENT:
+                continue
+            nla = attrs.parse(payload, _NDMSG.size)
+            ip = attrs.get_ip(nla, NDA_DST)
+            if ip is not None and NDA_LLADDR in nla:
+                out[ip] = attrs.mac_to_str(nla[NDA_LLADDR])
+    return out
+
+
+def _list_fdb(conn: Conn, index: int) -> dict[str, IPAddress]:
+    """Unicast FDB entries of vxlan device ``index`` that point at a remote VTEP: MAC -> underlay address."""
+    out: dict[str, IPAddress] = {}
+    for mtype, payload in conn.dump(RTM_GETNEIGH, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0), "failed to list fdb"):
+        if mtype != RTM_NEWNEIGH:
+            continue
+        _fam, ifindex, _state, _flags, _type = _NDMSG.unpack_from(payload)
+        if ifindex != index:
+            continue
+        nla = attrs.parse(payload, _NDMSG.size)
+        mac = attrs.mac_to_str(nla.get(NDA_LLADDR))
+        dst = attrs.get_ip(nla, NDA_DST)
+        if dst is not None and mac and mac != "00:00:00:00:00:00":
+            out[mac] = dst
+    return out
+
+
+# -- underlay ------------------------------------------------------------------------------------------------
+
+def _hint_ips(conf: VxlanConf) -> list[IPAddress]:
+    """Addresses the underlay must reach (store endpoints, static peers): their route shows the interface."""
+    hints: list[IPAddress] = []
+    for endpoint in conf.etcd.endpoints if conf.etcd else ():
+        host = urllib.parse.urlsplit(endpoint).hostname or ""
+        try:
+            hints.append(ipaddress.ip_address(host))
+        except ValueError:
+            try:
+                hints.extend(ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, None)[:1])
+            except OSError:
+                log.warning("cannot resolve etcd endpoint host %r to find the underlay", host)
+    hints.extend(p.underlay_ip for p in conf.peers)
+    return hints
+
+
+def _global_addresses(conn: Conn, index: int) -> list[IPAddress]:
+    return [a.address.ip for a in netlink.list_addrs(conn, index) if a.is_global_unicast]
+
+
+def resolve_underlay(conn: Conn, conf: VxlanConf) -> Underlay:
+    """The underlay from ``underlayIP``, else ``underlayInterface``, else this node's own entry in ``peers``,
+    else the routing table (the route to the store, to a peer, or the default route)."""
+    if conf.underlay_ip is not None:
+        for addr in netlink.list_addrs(conn):
+            if addr.address.ip == conf.underlay_ip:
+                link = netlink.get_link(conn, addr.index)
+                return Underlay(link.index, link.name, conf.underlay_ip, link.mtu)
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: underlayIP {conf.underlay_ip} is not an "
+                       "address of any interface on this node")
+    if conf.underlay_interface:
+        link = netlink.find_link(conn, conf.underlay_interface)
+        if link is None:
+            raise CNIError(ErrorCode.INVALID_CONFIG,
+                           f"invalid config: underlayInterface {conf.underlay_interface!r} does not exist")
+        ips = sorted(_global_addresses(conn, link.index), key=lambda ip: ip.version)
+        if not ips:
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: underlayInterface {link.name!r} has no "
+                           "global address (set underlayIP)")
+        return Underlay(link.index, link.name, ips[0], link.mtu)
+    addrs = netlink.list_addrs(conn)
+    for peer in conf.peers:  # this node listed in its own static peers: that address is the underlay
+        for addr in addrs:
+            if addr.address.ip == peer.underlay_ip:
+                link = netlink.get_link(conn, addr.index)
+                return Underlay(link.index, link.name, peer.underlay_ip, link.mtu)
+    own = {a.address.ip for a in addrs}
+    for target in [*_hint_ips(conf), _DEFAULT_ROUTE_PROBE[4], _DEFAULT_ROUTE_PROBE[6]]:
+        try:
+            oif, src = _route_get(conn, target)
+        except NetlinkError:
+            continue
+        if target in own or src is None or src.is_loopback or not oif:
+            continue  # etcd may listen on loopback
+        link = netlink.get_link(conn, oif)
+        return Underlay(link.index, link.name, src, link.mtu)
+    raise CNIError(ErrorCode.INVALID_CONFIG, "cannot find the underlay: no route to the store, the peers or a "
+                   "default route (set underlayInterface or underlayIP)")
+
+
+def local_addresses(conn: Conn) -> set[IPAddress]:
+    return {a.address.ip for a in netlink.list_addrs(conn)}
+
+
+# -- the VXLAN device ----------------------------------------------------------------------------------------
+
+def ensure_device(conn: Conn, conf: VxlanConf, underlay: Underlay, subnet: IPNetwork, mac: str) -> netlink.Link:
+    """One VXLAN device per VNI, reused when compatible; MTU, MAC and the subnet's /32 address kept right."""
+    for attempt in range(2):
+        try:
+            link = netlink.ensure_vxlan(conn, conf.device, vni=conf.vni, local=underlay.ip, port=conf.port,
+                                        dev_index=underlay.index, learning=False, mtu=underlay.overlay_mtu, mac=mac)
+            break
+        except NetlinkError as exc:  # a concurrent ADD created it between our look-up and our create
+            if exc.errno != errno.EEXIST or attempt:
+                raise
+    if link.mtu != underlay.overlay_mtu:
+        netlink.set_mtu(conn, link.index, underlay.overlay_mtu)
+    if link.mac != mac:
+        _set_mac(conn, link, mac)
+    _ensure_address(conn, link.index, subnet, conf.network)
+    if not link.up:
+        netlink.set_up(conn, link.index)
+    return netlink.get_link(conn, link.index)
+
+
+def _set_mac(conn: Conn, link: netlink.Link, mac: str) -> None:
+    """Someone (udev, NetworkManager: flannel#1330) changed the MAC: put the derived one back."""
+    log.warning("vxlan device %s has MAC %s, restoring %s", link.name, link.mac, mac)
+    try:
+        netlink.set_mac(conn, link.index, mac)
+    except NetlinkError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        netlink.set_down(conn, link.index)
+        netlink.set_mac(conn, link.index, mac)
+
+
+def _ensure_address(conn: Conn, index: int, subnet: IPNetwork, network: IPNetwork) -> None:
+    """The subnet's network address as /32 (/128); other addresses inside the pod network are stale."""
+    wanted = ipaddress.ip_interface(f"{subnet.network_address}/{subnet.max_prefixlen}")
+    for addr in netlink.list_addrs(conn, index):
+        ip = addr.address.ip
+        if addr.address != wanted and ip.version == network.version and ip in network:
+            netlink.del_addr(conn, index, addr.address)
+    netlink.add_addr(conn, index, wanted, exist_ok=True, nodad=True)
+
+
+# -- peers ---------------------------------------------------------------------------------------------------
+
+def read_state(conn: Conn, index: int) -> KernelState:
+    """What the device holds now (all families); :func:`peers.plan` keeps to the pod network."""
+    routes = {r.dst: r.gateway for r in netlink.list_routes(conn, oif=index) if r.gateway is not None}
+    return KernelState(routes=routes, neighbours=_list_neighbours(conn, index), fdb=_list_fdb(conn, index))
+
+
+def program_peer(conn: Conn, index: int, peer: Peer) -> None:
+    """Neighbour, then FDB, then the onlink route (last, so the kernel never has to resolve the gateway)."""
+    netlink.replace_neigh(conn, index, peer.gateway, peer.vtep_mac)
+    netlink.replace_fdb(conn, index, peer.vtep_mac, peer.underlay_ip)
+    netlink.add_route(conn, netlink.Route(dst=peer.subnet, gateway=peer.gateway, oif=index, onlink=True),
+                      replace=True)
+
+
+def apply(conn: Conn, index: int, changes: Plan) -> list[str]:
+    """Carry out ``changes``; a failing entry is logged and skipped so the others still converge.
+
+    Returns the failures (empty when everything applied).
+    """
+    failures: list[str] = []
+    for peer in changes.add:
+        try:
+            program_peer(conn, index, peer)
+            log.info("peer %s (%s) via %s programmed", peer.subnet, peer.node or "static", peer.underlay_ip)
+        except CNIError as exc:
+            failures.append(f"peer {peer.subnet} via {peer.underlay_ip}: {exc}")
+    for dst, gateway in changes.del_routes:
+        _quietly(failures, netlink.del_route, conn, netlink.Route(dst=dst, gateway=gateway, oif=index, onlink=True))
+    for mac in changes.del_fdb:
+        _quietly(failures, netlink.delete_fdb, conn, index, mac)
+    for ip in changes.del_neighbours:
+        _quietly(failures, netlink.delete_neigh, conn, index, ip)
+    for line in failures:
+        log.warning("reconcile: %s", line)
+    return failures
+
+
+def _quietly(failures: list[str], func, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        func(*args)
+    except CNIError as exc:
+        failures.append(str(exc))
+
+
+def reconcile(conn: Conn, index: int, wanted: Iterable[Peer], network: IPNetwork) -> Plan:
+    """Make the device's peer entries exactly ``wanted``; returns what was changed."""
+    changes = plan(wanted, read_state(conn, index), network)
+    if not changes.empty():
+        failures = apply(conn, index, changes)
+        if failures and len(failures) == len(changes.add) + len(changes.del_routes) + len(changes.del_fdb) \
+                + len(changes.del_neighbours):
+            raise CNIError(PluginCode.LINK_FAILURE, "could not program any vxlan peer", "; ".join(failures))
+    return changes

@@ -1,0 +1,257 @@
+"""A small etcd v3 client over etcd's JSON gateway (``/v3/...``), using nothing but the standard library.
+
+Why not a PyPI client: the maintained ones speak gRPC, which costs a large import (and native wheels) in every
+plugin exec, while the gateway that etcd serves on its client port offers the same KV, transaction, lease and
+watch calls as JSON over HTTP. Keys and values travel base64-encoded and 64-bit numbers as strings; fields
+with a zero value are left out of replies (proto3 JSON), so every read here has a default.
+
+Endpoints are tried in order; the first that answers is remembered for the next call. A connection failure on
+every endpoint raises :class:`StoreUnreachable`, whose message names the endpoints, so a mistyped address shows
+up in the runtime's error. No consensus is done here: atomicity comes from etcd's own transactions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence
+
+from ..errors import CNIError, ErrorCode, PluginCode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class StoreError(CNIError):
+    """etcd answered, but not with what we asked for (HTTP error, bad JSON, gRPC error in the body)."""
+
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(PluginCode.STORE_FAILURE, msg, details)
+
+
+class StoreUnreachable(CNIError):
+    """No endpoint could be reached; code 11 (try again later), naming every endpoint tried."""
+
+    def __init__(self, endpoints: Sequence[str], details: str) -> None:
+        super().__init__(ErrorCode.TRY_AGAIN_LATER, f"etcd store unreachable at {', '.join(endpoints)}", details)
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One key as etcd reports it."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> KeyValue:
+        return cls(key=_unb64(d.get("key", "")).decode(), value=_unb64(d.get("value", "")),
+                   create_revision=int(d.get("create_revision", 0)), mod_revision=int(d.get("mod_revision", 0)),
+                   version=int(d.get("version", 0)), lease=int(d.get("lease", 0)))
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A change under a watched range; ``kind`` is ``"PUT"`` or ``"DELETE"``."""
+
+    kind: str
+    key: str
+    value: bytes
+    revision: int
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data) if data else b""
+
+
+def prefix_end(prefix: str) -> bytes:
+    """The ``range_end`` that makes a range cover every key starting with ``prefix`` (last byte + 1)."""
+    raw = bytearray(prefix.encode())
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        return b"\0"
+    raw[-1] += 1
+    return bytes(raw)
+
+
+# -- transaction building blocks (the gateway's JSON shapes) -------------------------------------------------
+
+def cmp_absent(key: str) -> dict[str, Any]:
+    """Compare: ``key`` does not exist (its create revision is 0)."""
+    return {"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
+def cmp_mod_revision(key: str, revision: int) -> dict[str, Any]:
+    """Compare: ``key`` was last written at ``revision`` (nobody changed it since we read it)."""
+    return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+
+
+def op_put(key: str, value: str | bytes, lease: int = 0) -> dict[str, Any]:
+    body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+    if lease:
+        body["lease"] = str(lease)
+    return {"request_put": body}
+
+
+def op_delete(key: str) -> dict[str, Any]:
+    return {"request_delete_range": {"key": _b64(key)}}
+
+
+def validate_endpoint(endpoint: str) -> str:
+    """An endpoint is ``http(s)://host:port``; anything else is a config error naming it (code 7)."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None or parsed.path not in ("", "/"):
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid etcd endpoint {endpoint!r}",
+                       "expected http://host:port or https://host:port")
+    return endpoint.rstrip("/")
+
+
+class EtcdClient:
+    """Blocking etcd v3 calls over the JSON gateway; one instance per process is enough."""
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, ca_file: str = "",
+                 cert_file: str = "", key_file: str = "") -> None:
+        if not endpoints:
+            raise CNIError(ErrorCode.INVALID_CONFIG, "invalid config: store.etcd.endpoints is empty")
+        self.endpoints = [validate_endpoint(e) for e in endpoints]
+        self.timeout = timeout
+        self._ssl = self._ssl_context(ca_file, cert_file, key_file)
+        self._preferred = 0
+
+    @staticmethod
+    def _ssl_context(ca_file: str, cert_file: str, key_file: str) -> Optional[ssl.SSLContext]:
+        if not (ca_file or cert_file or key_file):
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=ca_file or None)
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise CNIError(ErrorCode.INVALID_CONFIG, "invalid etcd TLS files (store.etcd caFile/certFile/keyFile)",
+                           str(exc)) from exc
+        return ctx
+
+    # -- transport ----------------------------------------------------------------------------------------
+
+    def _order(self) -> list[int]:
+        n = len(self.endpoints)
+        return [(self._preferred + i) % n for i in range(n)]
+
+    def _open(self, path: str, body: dict[str, Any], timeout: Optional[float]) -> Any:
+        """POST ``body`` to the first endpoint that answers; returns the open HTTP response."""
+        data = json.dumps(body).encode()
+        failures: list[str] = []
+        for index in self._order():
+            url = self.endpoints[index] + path
+            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            try:
+                resp = urllib.request.urlopen(req, timeout=timeout, context=self._ssl)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                raise StoreError(f"etcd at {self.endpoints[index]} refused {path}", detail) from exc
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                failures.append(f"{self.endpoints[index]}: {reason}")
+                continue
+            self._preferred = index
+            return resp
+        raise StoreUnreachable(self.endpoints, "; ".join(failures))
+
+    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One unary gateway call, e.g. ``call("/v3/kv/range", {...})``."""
+        with self._open(path, body, self.timeout) as resp:
+            raw = resp.read()
+        try:
+            reply = json.loads(raw)
+        except ValueError as exc:
+            raise StoreError(f"etcd replied to {path} with something that is not JSON", raw[:200].decode(
+                errors="replace")) from exc
+        if isinstance(reply, dict) and "error" in reply and "header" not in reply:
+            raise StoreError(f"etcd error on {path}", str(reply.get("error")))
+        return reply
+
+    # -- KV ---------------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Optional[KeyValue]:
+        kvs = self.call("/v3/kv/range", {"key": _b64(key)}).get("kvs", [])
+        return KeyValue.from_json(kvs[0]) if kvs else None
+
+    def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Every key under ``prefix`` and the store revision the read saw (to start a watch after it)."""
+        reply = self.call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
+        revision = int(reply.get("header", {}).get("revision", 0))
+        return [KeyValue.from_json(kv) for kv in reply.get("kvs", [])], revision
+
+    def put(self, key: str, value: str | bytes, lease: int = 0) -> None:
+        self.call("/v3/kv/put", op_put(key, value, lease)["request_put"])
+
+    def delete(self, key: str) -> None:
+        self.call("/v3/kv/deleterange", {"key": _b64(key)})
+
+    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
+            failure: Optional[list[dict[str, Any]]] = None) -> bool:
+        """An atomic If/Then/Else; True when every comparison held and ``success`` was applied."""
+        reply = self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        return bool(reply.get("succeeded", False))
+
+    # -- leases -----------------------------------------------------------------------------------------
+
+    def grant(self, ttl: int) -> int:
+        reply = self.call("/v3/lease/grant", {"TTL": str(ttl)})
+        if reply.get("error"):
+            raise StoreError("etcd refused a lease", str(reply["error"]))
+        return int(reply["ID"])
+
+    def keepalive(self, lease: int) -> int:
+        """Renew ``lease`` once; returns its new TTL, 0 when the lease no longer exists."""
+        reply = self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int(reply.get("result", {}).get("TTL", 0))
+
+    def revoke(self, lease: int) -> None:
+        self.call("/v3/lease/revoke", {"ID": str(lease)})
+
+    # -- watch ------------------------------------------------------------------------------------------
+
+    def watch_prefix(self, prefix: str, start_revision: int, idle_timeout: Optional[float] = None
+                     ) -> Iterator[list[WatchEvent]]:
+        """Yield batches of changes under ``prefix`` from ``start_revision`` on, until the stream ends.
+
+        ``idle_timeout`` bounds the wait for one batch (a socket timeout then ends the iteration with an
+        ``OSError``); the caller re-watches from the last revision it saw, so nothing is lost in between.
+        """
+        body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
+                                   "start_revision": str(start_revision)}}
+        with self._open("/v3/watch", body, idle_timeout) as resp:
+            for line in resp:
+                if not line.strip():
+                    continue
+                result = json.loads(line).get("result", {})
+                if result.get("canceled"):
+                    raise StoreError("etcd cancelled the watch", str(result.get("cancel_reason", "")))
+                events = [WatchEvent(kind=str(ev.get("type", "PUT")), key=_unb64(ev["kv"].get("key", "")).decode(),
+                                     value=_unb64(ev["kv"].get("value", "")),
+                                     revision=int(ev["kv"].get("mod_revision", 0)))
+                          for ev in result.get("events", [])]
+                if events:
+                    yield events

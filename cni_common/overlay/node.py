@@ -1,0 +1,94 @@
+"""This node's part of the overlay, shared by ADD and the agent: subnet, VXLAN device, liveness, peers.
+
+Both run the same steps so either alone keeps the node correct: the agent keeps it correct over time, and an
+ADD without any agent still publishes liveness and reconciles peers once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ..errors import CNIError, ErrorCode
+from ..netlink.conn import Conn
+from . import datapath
+from .config import VxlanConf
+from .etcd import EtcdClient
+from .liveness import Liveness
+from .peers import Peer, Plan, select
+from .subnets import SubnetStore
+from .vtep import vtep_mac
+
+log = logging.getLogger(__name__)
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+@dataclass
+class Store:
+    """The etcd-backed parts of one overlay network."""
+
+    client: EtcdClient
+    subnets: SubnetStore
+    liveness: Liveness
+
+    @classmethod
+    def open(cls, conf: VxlanConf, timeout: float = 5.0) -> Optional[Store]:
+        if conf.etcd is None:
+            return None
+        e = conf.etcd
+        client = EtcdClient(e.endpoints, timeout=timeout, ca_file=e.ca_file, cert_file=e.cert_file,
+                            key_file=e.key_file)
+        return cls(client, SubnetStore(client, e.prefix), Liveness(client, e.prefix, e.lease_ttl))
+
+
+@dataclass
+class NodeState:
+    """What the node set up: its underlay, its subnet, its own peer record and the VXLAN device index."""
+
+    underlay: datapath.Underlay
+    subnet: IPNetwork
+    me: Peer
+    device_index: int
+
+    @property
+    def mtu(self) -> int:
+        return self.underlay.overlay_mtu
+
+
+def choose_subnet(conf: VxlanConf, store: Optional[Store], underlay: datapath.Underlay,
+                  own_ips: set) -> IPNetwork:
+    """From the store (reserved atomically), else ``nodeSubnet``, else this node's entry in static ``peers``."""
+    if store is not None:
+        return store.subnets.reserve(conf.node_name, conf.network, conf.subnet_len, conf.node_subnet)
+    if conf.node_subnet is not None:
+        return conf.node_subnet
+    for peer in conf.peers:
+        if peer.underlay_ip in own_ips:
+            return peer.subnet
+    raise CNIError(ErrorCode.INVALID_CONFIG, "invalid config: nodeSubnet is required without a store",
+                   f"or list this node (underlayIP {underlay.ip}) in peers")
+
+
+def prepare(conn: Conn, conf: VxlanConf, store: Optional[Store]) -> NodeState:
+    """Underlay, subnet and VXLAN device (created once, then reused)."""
+    underlay = datapath.resolve_underlay(conn, conf)
+    own_ips = datapath.local_addresses(conn)
+    subnet = choose_subnet(conf, store, underlay, own_ips)
+    mac = vtep_mac(conf.vni, underlay.ip)
+    link = datapath.ensure_device(conn, conf, underlay, subnet, mac)
+    me = Peer(underlay_ip=underlay.ip, subnet=subnet, vtep_mac=mac, node=conf.node_name)
+    return NodeState(underlay=underlay, subnet=subnet, me=me, device_index=link.index)
+
+
+def wanted_peers(conf: VxlanConf, state: NodeState, live: list[Peer]) -> list[Peer]:
+    """Live store peers first, then static ones (a subnet listed twice keeps the live record)."""
+    return select([*live, *conf.peers], own_subnet=state.subnet, own_ips={state.underlay.ip},
+                  network=conf.network)
+
+
+def sync(conn: Conn, conf: VxlanConf, state: NodeState, live: list[Peer]) -> Plan:
+    """Program exactly the wanted peers on the device."""
+    return datapath.reconcile(conn, state.device_index, wanted_peers(conf, state, live), conf.network)

@@ -1,0 +1,140 @@
+"""The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
+
+An interface plugin: it creates the container's veth on a local bridge itself, with the bridge plugin's code
+(:mod:`cni_common.overlay.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
+:mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
+over time (:mod:`cni_common.overlay.agent`).
+
+- ADD: node setup (reserving the subnet in etcd when a store is set), liveness refresh, one peer reconcile,
+  then the container (bridge + veth + IPAM over the node subnet), and optional masquerading.
+- DEL: only the container's own state (interface, IPAM, masquerading); never talks to the store.
+- CHECK: bridge's CHECK (IPAM, bridge, veth ends, addresses, routes), then the node's VXLAN device.
+- GC: passed to IPAM; masquerading of stale attachments removed.
+- STATUS: 50 when the store is unreachable and no static peers are configured; then IPAM STATUS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from typing import Any, Optional
+
+from cni_common.errors import CNIError, ErrorCode
+from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
+
+log = logging.getLogger(__name__)
+
+ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
+
+
+def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:
+    """Container addresses widened to the pod network's prefix: the masquerade layout exempts the address's
+    network, so pod-to-pod traffic across nodes keeps its source (flannel's rule) and the rest is SNATed."""
+    return [ipaddress.ip_interface(f"{a.ip}/{conf.network.prefixlen}") for a in addresses
+            if a.version == conf.network.version]
+
+
+def cmd_add(args: CmdArgs) -> Any:
+    from cni_common import netfilter, netlink
+    from cni_common.overlay import attach, config, node
+
+    conf = config.parse(args.conf)
+    store = node.Store.open(conf)
+    with netlink.open_conn() as host:
+        state = node.prepare(host, conf, store)
+        live = []
+        if store is not None:
+            store.liveness.publish(state.me)
+            live, _ = store.liveness.live_peers()
+        node.sync(host, conf, state, live)
+    result = attach.add(args, conf, state.subnet, conf.mtu or state.mtu)
+    if conf.ip_masq:
+        try:
+            netfilter.setup_masquerade(netfilter.select_backend(), args.network_name, args.container_id,
+                                       args.ifname, _masq_ips(conf, [ip.address for ip in result.ips]))
+        except CNIError:
+            attach.delete(args, conf)
+            raise
+    return result
+
+
+def cmd_del(args: CmdArgs) -> None:
+    from cni_common import netfilter
+    from cni_common.overlay import attach, config
+
+    conf = config.parse(args.conf)
+    addresses = attach.container_addresses(args) if conf.ip_masq else []
+    attach.delete(args, conf)
+    if conf.ip_masq:
+        netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
+                                      _masq_ips(conf, addresses))
+
+
+def cmd_check(args: CmdArgs) -> None:
+    from cni_common import netlink
+    from cni_common.overlay import attach, config
+
+    conf = config.parse(args.conf)
+    attach.check(args, conf)
+    with netlink.open_conn() as host:
+        if netlink.find_link(host, conf.device) is None:
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"vxlan device {conf.device!r} is missing on this node")
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    from cni_common import netfilter
+    from cni_common.invoke import delegate
+    from cni_common.overlay import attach, config
+
+    conf = config.parse(args.conf)
+    ipam_args = attach.bridge_args(args, conf, conf.node_subnet)
+    errors: list[str] = []
+    try:
+        delegate("GC", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
+    except CNIError as exc:
+        errors.append(str(exc))
+    if conf.ip_masq:
+        valid = {(str(a.get("containerID", "")), str(a.get("ifname", "")))
+                 for a in args.conf.get("cni.dev/valid-attachments", []) if isinstance(a, dict)}
+        try:
+            netfilter.gc_masquerade(args.network_name, valid)
+        except CNIError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise CNIError(ErrorCode.INTERNAL, "vxlan GC did not complete", "; ".join(errors))
+
+
+def cmd_status(args: CmdArgs) -> None:
+    from cni_common.invoke import delegate
+    from cni_common.overlay import attach, config, node
+
+    conf = config.parse(args.conf)
+    store: Optional[node.Store] = node.Store.open(conf, timeout=3.0)
+    if store is not None:
+        try:
+            store.liveness.live_peers()
+        except CNIError as exc:
+            if not conf.peers:
+                raise CNIError(ErrorCode.NOT_AVAILABLE, f"vxlan store not available: {exc.msg}",
+                               exc.details) from exc
+            log.warning("store unreachable, static peers still work: %s", exc)
+    ipam_args = attach.bridge_args(args, conf, conf.node_subnet)
+    delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """CNI plugin, or the agent when the first argument is ``agent`` (``vxlan agent --conf FILE``)."""
+    rest = list(sys.argv if argv is None else argv)[1:]
+    if rest[:1] == ["vxlan"]:  # run as "cni-suite vxlan agent ..."
+        rest = rest[1:]
+    if rest[:1] == ["agent"]:
+        from cni_common.overlay.agent import run_cli
+
+        return run_cli(rest[1:])
+    return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
+                       about=ABOUT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
