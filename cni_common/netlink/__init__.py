@@ -7,7 +7,8 @@ Usage: open one :class:`Conn` per namespace and pass it to the functions, which 
         host_veth, cont_veth = netlink.setup_veth(host, cont, "eth0", mtu=1450)
         netlink.set_master(host, host_veth.index, br.index)
 
-Messages are encoded with :mod:`struct` (see :mod:`.attrs` for why not pyroute2). Kernel refusals raise
+Messages are encoded and decoded by pyroute2's rtnl message classes (:mod:`.msg`), loaded lazily without
+pyroute2's package ``__init__`` (:mod:`.pyroute2_light`), and carried on our own socket. Kernel refusals raise
 :class:`NetlinkError` (a CNIError carrying ``errno``); ``LinkNotFound`` is its ENODEV case.
 """
 

@@ -1,4 +1,4 @@
-"""Interface addresses: add (optionally tolerating an existing one), list, delete."""
+"""Interface addresses: add (optionally tolerating an existing one), list, delete (pyroute2's ``ifaddrmsg``)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,15 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
-from . import attrs
+from . import msg
 from .conn import Conn, NetlinkError
 from .consts import (
     AF_INET,
     AF_INET6,
     AF_UNSPEC,
-    IFA_ADDRESS,
-    IFA_BROADCAST,
     IFA_F_DADFAILED,
     IFA_F_NODAD,
     IFA_F_TENTATIVE,
-    IFA_FLAGS,
-    IFA_LOCAL,
     NLM_F_CREATE,
     NLM_F_EXCL,
     RT_SCOPE_UNIVERSE,
@@ -30,7 +26,9 @@ from .consts import (
 )
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
-_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+#: ifa_index in an ifaddrmsg body (family, prefixlen, flags, scope, *index*): read to skip other links' addresses
+#: of a dump before paying for a full decode.
+_IFA_INDEX = struct.Struct("=4xI")
 
 
 @dataclass(frozen=True)
@@ -61,12 +59,12 @@ def _family(address: IPInterface) -> int:
     return AF_INET if address.version == 4 else AF_INET6
 
 
-def _body(index: int, address: IPInterface, flags: int = 0) -> bytes:
-    body = _IFADDRMSG.pack(_family(address), address.network.prefixlen, flags & 0xFF, RT_SCOPE_UNIVERSE, index)
-    body += attrs.ip(IFA_LOCAL, address.ip) + attrs.ip(IFA_ADDRESS, address.ip)
+def _body(index: int, address: IPInterface, flags: int = 0, *extra: tuple) -> bytes:
+    nlas = [("IFA_LOCAL", str(address.ip)), ("IFA_ADDRESS", str(address.ip)), *extra]
     if flags > 0xFF:
-        body += attrs.u32(IFA_FLAGS, flags)
-    return body
+        nlas.append(("IFA_FLAGS", flags))
+    return msg.build("ifaddrmsg", nlas, family=_family(address), prefixlen=address.network.prefixlen,
+                     flags=flags & 0xFF, scope=RT_SCOPE_UNIVERSE, index=index)
 
 
 def add_addr(conn: Conn, index: int, address: IPInterface, *, exist_ok: bool = False, nodad: bool = False) -> bool:
@@ -74,10 +72,9 @@ def add_addr(conn: Conn, index: int, address: IPInterface, *, exist_ok: bool = F
 
     IPv4 addresses get the subnet's broadcast address, as the Go netlink library sets it.
     """
-    body = _body(index, address, IFA_F_NODAD if nodad else 0)
     net = address.network
-    if address.version == 4 and net.prefixlen < 31:
-        body += attrs.ip(IFA_BROADCAST, net.broadcast_address)
+    broadcast = [("IFA_BROADCAST", str(net.broadcast_address))] if address.version == 4 and net.prefixlen < 31 else []
+    body = _body(index, address, IFA_F_NODAD if nodad else 0, *broadcast)
     try:
         conn.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL, f"failed to add IP addr {address} to link {index}")
     except NetlinkError as exc:
@@ -90,20 +87,17 @@ def add_addr(conn: Conn, index: int, address: IPInterface, *, exist_ok: bool = F
 def list_addrs(conn: Conn, index: int = 0, family: int = AF_UNSPEC) -> list[Addr]:
     """Addresses of link ``index`` (0: all links), of one family or both."""
     out: list[Addr] = []
-    body = _IFADDRMSG.pack(family, 0, 0, 0, 0)
+    body = msg.build("ifaddrmsg", family=family)
     for mtype, payload in conn.dump(RTM_GETADDR, body, f"failed to list addresses of link {index}"):
-        if mtype != RTM_NEWADDR:
+        if mtype != RTM_NEWADDR or (index and _IFA_INDEX.unpack_from(payload)[0] != index):
             continue
-        fam, prefixlen, flags, scope, ifindex = _IFADDRMSG.unpack_from(payload)
-        if index and ifindex != index:
-            continue
-        nla = attrs.parse(payload, _IFADDRMSG.size)
+        m = msg.parse("ifaddrmsg", mtype, payload)
         # IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (IPv4 only).
-        ip = attrs.get_ip(nla, IFA_LOCAL) or attrs.get_ip(nla, IFA_ADDRESS)
+        ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
         if ip is None:
             continue
-        flags = attrs.get_u32(nla, IFA_FLAGS, flags)
-        out.append(Addr(ifindex, ipaddress.ip_interface(f"{ip}/{prefixlen}"), scope, flags))
+        flags = m.get_attr("IFA_FLAGS", m["flags"])
+        out.append(Addr(m["index"], ipaddress.ip_interface(f"{ip}/{m['prefixlen']}"), m["scope"], flags))
     return out
 
 

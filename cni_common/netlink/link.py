@@ -3,6 +3,8 @@
 Functions take a :class:`~cni_common.netlink.conn.Conn`, which fixes the namespace they act in. Names follow the
 upstream Go helpers: ``ensure_*`` tolerates an existing object, ``setup_veth`` creates, ``delete_link`` treats a
 missing link as done.
+
+Messages are built and read with pyroute2's ``ifinfmsg`` (see :mod:`.msg`); attribute names are the kernel's.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import ipaddress
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import CNIError, PluginCode
-from . import attrs
+from . import attrs, msg
 from .conn import Conn, NetlinkError
 from .consts import (
     AF_BRIDGE,
@@ -25,29 +28,6 @@ from .consts import (
     IFF_LOWER_UP,
     IFF_PROMISC,
     IFF_UP,
-    IFLA_ADDRESS,
-    IFLA_AF_SPEC,
-    IFLA_BR_VLAN_FILTERING,
-    IFLA_BRIDGE_VLAN_INFO,
-    IFLA_BRPORT_ISOLATED,
-    IFLA_BRPORT_MODE,
-    IFLA_EXT_MASK,
-    IFLA_IFNAME,
-    IFLA_INFO_DATA,
-    IFLA_INFO_KIND,
-    IFLA_LINK,
-    IFLA_LINKINFO,
-    IFLA_MASTER,
-    IFLA_MTU,
-    IFLA_NET_NS_FD,
-    IFLA_OPERSTATE,
-    IFLA_PROTINFO,
-    IFLA_VXLAN_ID,
-    IFLA_VXLAN_LEARNING,
-    IFLA_VXLAN_LINK,
-    IFLA_VXLAN_LOCAL,
-    IFLA_VXLAN_LOCAL6,
-    IFLA_VXLAN_PORT,
     NLM_F_CREATE,
     NLM_F_EXCL,
     RTEXT_FILTER_BRVLAN,
@@ -56,11 +36,12 @@ from .consts import (
     RTM_GETLINK,
     RTM_NEWLINK,
     RTM_SETLINK,
-    VETH_INFO_PEER,
 )
 
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
-_VLAN_INFO = struct.Struct("=HH")  # flags, vid
+Nla = tuple  # one attribute as pyroute2 encodes it: (name, value) or (name, value, nla_flags)
+#: ifi_index in an ifinfomsg body (family, pad, type, *index*, flags, change): read to skip other links of a
+#: dump before paying for a full decode.
+_IFI_INDEX = struct.Struct("=4xi")
 #: Host-side veth names are `veth` + 8 hex chars; a clash with an existing name is retried this often.
 VETH_NAME_ATTEMPTS = 10
 #: The kernel's vxlan port when none is given (Linux legacy port, not IANA's 4789).
@@ -108,37 +89,37 @@ class LinkNotFound(NetlinkError):
     """No link of that name or index in the namespace (ENODEV)."""
 
 
-def _ifinfo(index: int = 0, family: int = AF_UNSPEC, flags: int = 0, change: int = 0) -> bytes:
-    return _IFINFOMSG.pack(family, 0, index, flags, change)
+def _ifinfo(index: int = 0, *nlas: Nla, family: int = AF_UNSPEC, flags: int = 0, change: int = 0) -> bytes:
+    """An ifinfmsg body for link ``index`` (0: none, e.g. to create one) with these attributes."""
+    return msg.build("ifinfmsg", nlas, family=family, index=index, flags=flags, change=change)
 
 
-def _decode(payload: bytes) -> tuple[Link, dict[int, bytes], dict[int, bytes]]:
-    """The Link, its top-level attributes, and its IFLA_INFO_DATA attributes (kind-specific)."""
-    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(payload)
-    top = attrs.parse(payload, _IFINFOMSG.size)
-    info = attrs.parse(top.get(IFLA_LINKINFO, b""))
+def _decode(body: bytes) -> tuple[Link, Any]:
+    """The Link and its IFLA_INFO_DATA (kind-specific: a pyroute2 nla, or None), from an RTM_NEWLINK body."""
+    m = msg.parse("ifinfmsg", RTM_NEWLINK, body)
+    operstate = next((slot.nla["value"] for slot in m["attrs"] if slot.name == "IFLA_OPERSTATE"), 0)
     link = Link(
-        index=index,
-        name=attrs.get_str(top, IFLA_IFNAME),
-        mac=attrs.mac_to_str(top.get(IFLA_ADDRESS)),
-        mtu=attrs.get_u32(top, IFLA_MTU),
-        kind=attrs.get_str(info, IFLA_INFO_KIND),
-        master=attrs.get_u32(top, IFLA_MASTER),
-        peer_index=attrs.get_u32(top, IFLA_LINK),
-        flags=flags,
-        operstate=attrs.get_u8(top, IFLA_OPERSTATE),
+        index=m["index"],
+        name=m.get_attr("IFLA_IFNAME", ""),
+        mac=m.get_attr("IFLA_ADDRESS", ""),
+        mtu=m.get_attr("IFLA_MTU", 0),
+        kind=m.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+        master=m.get_attr("IFLA_MASTER", 0),
+        peer_index=m.get_attr("IFLA_LINK", 0),
+        flags=m["flags"],
+        operstate=operstate,
     )
-    return link, top, attrs.parse(info.get(IFLA_INFO_DATA, b""))
+    return link, m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
 
 
-def _key_body(key: str | int, family: int = AF_UNSPEC) -> bytes:
+def _key_body(key: str | int, *nlas: Nla, family: int = AF_UNSPEC) -> bytes:
     if isinstance(key, int):
-        return _ifinfo(index=key, family=family)
-    return _ifinfo(family=family) + attrs.string(IFLA_IFNAME, key)
+        return _ifinfo(key, *nlas, family=family)
+    return _ifinfo(0, ("IFLA_IFNAME", key), *nlas, family=family)
 
 
-def _get_raw(conn: Conn, key: str | int) -> tuple[Link, dict[int, bytes], dict[int, bytes]]:
-    body = _key_body(key) + attrs.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+def _get_raw(conn: Conn, key: str | int) -> tuple[Link, Any]:
+    body = _key_body(key, ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS))
     try:
         replies = conn.request(RTM_GETLINK, body, 0, f"failed to look up link {key!r}")
     except NetlinkError as exc:
@@ -163,7 +144,7 @@ def find_link(conn: Conn, key: str | int) -> Link | None:
 
 def list_links(conn: Conn) -> list[Link]:
     """Every link of the namespace."""
-    body = _ifinfo() + attrs.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+    body = _ifinfo(0, ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS))
     return [_decode(p)[0] for t, p in conn.dump(RTM_GETLINK, body, "failed to list links") if t == RTM_NEWLINK]
 
 
@@ -171,20 +152,21 @@ def _create(conn: Conn, body: bytes, what: str) -> None:
     conn.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL, what)
 
 
-def _setlink(conn: Conn, index: int, what: str, *nlas: bytes, flags: int = 0, change: int = 0) -> None:
-    conn.request(RTM_SETLINK, _ifinfo(index, flags=flags, change=change) + b"".join(nlas), 0, what)
+def _setlink(conn: Conn, index: int, what: str, *nlas: Nla, flags: int = 0, change: int = 0) -> None:
+    conn.request(RTM_SETLINK, _ifinfo(index, *nlas, flags=flags, change=change), 0, what)
 
 
-def _linkinfo(kind: str, *data: bytes) -> bytes:
-    children = [attrs.string(IFLA_INFO_KIND, kind)]
+def _linkinfo(kind: str, *data: Nla) -> Nla:
+    children: list[Nla] = [("IFLA_INFO_KIND", kind)]
     if data:
-        children.append(attrs.nested(IFLA_INFO_DATA, *data))
-    return attrs.nested(IFLA_LINKINFO, *children)
+        children.append(("IFLA_INFO_DATA", {"attrs": list(data)}))
+    return ("IFLA_LINKINFO", {"attrs": children})
 
 
-def _mac_attr(mac: str) -> bytes:
+def _mac_attr(mac: str) -> Nla:
+    """IFLA_ADDRESS, checked first: pyroute2 would encode a malformed MAC without a word."""
     try:
-        return attrs.attr(IFLA_ADDRESS, attrs.mac_to_bytes(mac))
+        return ("IFLA_ADDRESS", attrs.mac_to_str(attrs.mac_to_bytes(mac)))
     except ValueError as exc:
         raise CNIError(PluginCode.LINK_FAILURE, f"invalid MAC address {mac!r}") from exc
 
@@ -195,11 +177,12 @@ def ensure_bridge(conn: Conn, name: str, *, mtu: int = 0, vlan_filtering: bool =
 
     Concurrent first pods may race to create it: EEXIST is fine, as long as what exists is a bridge.
     """
-    body = _ifinfo() + attrs.string(IFLA_IFNAME, name)
+    nlas: list[Nla] = [("IFLA_IFNAME", name)]
     if mtu:
-        body += attrs.u32(IFLA_MTU, mtu)
-    data = [attrs.u8(IFLA_BR_VLAN_FILTERING, 1)] if vlan_filtering else []
-    body += _linkinfo("bridge", *data)
+        nlas.append(("IFLA_MTU", mtu))
+    data = [("IFLA_BR_VLAN_FILTERING", 1)] if vlan_filtering else []
+    nlas.append(_linkinfo("bridge", *data))
+    body = _ifinfo(0, *nlas)
     try:
         _create(conn, body, f"could not add bridge {name!r}")
     except NetlinkError as exc:
@@ -224,13 +207,13 @@ def setup_veth(host: Conn, cont: Conn, ifname: str, *, mtu: int = 0, mac: str = 
     """
     if find_link(cont, ifname) is not None:
         raise CNIError(PluginCode.LINK_FAILURE, f"container veth name {ifname!r} already exists")
-    mtu_attr = attrs.u32(IFLA_MTU, mtu) if mtu else b""
+    mtu_attr = [("IFLA_MTU", mtu)] if mtu else []
+    mac_attr = [_mac_attr(mac)] if mac else []
     for _ in range(VETH_NAME_ATTEMPTS):
         peer_name = "veth" + os.urandom(4).hex()
-        peer = _ifinfo() + attrs.string(IFLA_IFNAME, peer_name) + mtu_attr + attrs.u32(IFLA_NET_NS_FD, host.netns.fd)
-        body = _ifinfo() + attrs.string(IFLA_IFNAME, ifname) + mtu_attr + (_mac_attr(mac) if mac else b"")
-        # VETH_INFO_PEER carries an ifinfomsg plus attributes; it is not flagged as nested in the kernel's policy.
-        body += _linkinfo("veth", attrs.attr(VETH_INFO_PEER, peer))
+        # VETH_INFO_PEER carries an ifinfomsg plus attributes (pyroute2's ifinfveth).
+        peer = {"attrs": [("IFLA_IFNAME", peer_name), *mtu_attr, ("IFLA_NET_NS_FD", host.netns.fd)]}
+        body = _ifinfo(0, ("IFLA_IFNAME", ifname), *mtu_attr, *mac_attr, _linkinfo("veth", ("VETH_INFO_PEER", peer)))
         try:
             _create(cont, body, f"failed to make veth pair {ifname!r}/{peer_name!r}")
         except NetlinkError as exc:
@@ -258,37 +241,37 @@ def ensure_vxlan(conn: Conn, name: str, *, vni: int, local: ipaddress.IPv4Addres
     except LinkNotFound:
         pass
     if existing is not None:
-        link, _top, data = existing
+        link, data = existing
         if _vxlan_matches(link, data, vni, local, port, dev_index, learning):
             return link
         delete_link(conn, link.index)
-    data_attrs = [attrs.u32(IFLA_VXLAN_ID, vni), attrs.u8(IFLA_VXLAN_LEARNING, int(learning))]
+    data_attrs: list[Nla] = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_LEARNING", int(learning))]
     if local is not None:
-        data_attrs.append(attrs.ip(IFLA_VXLAN_LOCAL if local.version == 4 else IFLA_VXLAN_LOCAL6, local))
+        data_attrs.append(("IFLA_VXLAN_LOCAL" if local.version == 4 else "IFLA_VXLAN_LOCAL6", str(local)))
     if dev_index:
-        data_attrs.append(attrs.u32(IFLA_VXLAN_LINK, dev_index))
+        data_attrs.append(("IFLA_VXLAN_LINK", dev_index))
     if port:
-        data_attrs.append(attrs.be16(IFLA_VXLAN_PORT, port))
-    body = _ifinfo() + attrs.string(IFLA_IFNAME, name)
+        data_attrs.append(("IFLA_VXLAN_PORT", port))
+    nlas: list[Nla] = [("IFLA_IFNAME", name)]
     if mtu:
-        body += attrs.u32(IFLA_MTU, mtu)
+        nlas.append(("IFLA_MTU", mtu))
     if mac:
-        body += _mac_attr(mac)
-    body += _linkinfo("vxlan", *data_attrs)
-    _create(conn, body, f"failed to add vxlan device {name!r} (vni {vni})")
+        nlas.append(_mac_attr(mac))
+    nlas.append(_linkinfo("vxlan", *data_attrs))
+    _create(conn, _ifinfo(0, *nlas), f"failed to add vxlan device {name!r} (vni {vni})")
     return get_link(conn, name)
 
 
-def _vxlan_matches(link: Link, data: dict[int, bytes], vni: int, local: object, port: int, dev_index: int,
+def _vxlan_matches(link: Link, data: Any, vni: int, local: object, port: int, dev_index: int,
                    learning: bool) -> bool:
-    if link.kind != "vxlan" or attrs.get_u32(data, IFLA_VXLAN_ID) != vni:
+    if link.kind != "vxlan" or data is None or data.get_attr("IFLA_VXLAN_ID") != vni:
         return False
-    have_local = attrs.get_ip(data, IFLA_VXLAN_LOCAL) or attrs.get_ip(data, IFLA_VXLAN_LOCAL6)
+    have_local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6")
     return (
-        have_local == local
-        and attrs.get_be16(data, IFLA_VXLAN_PORT) == (port or VXLAN_DEFAULT_PORT)
-        and attrs.get_u32(data, IFLA_VXLAN_LINK) == dev_index
-        and bool(attrs.get_u8(data, IFLA_VXLAN_LEARNING)) == learning
+        (ipaddress.ip_address(have_local) if have_local else None) == local
+        and data.get_attr("IFLA_VXLAN_PORT", 0) == (port or VXLAN_DEFAULT_PORT)
+        and data.get_attr("IFLA_VXLAN_LINK", 0) == dev_index
+        and bool(data.get_attr("IFLA_VXLAN_LEARNING", 0)) == learning
     )
 
 
@@ -317,7 +300,7 @@ def set_promisc(conn: Conn, index: int, on: bool) -> None:
 
 
 def set_mtu(conn: Conn, index: int, mtu: int) -> None:
-    _setlink(conn, index, f"failed to set MTU {mtu} on link {index}", attrs.u32(IFLA_MTU, mtu))
+    _setlink(conn, index, f"failed to set MTU {mtu} on link {index}", ("IFLA_MTU", mtu))
 
 
 def set_mac(conn: Conn, index: int, mac: str) -> None:
@@ -327,20 +310,20 @@ def set_mac(conn: Conn, index: int, mac: str) -> None:
 
 def set_master(conn: Conn, index: int, master: int) -> None:
     """Make link ``index`` a port of bridge ``master`` (0 detaches it)."""
-    _setlink(conn, index, f"failed to connect link {index} to bridge {master}", attrs.u32(IFLA_MASTER, master))
+    _setlink(conn, index, f"failed to connect link {index} to bridge {master}", ("IFLA_MASTER", master))
 
 
 def set_bridge_port(conn: Conn, index: int, *, hairpin: bool | None = None, isolated: bool | None = None) -> None:
     """Bridge-port flags of link ``index`` (None leaves a flag alone)."""
-    flags = []
+    flags: list[Nla] = []
     if hairpin is not None:
-        flags.append(attrs.u8(IFLA_BRPORT_MODE, int(hairpin)))
+        flags.append(("IFLA_BRPORT_MODE", int(hairpin)))
     if isolated is not None:
-        flags.append(attrs.u8(IFLA_BRPORT_ISOLATED, int(isolated)))
+        flags.append(("IFLA_BRPORT_ISOLATED", int(isolated)))
     if not flags:
         return
     # IFLA_PROTINFO must carry NLA_F_NESTED here, or the kernel reads it as the legacy one-byte port state.
-    body = _ifinfo(index, family=AF_BRIDGE) + attrs.nested(IFLA_PROTINFO, *flags)
+    body = _ifinfo(index, ("IFLA_PROTINFO", {"attrs": flags}, msg.NLA_F_NESTED), family=AF_BRIDGE)
     conn.request(RTM_SETLINK, body, 0, f"failed to set bridge port flags on link {index}")
 
 
@@ -356,21 +339,20 @@ def del_bridge_vlan(conn: Conn, index: int, vid: int) -> None:
 
 
 def _vlan_body(index: int, vid: int, flags: int) -> bytes:
-    entry = attrs.attr(IFLA_BRIDGE_VLAN_INFO, _VLAN_INFO.pack(flags, vid))
-    return _ifinfo(index, family=AF_BRIDGE) + attrs.nested(IFLA_AF_SPEC, entry)
+    entry = ("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid})
+    return _ifinfo(index, ("IFLA_AF_SPEC", {"attrs": [entry]}, msg.NLA_F_NESTED), family=AF_BRIDGE)
 
 
 def list_bridge_vlans(conn: Conn, index: int) -> list[BridgeVlan]:
     """The VLANs of bridge port ``index`` (empty when vlan filtering never touched it)."""
-    body = _ifinfo(family=AF_BRIDGE) + attrs.u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN)
+    body = _ifinfo(0, ("IFLA_EXT_MASK", RTEXT_FILTER_BRVLAN), family=AF_BRIDGE)
     out: list[BridgeVlan] = []
     for mtype, payload in conn.dump(RTM_GETLINK, body, f"failed to list vlans of link {index}"):
-        if mtype != RTM_NEWLINK or _IFINFOMSG.unpack_from(payload)[2] != index:
+        if mtype != RTM_NEWLINK or _IFI_INDEX.unpack_from(payload)[0] != index:
             continue
-        spec = attrs.parse(payload, _IFINFOMSG.size).get(IFLA_AF_SPEC, b"")
-        for kind, value in attrs.iterate(spec):
-            if kind == IFLA_BRIDGE_VLAN_INFO:
-                flags, vid = _VLAN_INFO.unpack_from(value)
-                pvid, untagged = bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED)
-                out.append(BridgeVlan(vid, pvid, untagged))
+        spec = msg.parse("ifinfmsg", mtype, payload).get_attr("IFLA_AF_SPEC")
+        for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO") if spec is not None else ():
+            flags = info["flags"]
+            pvid, untagged = bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED)
+            out.append(BridgeVlan(info["vid"], pvid, untagged))
     return out

@@ -1,20 +1,20 @@
-"""Permanent neighbour (ARP/NDP) and bridge FDB entries, as an overlay installs them per remote peer."""
+"""Permanent neighbour (ARP/NDP) and bridge FDB entries, as an overlay installs them per remote peer.
+
+Messages are pyroute2's ``ndmsg`` (see :mod:`.msg`); MACs are checked by :func:`.attrs.mac_to_bytes` first.
+"""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import struct
 from typing import Union
 
-from . import attrs
+from . import attrs, msg
 from .conn import Conn, NetlinkError
 from .consts import (
     AF_BRIDGE,
     AF_INET,
     AF_INET6,
-    NDA_DST,
-    NDA_LLADDR,
     NLM_F_CREATE,
     NLM_F_REPLACE,
     NTF_SELF,
@@ -24,40 +24,41 @@ from .consts import (
 )
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-_NDMSG = struct.Struct("=BxxxiHBB")  # family, pad, index, state, flags, type
 
 
 def _ip_family(ip: IPAddress) -> int:
     return AF_INET if ip.version == 4 else AF_INET6
 
 
-def _mac(mac: str) -> bytes:
-    return attrs.attr(NDA_LLADDR, attrs.mac_to_bytes(mac))
+def _mac(mac: str) -> tuple:
+    return ("NDA_LLADDR", attrs.mac_to_str(attrs.mac_to_bytes(mac)))
+
+
+def _body(family: int, index: int, *nlas: tuple, state: int = 0, flags: int = 0) -> bytes:
+    return msg.build("ndmsg", nlas, family=family, ifindex=index, state=state, flags=flags)
 
 
 def replace_neigh(conn: Conn, index: int, ip: IPAddress, mac: str) -> None:
     """``ip neigh replace <ip> lladdr <mac> dev <index> nud permanent``."""
-    body = _NDMSG.pack(_ip_family(ip), index, NUD_PERMANENT, 0, 0) + attrs.ip(NDA_DST, ip) + _mac(mac)
+    body = _body(_ip_family(ip), index, ("NDA_DST", str(ip)), _mac(mac), state=NUD_PERMANENT)
     conn.request(RTM_NEWNEIGH, body, NLM_F_CREATE | NLM_F_REPLACE, f"failed to set neighbour {ip} -> {mac}")
 
 
 def delete_neigh(conn: Conn, index: int, ip: IPAddress) -> bool:
     """Remove the neighbour entry for ``ip`` on link ``index``; False when it was absent."""
-    body = _NDMSG.pack(_ip_family(ip), index, 0, 0, 0) + attrs.ip(NDA_DST, ip)
+    body = _body(_ip_family(ip), index, ("NDA_DST", str(ip)))
     return _delete(conn, body, f"failed to delete neighbour {ip}")
 
 
 def replace_fdb(conn: Conn, index: int, mac: str, dst: IPAddress) -> None:
     """``bridge fdb replace <mac> dev <index> dst <dst> self permanent`` (the vxlan device's own FDB)."""
-    body = _NDMSG.pack(AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, 0) + _mac(mac) + attrs.ip(NDA_DST, dst)
+    body = _body(AF_BRIDGE, index, _mac(mac), ("NDA_DST", str(dst)), state=NUD_PERMANENT, flags=NTF_SELF)
     conn.request(RTM_NEWNEIGH, body, NLM_F_CREATE | NLM_F_REPLACE, f"failed to set fdb {mac} -> {dst}")
 
 
 def delete_fdb(conn: Conn, index: int, mac: str, dst: IPAddress | None = None) -> bool:
     """Remove the FDB entry for ``mac`` (towards ``dst`` if given) on link ``index``; False when absent."""
-    body = _NDMSG.pack(AF_BRIDGE, index, 0, NTF_SELF, 0) + _mac(mac)
-    if dst is not None:
-        body += attrs.ip(NDA_DST, dst)
+    body = _body(AF_BRIDGE, index, _mac(mac), *([("NDA_DST", str(dst))] if dst is not None else []), flags=NTF_SELF)
     return _delete(conn, body, f"failed to delete fdb {mac}")
 
 

@@ -1,14 +1,13 @@
-"""Routes: add (ECMP append, as upstream's ConfigureIface does), replace, list, delete."""
+"""Routes: add (ECMP append, as upstream's ConfigureIface does), replace, list, delete (pyroute2's ``rtmsg``)."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from . import attrs
+from . import msg
 from .conn import Conn, NetlinkError
 from .consts import (
     AF_INET,
@@ -21,14 +20,6 @@ from .consts import (
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
-    RTA_DST,
-    RTA_GATEWAY,
-    RTA_METRICS,
-    RTA_OIF,
-    RTA_PRIORITY,
-    RTA_TABLE,
-    RTAX_ADVMSS,
-    RTAX_MTU,
     RTM_DELROUTE,
     RTM_GETROUTE,
     RTM_NEWROUTE,
@@ -39,7 +30,6 @@ from .consts import (
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 
 @dataclass(frozen=True)
@@ -62,26 +52,25 @@ def _body(route: Route, with_type: bool = True) -> bytes:
     scope = route.scope
     if scope is None:
         scope = RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE
-    table = route.table if route.table < 256 else 0
-    head = _RTMSG.pack(family, route.dst.prefixlen, 0, 0, table, RTPROT_BOOT if with_type else 0, scope,
-                       RTN_UNICAST if with_type else 0, RTNH_F_ONLINK if route.onlink else 0)
-    body = [head, attrs.u32(RTA_TABLE, route.table)]
+    nlas: list[tuple] = [("RTA_TABLE", route.table)]
     if route.dst.prefixlen:
-        body.append(attrs.ip(RTA_DST, route.dst.network_address))
+        nlas.append(("RTA_DST", str(route.dst.network_address)))
     if route.gateway is not None:
-        body.append(attrs.ip(RTA_GATEWAY, route.gateway))
+        nlas.append(("RTA_GATEWAY", str(route.gateway)))
     if route.oif:
-        body.append(attrs.u32(RTA_OIF, route.oif))
+        nlas.append(("RTA_OIF", route.oif))
     if route.priority is not None:
-        body.append(attrs.u32(RTA_PRIORITY, route.priority))
+        nlas.append(("RTA_PRIORITY", route.priority))
     metrics = []
     if route.mtu:
-        metrics.append(attrs.u32(RTAX_MTU, route.mtu))
+        metrics.append(("RTAX_MTU", route.mtu))
     if route.advmss:
-        metrics.append(attrs.u32(RTAX_ADVMSS, route.advmss))
+        metrics.append(("RTAX_ADVMSS", route.advmss))
     if metrics:
-        body.append(attrs.nested(RTA_METRICS, *metrics))
-    return b"".join(body)
+        nlas.append(("RTA_METRICS", {"attrs": metrics}, msg.NLA_F_NESTED))
+    return msg.build("rtmsg", nlas, family=family, dst_len=route.dst.prefixlen,
+                     table=route.table if route.table < 256 else 0, proto=RTPROT_BOOT if with_type else 0,
+                     scope=scope, type=RTN_UNICAST if with_type else 0, flags=RTNH_F_ONLINK if route.onlink else 0)
 
 
 def add_route(conn: Conn, route: Route, *, replace: bool = False) -> None:
@@ -120,31 +109,29 @@ def list_routes(conn: Conn, family: int = AF_UNSPEC, *, oif: int = 0, table: int
     Multipath routes are listed without their next hops (the plugins never create them).
     """
     out: list[Route] = []
-    body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    body = msg.build("rtmsg", family=family)
     for mtype, payload in conn.dump(RTM_GETROUTE, body, "failed to list routes"):
-        if mtype != RTM_NEWROUTE:
+        # rtm_family is byte 0 and rtm_type byte 7: other routes are skipped before a full decode.
+        if mtype != RTM_NEWROUTE or payload[7] != RTN_UNICAST or payload[0] not in (AF_INET, AF_INET6):
             continue
-        fam, dst_len, _src, _tos, rtm_table, _proto, scope, rtype, rflags = _RTMSG.unpack_from(payload)
-        if rtype != RTN_UNICAST or fam not in (AF_INET, AF_INET6):
-            continue
-        nla = attrs.parse(payload, _RTMSG.size)
-        rt_table = attrs.get_u32(nla, RTA_TABLE, rtm_table)
-        rt_oif = attrs.get_u32(nla, RTA_OIF)
+        m = msg.parse("rtmsg", mtype, payload)
+        rt_table = m.get_attr("RTA_TABLE", m["table"])
+        rt_oif = m.get_attr("RTA_OIF", 0)
         if (table is not None and rt_table != table) or (oif and rt_oif != oif):
             continue
-        any_ip = ipaddress.IPv4Address(0) if fam == AF_INET else ipaddress.IPv6Address(0)
-        dst_ip = attrs.get_ip(nla, RTA_DST) or any_ip
-        metrics = attrs.parse(nla.get(RTA_METRICS, b""))
+        dst_ip = m.get_attr("RTA_DST") or ("0.0.0.0" if m["family"] == AF_INET else "::")
+        gateway = m.get_attr("RTA_GATEWAY")
+        metrics = m.get_attr("RTA_METRICS")
         out.append(Route(
-            dst=ipaddress.ip_network(f"{dst_ip}/{dst_len}", strict=False),
-            gateway=attrs.get_ip(nla, RTA_GATEWAY),
+            dst=ipaddress.ip_network(f"{dst_ip}/{m['dst_len']}", strict=False),
+            gateway=ipaddress.ip_address(gateway) if gateway else None,
             oif=rt_oif,
-            priority=attrs.get_u32(nla, RTA_PRIORITY) if RTA_PRIORITY in nla else None,
+            priority=m.get_attr("RTA_PRIORITY"),
             table=rt_table,
-            scope=scope,
-            mtu=attrs.get_u32(metrics, RTAX_MTU),
-            advmss=attrs.get_u32(metrics, RTAX_ADVMSS),
-            onlink=bool(rflags & RTNH_F_ONLINK),
+            scope=m["scope"],
+            mtu=metrics.get_attr("RTAX_MTU", 0) if metrics is not None else 0,
+            advmss=metrics.get_attr("RTAX_ADVMSS", 0) if metrics is not None else 0,
+            onlink=bool(m["flags"] & RTNH_F_ONLINK),
         ))
     return out
 

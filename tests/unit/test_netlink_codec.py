@@ -54,13 +54,19 @@ def test_bad_mac_is_rejected(bad):
         attrs.mac_to_bytes(bad)
 
 
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+
+
 def test_decode_link_reads_kind_master_and_peer():
-    payload = link._ifinfo(index=7, flags=consts.IFF_UP | consts.IFF_PROMISC)
+    # Wire bytes as the kernel sends them, built with our own TLV codec, decoded by pyroute2's ifinfmsg.
+    payload = _IFINFOMSG.pack(0, 1, 7, consts.IFF_UP | consts.IFF_PROMISC, 0)
     payload += attrs.string(consts.IFLA_IFNAME, "veth1234abcd") + attrs.u32(consts.IFLA_MTU, 1450)
     payload += attrs.attr(consts.IFLA_ADDRESS, bytes.fromhex("0a580af40105"))
     payload += attrs.u32(consts.IFLA_MASTER, 3) + attrs.u32(consts.IFLA_LINK, 2)
-    payload += attrs.u8(consts.IFLA_OPERSTATE, consts.IF_OPER_UP) + link._linkinfo("veth")
-    decoded, _top, _data = link._decode(payload)
+    payload += attrs.u8(consts.IFLA_OPERSTATE, consts.IF_OPER_UP)
+    payload += attrs.nested(consts.IFLA_LINKINFO, attrs.string(consts.IFLA_INFO_KIND, "veth"))
+    decoded, _data = link._decode(payload)
     assert decoded == link.Link(7, "veth1234abcd", "0a:58:0a:f4:01:05", 1450, "veth", 3, 2,
                                 consts.IFF_UP | consts.IFF_PROMISC, consts.IF_OPER_UP)
     assert decoded.up and decoded.promisc and not decoded.oper_up  # no IFF_LOWER_UP
@@ -68,16 +74,16 @@ def test_decode_link_reads_kind_master_and_peer():
 
 def test_route_body_encodes_default_route_without_dst():
     body = route._body(route.Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("10.0.0.1"), oif=2))
-    head = route._RTMSG.unpack_from(body)
+    head = _RTMSG.unpack_from(body)
     assert head[1] == 0 and head[6] == consts.RT_SCOPE_UNIVERSE
-    nla = attrs.parse(body, route._RTMSG.size)
+    nla = attrs.parse(body, _RTMSG.size)
     assert consts.RTA_DST not in nla and attrs.get_ip(nla, consts.RTA_GATEWAY) == ipaddress.ip_address("10.0.0.1")
 
 
 def test_route_without_gateway_defaults_to_link_scope():
     body = route._body(route.Route(ipaddress.ip_network("10.1.0.0/16"), mtu=1400))
-    assert route._RTMSG.unpack_from(body)[6] == consts.RT_SCOPE_LINK
-    metrics = attrs.parse(attrs.parse(body, route._RTMSG.size)[consts.RTA_METRICS])
+    assert _RTMSG.unpack_from(body)[6] == consts.RT_SCOPE_LINK
+    metrics = attrs.parse(attrs.parse(body, _RTMSG.size)[consts.RTA_METRICS])
     assert attrs.get_u32(metrics, consts.RTAX_MTU) == 1400
 
 

@@ -1,0 +1,53 @@
+"""The network configs the bench runs, identical for ours and Go except the IPAM dataDir (one per side).
+
+cniVersion 1.0.0: the newest both the Go plugins v1.1.1 and libcni 1.1.2 speak.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CNI_VERSION = "1.0.0"
+CHAIN_NET = "cntb-chain"
+PAIR_NET = "cntb-pair"
+#: The one port mapping of the chain case, passed as libcni capability args (as CRI does).
+CHAIN_PORT = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
+
+
+def chain_conflist(data_dir: Path) -> dict[str, Any]:
+    """bridge + host-local + portmap: dual-stack, ipMasq, portmap with SNAT (issue 5's chain)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": CHAIN_NET,
+        "plugins": [
+            {"type": "bridge", "bridge": "cntb0", "isGateway": True, "ipMasq": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                      "ranges": [[{"subnet": "10.99.0.0/16"}], [{"subnet": "fd99::/64"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ],
+    }
+
+
+def pair_conflist(data_dir: Path) -> dict[str, Any]:
+    """bridge + host-local alone: IPv4, gateway, no masquerade (issue 3's pair; netlink work only)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": PAIR_NET,
+        "plugins": [
+            {"type": "bridge", "bridge": "cntb1", "isGateway": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                      "ranges": [[{"subnet": "10.98.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        ],
+    }
+
+
+def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:
+    """libcni capability args carrying `mappings` (CAP_ARGS of the driver)."""
+    return {"portMappings": list(mappings)}
+
+
+def burst_port(index: int) -> dict[str, Any]:
+    """Pod `index` of a burst gets a host port of its own, so every pod has its own DNAT rules."""
+    return {"hostPort": 31000 + index, "containerPort": 80, "protocol": "tcp"}

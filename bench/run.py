@@ -1,0 +1,94 @@
+"""`python -m bench.run [--quick]`: measure ours against the Go plugins in one run and print one table.
+
+Must run as root (it creates network namespaces, never touching the root one). See bench/README.md for what
+each row means. Progress goes to stderr, the report (machine, inputs, table) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+
+from bench import cases, confs, footprint, machine
+from bench.lab import Lab, ensure_cnitool, install_ours
+from bench.table import Row, render
+from tests.helpers import paths
+
+CASES = ("version", "chain", "pair", "burst", "footprint")
+
+
+def go_version() -> str:
+    """The Debian package version of the Go plugins (they don't report it themselves)."""
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown version"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples: about a minute in all")
+    parser.add_argument("-n", type=int, help="ADD+DEL cycles per side (default 20, quick 5)")
+    parser.add_argument("--versions", type=int, help="VERSION execs per plugin and side (default 50, quick 10)")
+    parser.add_argument("--pods", type=int, help="pods in the burst (default 50, quick 20)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    opts = parser.parse_args(argv)
+    opts.n = opts.n or (5 if opts.quick else 20)
+    opts.versions = opts.versions or (10 if opts.quick else 50)
+    opts.pods = opts.pods or (20 if opts.quick else 50)
+    opts.cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
+    unknown = set(opts.cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    cnitool = ensure_cnitool()
+    load = os.getloadavg()
+    rows: list[Row] = []
+    with Lab() as lab:
+        ours_dir = install_ours(lab.tmp / "opt-cni-bin")
+        dist = footprint.dist_sizes(paths.DIST_DIR)
+        go_dir = paths.GO_PLUGIN_DIR
+        build = footprint.bundle_digest(ours_dir / "bridge")[:12]
+        # A private unpack cache: another build started on this machine meanwhile would otherwise replace
+        # the shared one under our feet (docs/packaging.md: an unpack removes other builds' folders).
+        suite_cache = lab.tmp / "suite-cache"
+        suite_cache.mkdir(mode=0o700)
+        sides = [cases.Side("ours", ours_dir, lab.netns("host"), lab.tmp / "ours", cnitool,
+                            {"CNI_SUITE_CACHE_DIR": str(suite_cache)}),
+                 cases.Side("Go", go_dir, lab.netns("host"), lab.tmp / "go", cnitool)]
+        if "version" in opts.cases:
+            cases.log("VERSION")
+            rows += cases.version_rows(sides, opts.versions)
+        if "chain" in opts.cases:
+            cases.log("chain bridge + host-local + portmap")
+            rows += cases.cycle_rows(lab, sides, "chain bridge+host-local+portmap", confs.CHAIN_NET,
+                                     confs.chain_conflist, confs.port_mappings(confs.CHAIN_PORT), opts.n,
+                                     cases.CHAIN_GOALS)
+        if "pair" in opts.cases:
+            cases.log("pair bridge + host-local")
+            rows += cases.cycle_rows(lab, sides, "pair bridge+host-local", confs.PAIR_NET, confs.pair_conflist,
+                                     None, opts.n, ())
+        if "burst" in opts.cases:
+            rows += cases.burst_rows(lab, sides, opts.pods)
+        if "footprint" in opts.cases:
+            rows += footprint.footprint_rows(dist, ours_dir, go_dir, suite_cache)
+    print(f"cni-suite bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+          f"{' (--quick)' if opts.quick else ''}")
+    print(f"machine: {machine.describe()}; load average at the start {load[0]:.2f}, at the end "
+          f"{os.getloadavg()[0]:.2f} (other work on the machine inflates wall times)")
+    print(f"ours: dist/ via `./build.sh install` (build {build})"
+          f"; Go: {paths.GO_PLUGIN_DIR} (containernetworking-plugins {go_version()})")
+    print("driver: libcni 1.1.2 (tests/bin/cnitool) in a throwaway host netns per side; "
+          "ratios are ours/Go; wall = elapsed, CPU = user+sys of all processes of the call\n")
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

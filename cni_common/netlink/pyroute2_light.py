@@ -1,0 +1,69 @@
+"""pyroute2's rtnetlink message classes, loaded without pyroute2's package ``__init__`` and its heavy config.
+
+Why: the suite encodes and decodes rtnetlink messages with pyroute2's classes (``ifinfmsg``, ``ifaddrmsg``,
+``rtmsg``, ``ndmsg``) but carries them on its own plain socket (:mod:`.conn`). A plain ``import pyroute2`` runs
+the package ``__init__``, which imports IPRoute, NDB (sqlite3), conntrack, nftables, asyncio... (~150 ms per
+process); and ``pyroute2.config`` imports ``multiprocessing`` and ``platform`` and calls ``uname()`` (~7-10 ms)
+only to be read once by ``ifinfmsg`` for three values. So :func:`message_class` loads each class on first use
+(a caller needing only ``rtmsg`` does not pay for ``ifinfmsg`` and its link-kind plugins), and the first time:
+
+1. registers the ``pyroute2`` package object from its import spec without executing its ``__init__`` (submodule
+   imports then find it in ``sys.modules`` and only need its ``__path__``);
+2. while a message module is imported, puts a stand-in ``pyroute2.config`` in ``sys.modules`` holding what
+   ``ifinfmsg`` reads from it at import time (``AF_BRIDGE``, ``data_plugins_pkgs``, ``data_plugins_path``), then
+   takes it out again so that a later ``import pyroute2.config`` in the process gets the real one.
+
+What it depends on (pyroute2 0.9.7, pinned in setup.cfg; tests/unit/test_pyroute2_light.py fails loudly when
+any of it changes): the module paths of the four classes; ``pyroute2.config`` being read by them only at import
+time and only for the three names above; no module on that path needing anything run by ``pyroute2/__init__``.
+If pyroute2 was already imported normally in this process, the real modules are used as they are.
+PyInstaller cannot see these imports: cni_common/bundle/cni-suite.spec lists them as hidden imports.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+PYROUTE2_VERSION = "0.9.7"
+#: Class name -> module holding it.
+MODULES = {
+    "ifinfmsg": "pyroute2.netlink.rtnl.ifinfmsg",
+    "ifaddrmsg": "pyroute2.netlink.rtnl.ifaddrmsg",
+    "rtmsg": "pyroute2.netlink.rtnl.rtmsg",
+    "ndmsg": "pyroute2.netlink.rtnl.ndmsg",
+}
+_AF_BRIDGE = 7
+_loaded: dict[str, type] = {}
+
+
+def message_class(name: str) -> type:
+    """pyroute2's message class ``name`` (a key of :data:`MODULES`), imported on first use."""
+    cls = _loaded.get(name)
+    if cls is None:
+        cls = _loaded[name] = _load(name)
+    return cls
+
+
+def _load(name: str) -> type:
+    import importlib
+    import importlib.util
+
+    if "pyroute2" not in sys.modules:
+        spec = importlib.util.find_spec("pyroute2")
+        if spec is None:
+            raise ImportError("pyroute2 is not installed")
+        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+    package = sys.modules["pyroute2"]
+    stand_in = None
+    if "pyroute2.config" not in sys.modules:
+        stand_in = ModuleType("pyroute2.config")
+        stand_in.AF_BRIDGE = _AF_BRIDGE  # type: ignore[attr-defined]
+        stand_in.data_plugins_pkgs = []  # type: ignore[attr-defined]
+        stand_in.data_plugins_path = []  # type: ignore[attr-defined]
+        sys.modules["pyroute2.config"] = package.config = stand_in  # type: ignore[attr-defined]
+    try:
+        return getattr(importlib.import_module(MODULES[name]), name)
+    finally:
+        if stand_in is not None:
+            del sys.modules["pyroute2.config"], package.config
