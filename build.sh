@@ -15,18 +15,28 @@ PYTHON=${PYTHON:-.venv/bin/python}
 PLUGIN_TYPES=(bridge host-local portmap vxlan)
 WORK=build/pyinstaller
 
+# dist/ is replaced as a whole at the end (tests or a bench may be running the previous files), and two builds
+# never run at once (they share the work folder).
 build() {
-    rm -rf "$WORK" dist
-    mkdir -p "$WORK" dist
+    mkdir -p build
+    exec 9>build/.lock
+    flock 9
+    rm -rf "$WORK"
+    mkdir -p "$WORK/out"
     "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
         --distpath "$WORK/dist" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
     gcc -O2 -Wall -Wno-format-truncation -o "$WORK/launcher" cni_common/bundle/launcher.c -lz
     strip "$WORK/launcher"
     "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" >/dev/null
     for type in "${PLUGIN_TYPES[@]}"; do
-        install -m 0755 "$WORK/cni-suite" "dist/$type"
+        install -m 0755 "$WORK/cni-suite" "$WORK/out/$type"
     done
+    rm -rf build/dist.old
+    [ -d dist ] && mv dist build/dist.old
+    mv "$WORK/out" dist
+    rm -rf build/dist.old
     ls -l dist/
+    exec 9>&-
 }
 
 # Each type is hard-linked to one copy in DIR, and every name appears by rename(2): a runtime exec'ing a

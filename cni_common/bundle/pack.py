@@ -1,7 +1,9 @@
 """Pack a PyInstaller one-folder bundle behind the launcher into one self-installing executable.
 
 Usage: ``python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT``. The format is documented in
-``launcher.c``, the only reader. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
+``launcher.c``, the only reader. The meta block carries the plugin names and the VERSION answer, both taken from
+the code (:mod:`cni_common.multicall`, :mod:`cni_common.version`), so the launcher can answer VERSION itself
+without a second source of truth. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
 matters); the trailer carries the SHA-256 of the payload, which names the launcher's cache folder, so every
 build unpacks into a folder of its own and identical builds share one.
 """
@@ -46,14 +48,24 @@ def payload(bundle_dir: Path) -> bytes:
     return b"".join(parts)
 
 
+def meta() -> bytes:
+    """Plugin names (NUL-terminated, then an empty one) followed by the VERSION answer."""
+    from cni_common.multicall import PLUGINS
+    from cni_common.version import version_info_json
+
+    names = b"".join(name.encode() + b"\0" for name in sorted(PLUGINS))
+    return names + b"\0" + version_info_json().encode()
+
+
 def pack(launcher: Path, bundle_dir: Path, output: Path) -> str:
-    """Write ``output`` = launcher + payload + trailer; returns the payload hash."""
+    """Write ``output`` = launcher + payload + meta + trailer; returns the payload hash."""
     head = launcher.read_bytes()
     body = payload(bundle_dir)
+    info = meta()
     digest = hashlib.sha256(body).hexdigest()
-    trailer = MAGIC + struct.pack("<QQ", len(head), len(body)) + digest.encode()
+    trailer = MAGIC + struct.pack("<QQQ", len(head), len(body), len(info)) + digest.encode()
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(head + body + trailer)
+    tmp.write_bytes(head + body + info + trailer)
     tmp.chmod(0o755)
     tmp.replace(output)
     return digest

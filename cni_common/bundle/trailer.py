@@ -1,7 +1,7 @@
 """The trailer that ends every single-file build: how to tell which build a file on disk is.
 
-Layout (shared with ``launcher.c`` and ``pack.py``): 8-byte magic, u64 payload offset, u64 payload size, then the
-payload's SHA-256 as 64 hex characters. The hash also names the launcher's cache folder, so a running plugin
+Layout (shared with ``launcher.c`` and ``pack.py``): 8-byte magic, u64 payload offset, u64 payload size, u64 meta
+size, then the payload's SHA-256 as 64 hex characters. The hash also names the launcher's cache folder, so a running plugin
 knows its own build from ``sys.executable`` and can recognise a delegate of the same build without running it.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-MAGIC = b"CNIPYBND"
-SIZE = 8 + 8 + 8 + 64
+MAGIC = b"CNIPYBN2"
+SIZE = 8 + 8 + 8 + 8 + 64
 
 
 def build_hash(path: str) -> str:
@@ -23,4 +23,4 @@ def build_hash(path: str) -> str:
         return ""
     if len(trailer) != SIZE or not trailer.startswith(MAGIC):
         return ""
-    return trailer[24:].decode("ascii", "replace")
+    return trailer[32:].decode("ascii", "replace")

@@ -9,10 +9,12 @@ iptables, nat table, per family (one ``ip(6)tables-restore`` each):
 nftables, tables ``ip cni_hostport`` and ``ip6 cni_hostport`` (both families in one transaction):
   prerouting/output: [conditions] fib daddr type local jump hostports_all
   hostports_all: jump hostip_hostports; jump hostports      hostports: per mapping DNAT, comment = containerID
-  masquerading (postrouting, srcnat): hairpin and localhost masquerade, comment = containerID
+  masquerading (postrouting, srcnat): hairpin (container subnet -> container) and localhost masquerade,
+  comment = containerID
 
-Beyond upstream: a re-ADD replaces this container's rules instead of stacking duplicates, and teardown needs
-no mappings (the chain name is a hash of net+cid; nft rules carry the cid as comment).
+Beyond upstream: the nft hairpin rule matches the container subnet (as iptables does), a re-ADD replaces
+this container's rules instead of stacking duplicates, and teardown needs no mappings (the chain name is a
+hash of net+cid; nft rules carry the cid as comment).
 """
 
 from __future__ import annotations
@@ -288,7 +290,9 @@ def nft_forward_lines(spec: PortMapSpec, ip: IPInterface, stale: list[tuple[str,
         lines.append(f"add rule {t} hostports {daddr}{m.protocol} dport {m.host_port} "
                      f'dnat to {ip_port(ip, m.container_port)} comment "{cid}"')
     if spec.snat:
-        src = ("0.0.0.0/0" if ip.version == 4 else "::/0") if spec.masq_all else str(ip.ip)
+        # The whole container subnet, as the iptables layout does (upstream PR #469), not just the container:
+        # a neighbour's hairpin reply is bridged straight back and never un-DNATed unless br_netfilter is on.
+        src = ("0.0.0.0/0" if ip.version == 4 else "::/0") if spec.masq_all else str(ip.network)
         lines.append(f'add rule {t} {NFT_MASQ_CHAIN} {fam} saddr {src} {fam} daddr {ip.ip} masquerade '
                      f'comment "{cid}"')
         if ip.version == 4 and not spec.masq_all:

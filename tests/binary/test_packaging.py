@@ -1,5 +1,6 @@
 """The files build.sh makes: multi-call, unpack-once cache, no temp leftovers, atomic install."""
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -23,33 +24,48 @@ def dist() -> Path:
     return paths.DIST_DIR
 
 
-def version(binary, cache: Path, argv0: str | None = None) -> subprocess.CompletedProcess:
-    env = {"CNI_COMMAND": "VERSION", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+def run(binary, cache: Path, command: str = "", argv0: str | None = None) -> subprocess.CompletedProcess:
+    """One call; without a command the Python program itself answers (code 4: CNI_COMMAND missing)."""
+    env = {"CNI_COMMAND": command, "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
     return subprocess.run([argv0 or str(binary)], executable=str(binary), env=env, capture_output=True,
                           text=True, timeout=60)
 
 
-def test_every_type_answers_version(dist, tmp_path):
+def reaches_python(proc: subprocess.CompletedProcess) -> bool:
+    return proc.returncode == 1 and '"code": 4' in proc.stdout and "CNI_COMMAND" in proc.stdout
+
+
+def test_every_type_answers_version_without_unpacking(dist, tmp_path):
+    from cni_common.version import version_info_json
+
     for plugin_type in TYPES:
-        proc = version(dist / plugin_type, tmp_path / "cache")
+        proc = run(dist / plugin_type, tmp_path / "cache", "VERSION")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert '"1.1.0"' in proc.stdout and '"0.1.0"' in proc.stdout
+        assert proc.stdout == version_info_json()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_every_type_runs_the_python_program(dist, tmp_path):
+    for plugin_type in TYPES:
+        proc = run(dist / plugin_type, tmp_path / "cache")
+        assert reaches_python(proc), proc.stdout + proc.stderr
+        assert plugin_type in proc.stderr or "CNI protocol versions supported" in proc.stderr
 
 
 def test_unpacks_once_into_a_private_cache(dist, tmp_path):
     cache = tmp_path / "cache"
-    assert version(dist / "host-local", cache).returncode == 0
+    assert reaches_python(run(dist / "host-local", cache))
     bundles = [p for p in cache.iterdir() if not p.name.startswith(".")]
     assert len(bundles) == 1 and len(bundles[0].name) == 64
     assert (cache.stat().st_mode & 0o077) == 0
     first_mtime = bundles[0].stat().st_mtime_ns
-    assert version(dist / "bridge", cache).returncode == 0
+    assert reaches_python(run(dist / "bridge", cache))
     assert [p for p in cache.iterdir() if not p.name.startswith(".")] == bundles
     assert bundles[0].stat().st_mtime_ns == first_mtime
 
 
 def test_multicall_name_comes_from_argv0(dist, tmp_path):
-    proc = version(dist / "host-local", tmp_path / "cache", argv0="not-a-plugin")
+    proc = run(dist / "host-local", tmp_path / "cache", "VERSION", argv0="not-a-plugin")
     assert proc.returncode == 2 and "run me as one of" in proc.stderr
 
 
@@ -57,21 +73,21 @@ def test_refuses_a_cache_others_can_write(dist, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o777)
     cache.chmod(0o777)
-    proc = version(dist / "host-local", cache)
+    proc = run(dist / "host-local", cache)
     assert proc.returncode == 1 and '"code": 999' in proc.stdout and "not private" in proc.stdout
 
 
 def test_sigkill_mid_unpack_leaves_nothing_in_tmp_and_next_call_works(dist, tmp_path):
     cache = tmp_path / "cache"
     tmp_before = set(os.listdir("/tmp"))
-    env = {"CNI_COMMAND": "VERSION", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+    env = {"CNI_COMMAND": "", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
     for delay in (0.01, 0.03, 0.06):
         proc = subprocess.Popen([str(dist / "host-local")], env=env, stdout=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert not [n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith(("_MEI", "cni-suite"))]
-    assert version(dist / "host-local", cache).returncode == 0
+    assert reaches_python(run(dist / "host-local", cache))
     assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -81,4 +97,49 @@ def test_install_is_atomic_hard_links(dist, tmp_path):
     inodes = {(target / t).stat().st_ino for t in TYPES}
     assert len(inodes) == 1
     assert sorted(os.listdir(target)) == sorted(TYPES)
-    assert version(target / "portmap", tmp_path / "cache").returncode == 0
+    assert reaches_python(run(target / "portmap", tmp_path / "cache"))
+
+
+def _fake_older_build(cache: Path) -> Path:
+    """A folder as another build's launcher leaves it (its in-use marker included)."""
+    older = cache / ("0" * 64)
+    older.mkdir()
+    (older / ".in-use").touch()
+    (older / "cni-suite").write_text("an older build")
+    return older
+
+
+def test_other_builds_are_pruned_only_when_no_call_uses_them(dist, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    older = _fake_older_build(cache)
+    with open(older / ".in-use") as held:  # what a running call of that build holds
+        fcntl.flock(held, fcntl.LOCK_SH)
+        assert reaches_python(run(dist / "bridge", cache))
+        assert older.exists(), "a build in use must survive another build's unpack"
+    for bundle in cache.iterdir():
+        if len(bundle.name) == 64 and bundle != older:
+            subprocess.run(["rm", "-rf", str(bundle)], check=True)
+    assert reaches_python(run(dist / "bridge", cache))
+    assert not older.exists(), "an unused older build is removed at the next unpack"
+
+
+def test_a_running_call_holds_its_build(dist, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"CNI_COMMAND": "ADD", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin",
+           "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/1/ns/net", "CNI_IFNAME": "eth0"}
+    # A call blocked on stdin stands for a long call; its build folder must be locked while it runs.
+    proc = subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        bundle = None
+        while time.time() < deadline and bundle is None:
+            bundle = next((p for p in cache.glob("?" * 64) if (p / ".in-use").exists()), None) if cache.exists() else None
+            time.sleep(0.05)
+        assert bundle is not None
+        time.sleep(0.3)
+        probe = subprocess.run(["flock", "--exclusive", "--nonblock", str(bundle / ".in-use"), "true"])
+        assert probe.returncode != 0, "the in-use lock is held by the running call"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -137,7 +137,7 @@ def test_nft_forward_lines() -> None:
     assert 'add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.0.2:80 comment "ctr1"' in lines
     assert ('add rule ip cni_hostport hostports ip daddr 10.0.0.9 udp dport 5353 dnat to 10.99.0.2:53 '
             'comment "ctr1"') in lines
-    assert 'add rule ip cni_hostport masquerading ip saddr 10.99.0.2 ip daddr 10.99.0.2 masquerade comment "ctr1"' \
+    assert 'add rule ip cni_hostport masquerading ip saddr 10.99.0.0/24 ip daddr 10.99.0.2 masquerade comment "ctr1"' \
         in lines
     assert 'add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.0.2 masquerade comment "ctr1"' \
         in lines
