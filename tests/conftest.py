@@ -26,6 +26,9 @@ MARKERS = {
     "containerd": "starts a private containerd inside a test namespace (root, slow)",
 }
 
+# End-to-end folders change kernel state the same way as tests/netns (they also drive the built binaries).
+FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns"}
+
 _pool = NetnsPool()
 
 
@@ -41,8 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             top = Path(item.path).relative_to(tests_dir).parts[0]
         except ValueError:
             continue
-        if top in MARKERS:
-            item.add_marker(top)
+        marker = FOLDER_MARKERS.get(top, top)
+        if marker in MARKERS:
+            item.add_marker(marker)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
