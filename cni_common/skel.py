@@ -206,9 +206,15 @@ def _log_unexpected(exc: Exception) -> None:
 
 
 def _print_json(stdout: IO[str], obj: Mapping[str, Any]) -> None:
-    stdout.write(json.dumps(obj, indent=4))
-    stdout.write("\n")
-    stdout.flush()
+    """Write the one JSON document. A reader that went away (broken pipe) is not our failure to report:
+    stdout is pointed at /dev/null so the interpreter's final flush does not print a traceback either."""
+    try:
+        stdout.write(json.dumps(obj, indent=4))
+        stdout.write("\n")
+        stdout.flush()
+    except BrokenPipeError:
+        if stdout is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versions.SUPPORTED_VERSIONS,
