@@ -24,7 +24,7 @@ from bench.measure import TimedNetns  # noqa: E402
 from tests.helpers import paths  # noqa: E402
 from tests.helpers.cnitool import Cnitool  # noqa: E402
 from tests.helpers.netns import Netns  # noqa: E402
-from tests.netns.test_vxlan_lab import source_bin_dir  # noqa: E402
+from tests.helpers.vxlan_lab import source_wrappers  # noqa: E402
 
 NET = "benchnet"
 
@@ -78,7 +78,7 @@ def main() -> int:
     opts = parser.parse_args()
     cnitool = ensure_cnitool()
     with Lab(tag="x") as lab:
-        ours = source_bin_dir(lab.tmp / "src", python_ipam=True, also=("bridge",)) if opts.source else paths.DIST_DIR
+        ours = source_wrappers(lab.tmp / "src", "vxlan", "bridge", "host-local") if opts.source else paths.DIST_DIR
         if not opts.source and paths.missing_plugins(ours):
             raise SystemExit(f"plugins missing in {ours}: run ./build.sh, or pass --source")
         host = TimedNetns(_node(lab))

@@ -8,11 +8,14 @@ CNIError code 7 (invalid config) naming the key and the value, so the runtime's 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, TypeVar
-
 from .errors import CNIError, ErrorCode
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Optional, TypeVar
+
+    T = TypeVar("T")
+
 _MISSING: Any = object()
 
 

@@ -7,7 +7,10 @@ Anything else that escapes a verb handler is reported as code 999 (internal), th
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ErrorCode(enum.IntEnum):

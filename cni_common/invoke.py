@@ -17,7 +17,6 @@ import errno
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import NamedTuple, Optional
@@ -77,6 +76,8 @@ def _run_in_process(main, env: dict[str, str], stdin_data: bytes) -> Outcome:
 
 def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> Outcome:
     """Exec the delegate, retrying "text file busy" like libcni (a runtime may be replacing the binary)."""
+    import subprocess  # not on the in-process path
+
     for attempt in range(_TEXT_BUSY_RETRIES):
         try:
             proc = subprocess.run([binary], input=stdin_data, stdout=subprocess.PIPE, env=env, check=False)

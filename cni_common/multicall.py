@@ -49,7 +49,11 @@ PLUGINS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the plugin named by ``argv[0]`` (or by ``argv[1]`` when called as ``cni-suite <type>``)."""
+    """Run the plugin named by ``argv[0]`` (or by ``argv[1]`` when called as ``cni-suite <type>``).
+
+    Called as the program (``argv`` None), a CNI call ends in :func:`_exit_now`, without returning.
+    """
+    as_program = argv is None
     argv = sys.argv if argv is None else argv
     name = os.path.basename(argv[0])
     if name not in PLUGINS and len(argv) > 1 and argv[1] in PLUGINS:
@@ -66,4 +70,25 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(version_info_json())
         return 0
-    return loader()()
+    code = loader()()
+    if as_program and is_plugin_call:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's finalization: tearing down every module and object costs
+    ~20 ms per plugin process (measured), paid on every ADD and DEL, for nothing a CNI call needs.
+
+    stdout (the CNI result) and stderr are flushed first; the log flushes every line itself, and nothing
+    on a plugin call's path registers ``atexit`` handlers or leaves buffered files open.
+    """
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        code = code or 1  # the runtime did not get our answer: do not claim success
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

@@ -82,10 +82,9 @@ class NetNS:
                 try:
                     _setns(orig)
                 except OSError as exc:  # pragma: no cover - cannot be provoked safely
-                    import logging
+                    from .log import get_logger
 
-                    logging.getLogger(__name__).critical(
-                        "cannot return to the original netns after %s: %s", self.path, exc)
+                    get_logger(__name__).error("cannot return to the original netns after %s: %s", self.path, exc)
                     os._exit(1)
         finally:
             os.close(orig)

@@ -20,11 +20,16 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Mapping, Optional
 
 from . import version as versions
 from .errors import CNIError, ErrorCode
+from .record import field, record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable, Mapping, Optional
+
+    Handler = Callable[[CmdArgs], Any]
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 
@@ -45,7 +50,7 @@ MIN_VERSION_FOR_VERB = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 _ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 
 
-@dataclass
+@record
 class CmdArgs:
     """Everything one invocation received; handlers read nothing from ``os.environ`` or ``sys.stdin``."""
 
@@ -71,10 +76,8 @@ class CmdArgs:
         return str(self.conf.get("name", ""))
 
 
-Handler = Callable[[CmdArgs], Any]
 
-
-@dataclass
+@record
 class CNIFuncs:
     """A plugin's verb handlers; ``add`` returns a :class:`cni_common.types.Result`, the others ``None``.
 

@@ -13,17 +13,19 @@ Plugins build the newest shape (1.1.0) and convert once, at the edge (:mod:`cni_
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Any, Optional, Union
 
 from . import version as versions
 from .errors import CNIError, ErrorCode
+from .record import field, record, replace
 
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _ROUTE_EXTRAS_V11 = ("mtu", "advmss", "priority", "table", "scope")
 
@@ -63,7 +65,7 @@ def parse_network(value: Any, what: str = "route dst") -> IPNetwork:
         raise _decode_error(what, value, exc) from exc
 
 
-@dataclass
+@record
 class Interface:
     """One interface the attachment created (host side when ``sandbox`` is empty)."""
 
@@ -99,7 +101,7 @@ class Interface:
         return out
 
 
-@dataclass
+@record
 class IPConfig:
     """An address given to the container; ``interface`` indexes :attr:`Result.interfaces`."""
 
@@ -134,7 +136,7 @@ class IPConfig:
         return out
 
 
-@dataclass
+@record
 class Route:
     """A route for the container; 1.1.0 added the optional fields after ``gw``."""
 
@@ -171,7 +173,7 @@ class Route:
         return out
 
 
-@dataclass
+@record
 class DNS:
     """Resolver settings; every field is optional and an empty object is common."""
 
@@ -215,7 +217,7 @@ def _str_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-@dataclass
+@record
 class Result:
     """An ADD result in the 1.1.0 shape; ``cni_version`` records the version it was read as (informational)."""
 
@@ -227,9 +229,9 @@ class Result:
 
     def copy(self) -> "Result":
         """A deep copy, so a chained plugin can add to its input without changing it."""
-        return dataclasses.replace(
-            self, interfaces=[dataclasses.replace(i) for i in self.interfaces],
-            ips=[dataclasses.replace(i) for i in self.ips], routes=[dataclasses.replace(r) for r in self.routes],
+        return replace(
+            self, interfaces=[replace(i) for i in self.interfaces],
+            ips=[replace(i) for i in self.ips], routes=[replace(r) for r in self.routes],
             dns=DNS(list(self.dns.nameservers), self.dns.domain, list(self.dns.search), list(self.dns.options)))
 
     @classmethod

@@ -15,18 +15,17 @@ from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
 
 if TYPE_CHECKING:
-    import logging
-
     from cni_common.alloc.disk import DiskStore
+    from cni_common.log import Logger
 
 ABOUT = "CNI host-local IPAM plugin (Python)"
 
 
-def _log() -> "logging.Logger":
-    """Our logger; ``logging`` is imported here because VERSION must not pay for it (skel imports it later)."""
-    import logging
+def _log() -> "Logger":
+    """Our logger, imported here because VERSION must not pay for it."""
+    from cni_common.log import get_logger
 
-    return logging.getLogger(__name__)
+    return get_logger(__name__)
 
 
 def _store(data_dir: str, name: str) -> "DiskStore":

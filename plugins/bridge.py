@@ -2,22 +2,24 @@
 
 Drop-in for upstream's ``bridge`` (same config keys and result shape). It reads top-down: the config and its
 validation, the ADD steps (bridge, veth, bridge port, IPAM, container addresses, gateway, masquerade), then DEL,
-CHECK, STATUS and GC. Beyond upstream: a failed ADD also removes the veth; DEL removes masquerading even when
-the netns is gone; GC removes the masquerading of attachments the runtime no longer knows.
+CHECK, STATUS and GC. :func:`attach`, :func:`detach` and :func:`check` take a :class:`BridgeConf` rather than
+the request's config, so another plugin (vxlan) attaches its containers with this same code. Beyond upstream:
+a failed ADD also removes the veth; DEL removes masquerading even when the netns is gone; GC removes the
+masquerading of attachments the runtime no longer knows; ``mtu`` also applies to a bridge that already exists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from cni_common import config, invoke
 from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.log import get_logger
+from cni_common.record import field, record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Interface, Result, Route
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from cni_common.netlink import Conn, Link
     from cni_common.netns import NetNS
 
-log = logging.getLogger("bridge")
+log = get_logger("bridge")
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -39,7 +41,7 @@ DAD_POLL = 0.05
 _DEFAULT_NETS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
-@dataclass
+@record
 class BridgeConf:
     """The plugin's part of the network config, defaults applied and validated."""
 
@@ -107,16 +109,21 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
         raise _invalid("cannot use IPAM when disableContainerInterface flag is set")
     if c.mtu < 0:
         raise _invalid(f"invalid MTU {c.mtu}")
-    if cni_args is None:
-        return c
+    if cni_args is not None:
+        c.mac = requested_mac(conf, cni_args)
+    return c
+
+
+def requested_mac(conf: dict[str, Any], cni_args: dict[str, str]) -> str:
+    """The container MAC asked for (lower case, "" for none): CNI_ARGS ``MAC`` < args.cni.mac <
+    runtimeConfig.mac; other CNI_ARGS keys are refused unless ``IgnoreUnknown``."""
     config.require_known_args(cni_args, {"MAC"})
     mac = cni_args.get("MAC", "")
     mac = config.get_str(config.args_cni(conf), "mac", mac, where="args.cni") or mac
     mac = config.get_str(config.runtime_config(conf), "mac", mac, where="runtimeConfig") or mac
     if mac:
         _check_mac(mac)
-    c.mac = mac.lower()
-    return c
+    return mac.lower()
 
 
 def _invalid(msg: str) -> CNIError:
@@ -160,11 +167,15 @@ def _vlan_trunk(entries: list[Any]) -> list[int]:
 
 
 def cmd_add(args: CmdArgs) -> Result:
-    """Create the attachment; on any failure everything made so far is undone (veth, IPAM lease, rules)."""
+    return attach(args, load_conf(args.conf, args.cni_args()))
+
+
+def attach(args: CmdArgs, conf: BridgeConf) -> Result:
+    """Create the attachment ``conf`` describes; on any failure everything made so far is undone (veth, IPAM
+    lease, rules). IPAM (``conf.ipam_type``) is delegated ``args`` as they are: their stdin is its request."""
     from cni_common import netlink as nl
     from cni_common.netns import NetNS
 
-    conf = load_conf(args.conf, args.cni_args())
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont, \
             contextlib.ExitStack() as undo:
         br = _ensure_bridge(host, conf)
@@ -185,6 +196,11 @@ def cmd_add(args: CmdArgs) -> Result:
             _add_layer3(args, conf, host, cont, cont_ns, br, cont_veth, ipam, result, undo)
         elif not conf.disable_container_interface:
             nl.set_up(cont, cont_veth.index)
+        if not conf.is_gateway or conf.vlan:
+            # The result reports the bridge MAC and CHECK verifies it: pin it as the gateway path does (that pins
+            # <bridge>.<vlan> instead when vlan is set), or it follows the lowest port MAC and CHECK of earlier
+            # pods fails once a pod with a lower MAC joins.
+            nl.set_mac(host, br.index, nl.get_link(host, br.index).mac)
         if not conf.disable_container_interface:
             _wait_oper_up(host, host_veth)
         host_veth, br = nl.get_link(host, host_veth.index), nl.get_link(host, br.index)
@@ -196,10 +212,14 @@ def cmd_add(args: CmdArgs) -> Result:
 
 
 def _ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
-    """The configured bridge, up, with router advertisements ignored."""
+    """The configured bridge, up, with router advertisements ignored, and ``mtu`` (when set) applied even to a
+    bridge that existed (upstream sets it only on creation; an overlay whose MTU changed needs it)."""
     from cni_common import netlink as nl
 
     br = nl.ensure_bridge(host, conf.bridge, mtu=conf.mtu, vlan_filtering=conf.vlan_filtering, promisc=conf.promisc)
+    if conf.mtu and br.mtu != conf.mtu:
+        nl.set_mtu(host, br.index, conf.mtu)
+        br = nl.get_link(host, br.index)
     # We own the routes of the bridge: router advertisements must not add any.
     _sysctl_best_effort(0, "ipv6", "conf", conf.bridge, "accept_ra")
     return br
@@ -368,7 +388,9 @@ def _ensure_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None
                 raise CNIError(PluginCode.ADDRESS_UNAVAILABLE,
                                f"{link.name!r} already has an IP address different from {addr}")
             nl.del_addr(host, link.index, have.address)
-    nl.add_addr(host, link.index, addr, exist_ok=True)
+    # IPv6: no DAD for the gateway (upstream does DAD here). The address is this network's own gateway; with DAD
+    # it stays tentative for ~1 s after it is added, and the first pods' IPv6 traffic through it fails meanwhile.
+    nl.add_addr(host, link.index, addr, exist_ok=True, nodad=addr.version == 6)
     # Setting the bridge's MAC to itself pins it; otherwise it follows the lowest port MAC as pods come and go.
     nl.set_mac(host, link.index, link.mac)
 
@@ -417,7 +439,11 @@ def cmd_del(args: CmdArgs) -> None:
     A gone or empty netns only skips the veth; the rules are still removed (found by their names and comments,
     so the container's addresses are not needed).
     """
-    conf = load_conf(args.conf)
+    detach(args, load_conf(args.conf))
+
+
+def detach(args: CmdArgs, conf: BridgeConf) -> None:
+    """Undo :func:`attach` for ``args`` (cmd_del's rules); IPAM is delegated ``args`` as they are."""
     errors: list[str] = []
     addrs: list[IPInterface] = []
     try:
@@ -471,17 +497,26 @@ def _delete_container_link(args: CmdArgs) -> list[IPInterface]:
 
 
 def cmd_check(args: CmdArgs) -> None:
-    """IPAM CHECK, then verify the bridge, both veth ends, and the prevResult's addresses and routes."""
-    from cni_common import netlink as nl
-    from cni_common.netns import NetNS
-
     conf = load_conf(args.conf, args.cni_args())
-    if conf.ipam_type:
-        invoke.delegate("CHECK", conf.ipam_type, args)
+    check(args, conf, prev_result(args))
+
+
+def prev_result(args: CmdArgs) -> Result:
+    """The request's ``prevResult`` (required by CHECK)."""
     prev_raw = args.conf.get("prevResult")
     if not prev_raw:
         raise CNIError(ErrorCode.INVALID_CONFIG, "Required prevResult missing")
-    prev = Result.from_dict(prev_raw, args.cni_version)
+    return Result.from_dict(prev_raw, args.cni_version)
+
+
+def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
+    """IPAM CHECK (delegated ``args`` as they are), then verify the bridge, both veth ends, and ``prev``'s
+    addresses and routes."""
+    from cni_common import netlink as nl
+    from cni_common.netns import NetNS
+
+    if conf.ipam_type:
+        invoke.delegate("CHECK", conf.ipam_type, args)
     cont_if = next((i for i in prev.interfaces if i.name == args.ifname and i.sandbox), None)
     if cont_if is None:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"prevResult has no container interface {args.ifname!r}")

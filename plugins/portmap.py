@@ -12,17 +12,20 @@ All netfilter work happens in the namespace the plugin runs in, the host's, as w
 from __future__ import annotations
 
 import ipaddress
-import logging
 import sys
-from dataclasses import dataclass
-from typing import Any, Optional
 
 from cni_common import config as cfg
 from cni_common.errors import CNIError, ErrorCode
+from cni_common.log import get_logger
+from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+log = get_logger(__name__)
 
 DEFAULT_MARK_BIT = 13
 IPTABLES, NFTABLES = "iptables", "nftables"
@@ -32,9 +35,10 @@ def _invalid(msg: str) -> CNIError:
     return CNIError(ErrorCode.INVALID_CONFIG, msg)
 
 
-@dataclass
+@record
 class PortMapConf:
-    """The parsed plugin config; ``spec`` is what the netfilter layer needs, ``backend`` its name."""
+    """The parsed plugin config; ``spec`` is what the netfilter layer needs, ``backend`` its name ("": the
+    default choice, see :func:`choose_backend`)."""
 
     spec: Any  # cni_common.netfilter.PortMapSpec (imported lazily: netfilter is not on the VERSION path)
     backend: str
@@ -58,7 +62,11 @@ def conditions_backend(conditions: list[str]) -> str:
 
 def choose_backend(conf: dict[str, Any], cond_v4: list[str], cond_v6: list[str],
                    external_chain: Optional[str]) -> str:
-    """Upstream's validateBackend: explicit choice, else nft-style conditions, else iptables unless only nft."""
+    """Upstream's validateBackend: explicit choice, else nft-style conditions, else iptables unless only nft.
+
+    Returns "" for that last case: the default is then taken by ``select_backend(None)`` when rules are
+    written (it needs no probe on a host with iptables), and the options are validated against the name it gives.
+    """
     options: dict[str, list[str]] = {IPTABLES: [], NFTABLES: []}
     if external_chain is not None:
         options[IPTABLES].append("externalSetMarkChain")
@@ -67,6 +75,7 @@ def choose_backend(conf: dict[str, Any], cond_v4: list[str], cond_v6: list[str],
         if kind:
             options[kind].append(key)
     backend = cfg.optional_str(conf, "backend")
+    default = backend is None and not (options[NFTABLES] and not options[IPTABLES])
     if backend is None:
         if options[NFTABLES] and not options[IPTABLES]:
             backend = NFTABLES
@@ -80,7 +89,7 @@ def choose_backend(conf: dict[str, Any], cond_v4: list[str], cond_v6: list[str],
     if options[wrong]:
         raise _invalid(f"{backend} backend was requested but configuration contains {wrong}-specific options "
                        f"[{' '.join(options[wrong])}]")
-    return backend
+    return "" if default else backend
 
 
 def parse_mappings(conf: dict[str, Any]) -> list[Any]:
@@ -160,18 +169,38 @@ def enable_route_localnet(container_ip: Any) -> None:
     """Let 127.0.0.1-sourced (localhost) traffic be routed to the container: route_localnet=1 on the host
     interface that routes to it. Main-table longest-prefix match, like the kernel's answer without rules."""
     from cni_common import sysctl
-    from cni_common.netlink.conn import open_conn
-    from cni_common.netlink.consts import AF_INET
-    from cni_common.netlink.link import get_link
-    from cni_common.netlink.route import list_routes
 
-    with open_conn() as conn:
-        routes = [r for r in list_routes(conn, AF_INET) if r.oif and container_ip.ip in r.dst]
-        if not routes:
-            return
-        best = max(routes, key=lambda r: r.dst.prefixlen)
-        ifname = get_link(conn, best.oif).name
-    sysctl.write(1, *sysctl.iface("ipv4", ifname, "route_localnet"))
+    ifname = route_iface(int(container_ip.ip), _read_text(ROUTES_V4))
+    if ifname:
+        sysctl.write(1, *sysctl.iface("ipv4", ifname, "route_localnet"))
+
+
+#: The main routing table, IPv4 (route_localnet is an IPv4 setting): read as text instead of asking rtnetlink,
+#: which would load netlink message classes (and pyroute2) into every portmap call for one lookup.
+ROUTES_V4 = "/proc/net/route"
+_RTF_UP = 0x1
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii") as f:
+        return f.read()
+
+
+def route_iface(addr: int, table: str) -> str:
+    """The interface of the longest-prefix route for ``addr`` (an IPv4 address as int) in a
+    ``/proc/net/route`` listing, or "" if none; routes without an interface (``*``) are skipped."""
+    best, best_len = "", -1
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or fields[0] == "*" or not int(fields[3], 16) & _RTF_UP:
+            continue
+        # Addresses are the kernel's big-endian u32 printed in host byte order.
+        dst = int.from_bytes(bytes.fromhex(fields[1]), sys.byteorder)
+        mask = int.from_bytes(bytes.fromhex(fields[7]), sys.byteorder)
+        prefix_len = bin(mask).count("1")
+        if addr & mask == dst and prefix_len > best_len:
+            best, best_len = fields[0], prefix_len
+    return best
 
 
 def cmd_add(args: CmdArgs) -> Result:
@@ -182,7 +211,7 @@ def cmd_add(args: CmdArgs) -> Result:
         raise CNIError(ErrorCode.INVALID_CONFIG, "must be called as chained plugin")
     if not pm.spec.mappings or not pm.ips:
         return pm.prev_result
-    netfilter.forward_ports(netfilter.select_backend(pm.backend), pm.spec, pm.ips)
+    netfilter.forward_ports(netfilter.select_backend(pm.backend or None), pm.spec, pm.ips)
     for ip in pm.ips:
         netfilter.flush_udp_conntrack(pm.spec.mappings, ip.version)
     v4 = next((ip for ip in pm.ips if ip.version == 4), None)
@@ -212,7 +241,7 @@ def cmd_check(args: CmdArgs) -> None:
         raise CNIError(ErrorCode.INVALID_CONFIG, "Required prevResult missing")
     if not pm.spec.mappings or not pm.ips:
         return
-    netfilter.check_ports(netfilter.select_backend(pm.backend), pm.spec, pm.ips)
+    netfilter.check_ports(netfilter.select_backend(pm.backend or None), pm.spec, pm.ips)
 
 
 def cmd_gc(args: CmdArgs) -> None:

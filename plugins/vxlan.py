@@ -16,14 +16,14 @@ over time (:mod:`cni_common.overlay.agent`).
 from __future__ import annotations
 
 import ipaddress
-import logging
 import sys
 from typing import Any, Optional
 
 from cni_common.errors import CNIError, ErrorCode
+from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
 
@@ -88,7 +88,7 @@ def cmd_gc(args: CmdArgs) -> None:
     from cni_common.overlay import attach, config
 
     conf = config.parse(args.conf)
-    ipam_args = attach.bridge_args(args, conf, conf.node_subnet)
+    ipam_args = attach.ipam_args(args, conf, conf.node_subnet)
     errors: list[str] = []
     try:
         delegate("GC", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
@@ -119,7 +119,7 @@ def cmd_status(args: CmdArgs) -> None:
                 raise CNIError(ErrorCode.NOT_AVAILABLE, f"vxlan store not available: {exc.msg}",
                                exc.details) from exc
             log.warning("store unreachable, static peers still work: %s", exc)
-    ipam_args = attach.bridge_args(args, conf, conf.node_subnet)
+    ipam_args = attach.ipam_args(args, conf, conf.node_subnet)
     delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
 
 

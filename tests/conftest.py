@@ -16,8 +16,8 @@ import pytest
 
 from tests.helpers import paths
 from tests.helpers.cnitool import Cnitool
-from tests.helpers.netns import Netns, NetnsPool, netns_unavailable_reason
-from tests.helpers.skip import skip_or_fail
+from tests.helpers.netns import Netns, NetnsPool, serve_pool
+from tests.helpers.skip import require_dist, skip_or_fail
 
 MARKERS = {
     "unit": "pure logic, no kernel, no root",
@@ -59,11 +59,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def netns_pool() -> Iterator[NetnsPool]:
     """The run's NetnsPool (prefix `cnt-h<run>-`); skips/fails if namespaces are unavailable."""
-    reason = netns_unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    yield _pool
-    _pool.cleanup()
+    yield from serve_pool(_pool)
 
 
 @pytest.fixture
@@ -105,10 +101,7 @@ def plugin_dir() -> Path:
 
     Skips (fails under CI=true) when build.sh hasn't produced them yet.
     """
-    missing = paths.missing_plugins(paths.DIST_DIR)
-    if missing:
-        skip_or_fail(f"plugins not built in {paths.DIST_DIR} (run ./build.sh): missing {', '.join(missing)}")
-    return paths.DIST_DIR
+    return require_dist()
 
 
 @pytest.fixture(scope="session")

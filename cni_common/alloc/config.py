@@ -9,11 +9,11 @@ and netaddr would add ~36 ms of import to every ADD for nothing.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from ..config import args_cni, get_key, runtime_config
 from ..errors import CNIError, ErrorCode
+from ..record import field, record
 from ..types import DNS, IPAddress, IPNetwork, Route
 from .. import version as versions
 
@@ -24,7 +24,7 @@ def _invalid(msg: str, details: str = "") -> CNIError:
     return CNIError(ErrorCode.INVALID_CONFIG, msg, details)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Range:
     """One subnet with its inclusive allocation bounds and its gateway (never handed out)."""
 
@@ -50,7 +50,7 @@ class Range:
         return f"{self.start}-{self.end}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RangeSet:
     """Disjoint ranges of one family; one IP is allocated per range set."""
 
@@ -77,7 +77,7 @@ class RangeSet:
         return ",".join(str(r) for r in self.ranges)
 
 
-@dataclass
+@record
 class IPAMConfig:
     """Everything host-local needs for one invocation, validated."""
 

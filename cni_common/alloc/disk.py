@@ -21,16 +21,16 @@ import contextlib
 import fcntl
 import ipaddress
 import json
-import logging
 import os
 import re
 from typing import Iterator, Optional
 
 from ..errors import CNIError, ErrorCode, PluginCode
+from ..log import get_logger
 from ..types import IPAddress
 from .store import Owner
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOCK_NAME = "lock"
 LAST_RESERVED_PREFIX = "last_reserved_ip."

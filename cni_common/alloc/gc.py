@@ -7,14 +7,14 @@ an empty list is meaningful (everything goes). A missing key is treated conserva
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Mapping, Optional
 
 from ..errors import CNIError, ErrorCode, PluginCode
+from ..log import get_logger
 from ..types import IPAddress
 from .store import Owner, Store
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 

@@ -7,13 +7,13 @@ STATUS) and ``release_ip()`` (so a failed ADD rolls back only what it reserved i
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Iterable, Optional, Protocol
 
+from ..record import record
 from ..types import IPAddress
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Owner:
     """Who holds an IP. ``ifname`` is None for files written by old host-local versions (container ID only)."""
 

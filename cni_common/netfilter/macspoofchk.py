@@ -12,10 +12,13 @@ repeated ADD), setup is one transaction that also replaces an existing jump, so 
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from . import names, runner
 from .runner import NetfilterError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Optional
 
 TABLE = "bridge nat"
 BASE_CHAIN = "PREROUTING"

@@ -8,12 +8,13 @@ by replaying their saved spec with ``-D``, which works for rules written by any 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+
+from ..record import field, record
 
 Rule = list[str]
 
 
-@dataclass
+@record
 class SavedTable:
     """One table as iptables-save printed it: chain names and each chain's rules as token lists."""
 
@@ -73,7 +74,7 @@ def quote(token: str) -> str:
     return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@dataclass
+@record
 class RestoreBatch:
     """Lines of one ``*table`` section; ``render()`` gives the full restore input (or None when empty)."""
 
@@ -99,6 +100,10 @@ class RestoreBatch:
 
     def delete(self, chain: str, rule: Rule) -> None:
         self._add("-D", chain, rule)
+
+    def check(self, chain: str, rule: Rule) -> None:
+        """Assert that the rule exists: if not, the whole restore fails and changes nothing."""
+        self._add("-C", chain, rule)
 
     def flush_chain(self, chain: str) -> None:
         self.lines.append(f"-F {chain}")

@@ -37,14 +37,23 @@ from .link import (
     set_up,
     setup_veth,
 )
-from .neigh import delete_fdb, delete_neigh, replace_fdb, replace_neigh
-from .route import Route, add_route, add_route_excl, del_route, list_routes
+from .neigh import (
+    FdbEntry,
+    Neighbour,
+    delete_fdb,
+    delete_neigh,
+    list_fdb,
+    list_neighbours,
+    replace_fdb,
+    replace_neigh,
+)
+from .route import Route, RouteLookup, add_route, add_route_excl, del_route, list_routes, route_get
 
 __all__ = [
-    "AF_INET", "AF_INET6", "AF_UNSPEC", "Addr", "BridgeVlan", "Conn", "Link", "LinkNotFound", "NetlinkError",
-    "Route", "add_addr", "add_bridge_vlan", "add_route", "add_route_excl", "del_addr", "del_bridge_vlan",
-    "del_route", "delete_fdb", "delete_link", "delete_neigh", "ensure_bridge", "ensure_vxlan", "find_link",
-    "get_link", "list_addrs", "list_bridge_vlans", "list_links", "list_routes", "open_conn", "replace_fdb",
-    "replace_neigh", "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_up",
-    "setup_veth",
+    "AF_INET", "AF_INET6", "AF_UNSPEC", "Addr", "BridgeVlan", "Conn", "FdbEntry", "Link", "LinkNotFound",
+    "Neighbour", "NetlinkError", "Route", "RouteLookup", "add_addr", "add_bridge_vlan", "add_route",
+    "add_route_excl", "del_addr", "del_bridge_vlan", "del_route", "delete_fdb", "delete_link", "delete_neigh",
+    "ensure_bridge", "ensure_vxlan", "find_link", "get_link", "list_addrs", "list_bridge_vlans", "list_fdb",
+    "list_links", "list_neighbours", "list_routes", "open_conn", "replace_fdb", "replace_neigh", "route_get",
+    "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_up", "setup_veth",
 ]

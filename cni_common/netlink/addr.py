@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
-from dataclasses import dataclass
 from typing import Union
 
+from ..record import record
 from . import msg
 from .conn import Conn, NetlinkError
 from .consts import (
@@ -31,7 +31,7 @@ IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 _IFA_INDEX = struct.Struct("=4xI")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Addr:
     """An address on a link; ``flags`` are IFA_F_* (tentative, dadfailed, ...)."""
 

@@ -13,10 +13,10 @@ import errno
 import ipaddress
 import os
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CNIError, PluginCode
+from ..record import record
 from . import attrs, msg
 from .conn import Conn, NetlinkError
 from .consts import (
@@ -48,7 +48,7 @@ VETH_NAME_ATTEMPTS = 10
 VXLAN_DEFAULT_PORT = 8472
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Link:
     """What the plugins need to know about a link."""
 
@@ -76,7 +76,7 @@ class Link:
         return self.operstate == IF_OPER_UP and bool(self.flags & IFF_LOWER_UP)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BridgeVlan:
     """One VLAN of a bridge port."""
 

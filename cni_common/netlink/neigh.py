@@ -1,4 +1,5 @@
-"""Permanent neighbour (ARP/NDP) and bridge FDB entries, as an overlay installs them per remote peer.
+"""Permanent neighbour (ARP/NDP) and bridge FDB entries, as an overlay installs them per remote peer, and the
+listings an overlay compares them with (``ip neigh show dev``, ``bridge fdb show dev``).
 
 Messages are pyroute2's ``ndmsg`` (see :mod:`.msg`); MACs are checked by :func:`.attrs.mac_to_bytes` first.
 """
@@ -7,23 +8,53 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from typing import Union
+import struct
+from typing import Optional, Union
 
+from ..record import record
 from . import attrs, msg
 from .conn import Conn, NetlinkError
 from .consts import (
     AF_BRIDGE,
     AF_INET,
     AF_INET6,
+    AF_UNSPEC,
     NLM_F_CREATE,
     NLM_F_REPLACE,
     NTF_SELF,
     NUD_PERMANENT,
     RTM_DELNEIGH,
+    RTM_GETNEIGH,
     RTM_NEWNEIGH,
 )
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_IFINDEX = struct.Struct("=i")  # ndm_ifindex, at offset 4 of the ndmsg header
+
+
+@record(frozen=True)
+class Neighbour:
+    """An ARP (IPv4) or NDP (IPv6) entry of one link; ``mac`` is "" while unresolved."""
+
+    index: int
+    ip: IPAddress
+    mac: str
+    state: int
+
+    @property
+    def permanent(self) -> bool:
+        return bool(self.state & NUD_PERMANENT)
+
+
+@record(frozen=True)
+class FdbEntry:
+    """A bridge or VXLAN forwarding entry; ``dst`` is the remote VTEP's underlay address (VXLAN only)."""
+
+    index: int
+    mac: str
+    dst: Optional[IPAddress]
+    state: int
+    flags: int
 
 
 def _ip_family(ip: IPAddress) -> int:
@@ -70,3 +101,34 @@ def _delete(conn: Conn, body: bytes, what: str) -> bool:
             return False
         raise
     return True
+
+
+def list_neighbours(conn: Conn, index: int) -> list[Neighbour]:
+    """``ip neigh show dev <index>``: the ARP and NDP entries of link ``index``, in the kernel's order."""
+    out: list[Neighbour] = []
+    for m in _dump(conn, AF_UNSPEC, index, "failed to list neighbours"):
+        dst = m.get_attr("NDA_DST")
+        if m["family"] in (AF_INET, AF_INET6) and dst:
+            out.append(Neighbour(index, ipaddress.ip_address(dst), m.get_attr("NDA_LLADDR") or "", m["state"]))
+    return out
+
+
+def list_fdb(conn: Conn, index: int) -> list[FdbEntry]:
+    """``bridge fdb show dev <index>``: the forwarding entries of link ``index`` (all-zero MACs, the
+    flood entries of a VXLAN device, included)."""
+    out: list[FdbEntry] = []
+    for m in _dump(conn, AF_BRIDGE, index, "failed to list fdb"):
+        mac, dst = m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")
+        if mac:
+            out.append(FdbEntry(index, mac, ipaddress.ip_address(dst) if dst else None, m["state"], m["flags"]))
+    return out
+
+
+def _dump(conn: Conn, family: int, index: int, what: str) -> list:
+    """The RTM_NEWNEIGH messages of one family (AF_UNSPEC: ARP and NDP) that belong to link ``index``."""
+    out = []
+    for mtype, payload in conn.dump(RTM_GETNEIGH, _body(family, 0), what):
+        # Other links' entries are skipped before a full decode.
+        if mtype == RTM_NEWNEIGH and _IFINDEX.unpack_from(payload, 4)[0] == index:
+            out.append(msg.parse("ndmsg", mtype, payload))
+    return out

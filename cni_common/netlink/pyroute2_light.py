@@ -11,11 +11,16 @@ only to be read once by ``ifinfmsg`` for three values. So :func:`message_class` 
    imports then find it in ``sys.modules`` and only need its ``__path__``);
 2. while a message module is imported, puts a stand-in ``pyroute2.config`` in ``sys.modules`` holding what
    ``ifinfmsg`` reads from it at import time (``AF_BRIDGE``, ``data_plugins_pkgs``, ``data_plugins_path``), then
-   takes it out again so that a later ``import pyroute2.config`` in the process gets the real one.
+   takes it out again so that a later ``import pyroute2.config`` in the process gets the real one;
+3. likewise a stand-in ``logging`` (unless the real one is already loaded): pyroute2's modules only call
+   ``logging.getLogger(name)`` at import time and ``.error``/``.warning``/``.debug`` on decoding problems, and
+   the standard ``logging`` costs ~7 ms per plugin process. The stand-in sends those lines to
+   :mod:`cni_common.log`; the modules keep it, and a later ``import logging`` gets the real one.
 
 What it depends on (pyroute2 0.9.7, pinned in setup.cfg; tests/unit/test_pyroute2_light.py fails loudly when
 any of it changes): the module paths of the four classes; ``pyroute2.config`` being read by them only at import
-time and only for the three names above; no module on that path needing anything run by ``pyroute2/__init__``.
+time and only for the three names above; ``logging`` used by them only as above; no module on that path needing
+anything run by ``pyroute2/__init__``.
 If pyroute2 was already imported normally in this process, the real modules are used as they are.
 PyInstaller cannot see these imports: cni_common/bundle/cni-suite.spec lists them as hidden imports.
 """
@@ -62,8 +67,25 @@ def _load(name: str) -> type:
         stand_in.data_plugins_pkgs = []  # type: ignore[attr-defined]
         stand_in.data_plugins_path = []  # type: ignore[attr-defined]
         sys.modules["pyroute2.config"] = package.config = stand_in  # type: ignore[attr-defined]
+    logging_stand_in = "logging" not in sys.modules
+    if logging_stand_in:
+        sys.modules["logging"] = _logging_stand_in()
     try:
         return getattr(importlib.import_module(MODULES[name]), name)
     finally:
         if stand_in is not None:
             del sys.modules["pyroute2.config"], package.config
+        if logging_stand_in:
+            del sys.modules["logging"]
+
+
+def _logging_stand_in() -> ModuleType:
+    """What pyroute2's message modules use of ``logging``, backed by :mod:`cni_common.log`."""
+    from ..log import get_logger
+
+    module = ModuleType("logging")
+    default = get_logger("pyroute2")
+    module.getLogger = lambda name=None: get_logger(name) if name else default  # type: ignore[attr-defined]
+    for level in ("debug", "info", "warning", "error"):
+        setattr(module, level, getattr(default, level))
+    return module

@@ -1,12 +1,13 @@
-"""Routes: add (ECMP append, as upstream's ConfigureIface does), replace, list, delete (pyroute2's ``rtmsg``)."""
+"""Routes: add (ECMP append, as upstream's ConfigureIface does), replace, list, delete, and ``ip route get``
+(pyroute2's ``rtmsg``)."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-from dataclasses import dataclass
 from typing import Optional, Union
 
+from ..record import record
 from . import msg
 from .conn import Conn, NetlinkError
 from .consts import (
@@ -18,6 +19,7 @@ from .consts import (
     NLM_F_EXCL,
     NLM_F_REPLACE,
     RT_SCOPE_LINK,
+    RT_SCOPE_NOWHERE,
     RT_SCOPE_UNIVERSE,
     RT_TABLE_MAIN,
     RTM_DELROUTE,
@@ -32,9 +34,10 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
-    """A unicast route as the plugins see it. ``scope`` None means: link when there is no gateway, else global."""
+    """A unicast route as the plugins see it. ``scope`` None means: link when there is no gateway, else global
+    (on delete: any scope)."""
 
     dst: IPNetwork
     gateway: Optional[IPAddress] = None
@@ -47,10 +50,14 @@ class Route:
     onlink: bool = False
 
 
-def _body(route: Route, with_type: bool = True) -> bytes:
+def _body(route: Route, delete: bool = False) -> bytes:
+    """An add request, or with ``delete`` a delete request: no type or protocol, and scope "nowhere" unless one
+    is given, which the kernel reads as "any" (a scope of link would match no route through a gateway)."""
     family = AF_INET if route.dst.version == 4 else AF_INET6
     scope = route.scope
-    if scope is None:
+    if scope is None and delete:
+        scope = RT_SCOPE_NOWHERE
+    elif scope is None:
         scope = RT_SCOPE_LINK if route.gateway is None else RT_SCOPE_UNIVERSE
     nlas: list[tuple] = [("RTA_TABLE", route.table)]
     if route.dst.prefixlen:
@@ -69,8 +76,8 @@ def _body(route: Route, with_type: bool = True) -> bytes:
     if metrics:
         nlas.append(("RTA_METRICS", {"attrs": metrics}, msg.NLA_F_NESTED))
     return msg.build("rtmsg", nlas, family=family, dst_len=route.dst.prefixlen,
-                     table=route.table if route.table < 256 else 0, proto=RTPROT_BOOT if with_type else 0,
-                     scope=scope, type=RTN_UNICAST if with_type else 0, flags=RTNH_F_ONLINK if route.onlink else 0)
+                     table=route.table if route.table < 256 else 0, proto=0 if delete else RTPROT_BOOT,
+                     scope=scope, type=0 if delete else RTN_UNICAST, flags=RTNH_F_ONLINK if route.onlink else 0)
 
 
 def add_route(conn: Conn, route: Route, *, replace: bool = False) -> None:
@@ -93,9 +100,9 @@ def add_route_excl(conn: Conn, route: Route, *, exist_ok: bool = False) -> bool:
 
 
 def del_route(conn: Conn, route: Route) -> bool:
-    """Delete ``route`` (matched on dst, table, and gateway/oif/priority when set); False when it was absent."""
+    """Delete ``route`` (matched on dst, table, and gateway/oif/priority/scope when set); False when it was absent."""
     try:
-        conn.request(RTM_DELROUTE, _body(route, with_type=False), 0, f"failed to delete route {_describe(route)}")
+        conn.request(RTM_DELROUTE, _body(route, delete=True), 0, f"failed to delete route {_describe(route)}")
     except NetlinkError as exc:
         if exc.errno == errno.ESRCH:
             return False
@@ -134,6 +141,28 @@ def list_routes(conn: Conn, family: int = AF_UNSPEC, *, oif: int = 0, table: int
             onlink=bool(m["flags"] & RTNH_F_ONLINK),
         ))
     return out
+
+
+@record(frozen=True)
+class RouteLookup:
+    """Where the kernel would send a packet: output link, preferred source and next hop (None: on link)."""
+
+    oif: int
+    prefsrc: Optional[IPAddress]
+    gateway: Optional[IPAddress]
+
+
+def route_get(conn: Conn, dst: IPAddress) -> RouteLookup:
+    """``ip route get <dst>``: a FIB lookup, nothing is sent; NetlinkError (ENETUNREACH...) when no route."""
+    family = AF_INET if dst.version == 4 else AF_INET6
+    body = msg.build("rtmsg", [("RTA_DST", str(dst))], family=family, dst_len=dst.max_prefixlen)
+    replies = conn.request(RTM_GETROUTE, body, 0, f"no route to {dst}")
+    m = next((msg.parse("rtmsg", mtype, payload) for mtype, payload in replies if mtype == RTM_NEWROUTE), None)
+    if m is None:
+        raise NetlinkError(errno.ENETUNREACH, f"no route to {dst}", "no answer to the route lookup")
+    src, gateway = m.get_attr("RTA_PREFSRC"), m.get_attr("RTA_GATEWAY")
+    return RouteLookup(m.get_attr("RTA_OIF", 0), ipaddress.ip_address(src) if src else None,
+                       ipaddress.ip_address(gateway) if gateway else None)
 
 
 def _describe(route: Route) -> str:

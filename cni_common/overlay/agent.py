@@ -10,7 +10,6 @@ lease is left to expire on its own, so a quick restart (an upgrade) does not mak
 from __future__ import annotations
 
 import argparse
-import logging
 import queue
 import signal
 import sys
@@ -18,12 +17,13 @@ import threading
 import time
 from typing import Optional
 
+from .. import log as logs
 from .. import netlink
 from ..errors import CNIError
 from . import config, node
 from .etcd import EtcdClient
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 RESYNC_SECONDS = 30.0
 _BACKOFF_MAX = 30.0
@@ -163,8 +163,7 @@ def run_cli(argv: list[str]) -> int:
     parser.add_argument("--conf", required=True, help="a conflist or a single config with a vxlan entry")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     opts = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, opts.log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s vxlan-agent %(levelname)s %(message)s")
+    logs.configure(opts.log_level if opts.log_level.upper() in logs.LEVELS else "info", stderr=sys.stderr)
     try:
         _, conf = config.load_file(opts.conf)
         agent = Agent(conf)

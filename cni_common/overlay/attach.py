@@ -1,28 +1,30 @@
 """The container side of a vxlan attachment, done by the bridge plugin's own code (no second copy of it).
 
-The vxlan config is turned into the equivalent bridge config (the node's bridge as gateway, the overlay MTU,
-host-local over the node subnet) and handed, in-process, to ``plugins.bridge``'s verb handlers. Masquerading
-is left to the vxlan plugin, whose exemption is the whole pod network rather than the node subnet.
-
-TODO(bridge): call a ``bridge.attach(args, BridgeConf)`` / ``bridge.detach(...)`` API once bridge exposes one,
-instead of the verb handlers with a rewritten request.
+The vxlan config gives a :class:`plugins.bridge.BridgeConf` (the node's bridge as gateway, the overlay MTU)
+for ``bridge.attach/detach/check``, and IPAM its request (host-local over the node subnet, see
+:func:`ipam_args`). Masquerading is left to the vxlan plugin, whose exemption is the whole pod network rather
+than the node subnet.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
-import logging
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import netlink
+from ..config import get_dict
+from ..log import get_logger
 from ..netns import NetNS, NetNSGone
+from ..record import replace
 from ..skel import CmdArgs
-from ..types import Result
+from ..types import DNS, Result
 from .config import VxlanConf
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from plugins.bridge import BridgeConf
+
+log = get_logger(__name__)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -46,45 +48,43 @@ def ipam_conf(conf: VxlanConf, subnet: Optional[IPNetwork]) -> dict[str, Any]:
     return ipam
 
 
-def bridge_args(args: CmdArgs, conf: VxlanConf, subnet: Optional[IPNetwork], mtu: int = 0) -> CmdArgs:
-    """``args`` as the bridge plugin (and, through it, IPAM, which reads the whole stdin) must see them."""
-    bridge_conf = dict(args.conf)
-    bridge_conf.update({"type": "bridge", "bridge": conf.bridge, "isGateway": True, "isDefaultGateway": False,
-                        "ipMasq": False, "ipam": ipam_conf(conf, subnet)})
-    if mtu:
-        bridge_conf["mtu"] = mtu
-    return dataclasses.replace(args, conf=bridge_conf, stdin_data=json.dumps(bridge_conf).encode())
+def ipam_args(args: CmdArgs, conf: VxlanConf, subnet: Optional[IPNetwork]) -> CmdArgs:
+    """``args`` as IPAM must see them: it reads the whole stdin, whose ``ipam`` is now :func:`ipam_conf`'s."""
+    request = dict(args.conf)
+    request["ipam"] = ipam_conf(conf, subnet)
+    return replace(args, conf=request, stdin_data=json.dumps(request).encode())
+
+
+def bridge_conf(args: CmdArgs, conf: VxlanConf, mtu: int = 0, mac: str = "") -> BridgeConf:
+    """The bridge attachment of a vxlan network: the node bridge as the pods' gateway (not their default
+    route: IPAM's route to the pod network is the one), no masquerading of its own."""
+    from plugins.bridge import BridgeConf
+
+    return BridgeConf(network=conf.name, bridge=conf.bridge, is_gateway=True, mtu=mtu,
+                      ipam_type=str(ipam_conf(conf, None).get("type", "")),
+                      dns=DNS.from_dict(get_dict(args.conf, "dns")), mac=mac)
 
 
 def add(args: CmdArgs, conf: VxlanConf, subnet: IPNetwork, mtu: int) -> Result:
     """Bridge + veth + IPAM + addresses and routes, all undone by bridge itself if a step fails."""
     from plugins import bridge
 
-    result: Result = bridge.cmd_add(bridge_args(args, conf, subnet, mtu))
-    _pin_bridge_mtu(conf.bridge, mtu)
-    return result
-
-
-def _pin_bridge_mtu(name: str, mtu: int) -> None:
-    """bridge sets the MTU only when it creates the bridge; a changed overlay MTU must reach it too."""
-    with netlink.open_conn() as host:
-        link = netlink.find_link(host, name)
-        if link is not None and link.mtu != mtu:
-            netlink.set_mtu(host, link.index, mtu)
+    mac = bridge.requested_mac(args.conf, args.cni_args())
+    return bridge.attach(ipam_args(args, conf, subnet), bridge_conf(args, conf, mtu, mac))
 
 
 def delete(args: CmdArgs, conf: VxlanConf) -> None:
     """The container interface and its IPAM lease; a missing netns or link is fine (bridge's DEL rules)."""
     from plugins import bridge
 
-    bridge.cmd_del(bridge_args(args, conf, conf.node_subnet))
+    bridge.detach(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
 
 
 def check(args: CmdArgs, conf: VxlanConf) -> None:
     """IPAM CHECK, the bridge, both veth ends, the prevResult's addresses and routes (bridge's CHECK)."""
     from plugins import bridge
 
-    bridge.cmd_check(bridge_args(args, conf, conf.node_subnet))
+    bridge.check(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf), bridge.prev_result(args))
 
 
 def container_addresses(args: CmdArgs) -> list[Any]:

@@ -1,48 +1,30 @@
 """Kernel side of the overlay on one node: find the underlay, keep the VXLAN device, program the peers.
 
-Everything goes through :mod:`cni_common.netlink`. Three reads it does not offer yet (neighbour dump, FDB dump,
-``ip route get``) are kept here, small and private, marked ``TODO(netlink)`` for replacement when it does.
+Everything goes through :mod:`cni_common.netlink`.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import socket
-import struct
 import urllib.parse
 from dataclasses import dataclass
 from typing import Iterable, Optional, Union
 
 from .. import netlink
 from ..errors import CNIError, ErrorCode, PluginCode
-from ..netlink import attrs
+from ..log import get_logger
 from ..netlink.conn import Conn, NetlinkError
-from ..netlink.consts import (
-    AF_BRIDGE,
-    AF_INET,
-    AF_INET6,
-    NDA_DST,
-    NDA_LLADDR,
-    NUD_PERMANENT,
-    RTA_DST,
-    RTA_OIF,
-    RTM_GETNEIGH,
-    RTM_GETROUTE,
-    RTM_NEWNEIGH,
-)
 from .config import OVERHEAD, VxlanConf
 from .peers import KernelState, Peer, Plan, plan
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
-_NDMSG = struct.Struct("=BxxxiHBB")  # family, pad, index, state, flags, type
-_RTMSG = struct.Struct("=BBBBBBBBI")
-_RTA_PREFSRC = 7
+_FLOOD_MAC = "00:00:00:00:00:00"
 #: Looked up (never contacted) to find the default route's interface when nothing better is known.
 _DEFAULT_ROUTE_PROBE = {4: ipaddress.ip_address("192.0.2.1"), 6: ipaddress.ip_address("2001:db8::1")}
 
@@ -60,51 +42,6 @@ class Underlay:
     def overlay_mtu(self) -> int:
         """What fits inside one underlay frame: MTU - 50 (IPv4 underlay) or - 70 (IPv6 underlay)."""
         return self.mtu - OVERHEAD[self.ip.version]
-
-
-# -- TODO(netlink): reads to move into cni_common.netlink ---------------------------------------------------
-
-def _route_get(conn: Conn, dst: IPAddress) -> tuple[int, Optional[IPAddress]]:
-    """``ip route get <dst>``: the output link index and preferred source; a FIB lookup, nothing is sent."""
-    family = AF_INET if dst.version == 4 else AF_INET6
-    body = _RTMSG.pack(family, dst.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + attrs.ip(RTA_DST, dst)
-    replies = conn.request(RTM_GETROUTE, body, 0, f"no route to {dst}")
-    nla = attrs.parse(replies[0][1], _RTMSG.size)
-    return attrs.get_u32(nla, RTA_OIF), attrs.get_ip(nla, _RTA_PREFSRC)
-
-
-def _list_neighbours(conn: Conn, index: int) -> dict[IPAddress, str]:
-    """Permanent neighbour entries (ARP and NDP) of link ``index``: ip -> MAC."""
-    out: dict[IPAddress, str] = {}
-    for family in (AF_INET, AF_INET6):
-        for mtype, payload in conn.dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), "failed to list neighbours"):
-            if mtype != RTM_NEWNEIGH:
-                continue
-            _fam, ifindex, state, _flags, _type = _NDMSG.unpack_from(payload)
-            if ifindex != index or not state & NUD_PERMANENT:
-                continue
-            nla = attrs.parse(payload, _NDMSG.size)
-            ip = attrs.get_ip(nla, NDA_DST)
-            if ip is not None and NDA_LLADDR in nla:
-                out[ip] = attrs.mac_to_str(nla[NDA_LLADDR])
-    return out
-
-
-def _list_fdb(conn: Conn, index: int) -> dict[str, IPAddress]:
-    """Unicast FDB entries of vxlan device ``index`` that point at a remote VTEP: MAC -> underlay address."""
-    out: dict[str, IPAddress] = {}
-    for mtype, payload in conn.dump(RTM_GETNEIGH, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0), "failed to list fdb"):
-        if mtype != RTM_NEWNEIGH:
-            continue
-        _fam, ifindex, _state, _flags, _type = _NDMSG.unpack_from(payload)
-        if ifindex != index:
-            continue
-        nla = attrs.parse(payload, _NDMSG.size)
-        mac = attrs.mac_to_str(nla.get(NDA_LLADDR))
-        dst = attrs.get_ip(nla, NDA_DST)
-        if dst is not None and mac and mac != "00:00:00:00:00:00":
-            out[mac] = dst
-    return out
 
 
 # -- underlay ------------------------------------------------------------------------------------------------
@@ -158,13 +95,13 @@ def resolve_underlay(conn: Conn, conf: VxlanConf) -> Underlay:
     own = {a.address.ip for a in addrs}
     for target in [*_hint_ips(conf), _DEFAULT_ROUTE_PROBE[4], _DEFAULT_ROUTE_PROBE[6]]:
         try:
-            oif, src = _route_get(conn, target)
+            hop = netlink.route_get(conn, target)
         except NetlinkError:
             continue
-        if target in own or src is None or src.is_loopback or not oif:
+        if target in own or hop.prefsrc is None or hop.prefsrc.is_loopback or not hop.oif:
             continue  # etcd may listen on loopback
-        link = netlink.get_link(conn, oif)
-        return Underlay(link.index, link.name, src, link.mtu)
+        link = netlink.get_link(conn, hop.oif)
+        return Underlay(link.index, link.name, hop.prefsrc, link.mtu)
     raise CNIError(ErrorCode.INVALID_CONFIG, "cannot find the underlay: no route to the store, the peers or a "
                    "default route (set underlayInterface or underlayIP)")
 
@@ -220,9 +157,12 @@ def _ensure_address(conn: Conn, index: int, subnet: IPNetwork, network: IPNetwor
 # -- peers ---------------------------------------------------------------------------------------------------
 
 def read_state(conn: Conn, index: int) -> KernelState:
-    """What the device holds now (all families); :func:`peers.plan` keeps to the pod network."""
+    """What the device holds now (all families): routes via a gateway, permanent neighbours, FDB entries
+    towards a remote VTEP (not the all-zero flood entries); :func:`peers.plan` keeps to the pod network."""
     routes = {r.dst: r.gateway for r in netlink.list_routes(conn, oif=index) if r.gateway is not None}
-    return KernelState(routes=routes, neighbours=_list_neighbours(conn, index), fdb=_list_fdb(conn, index))
+    neighbours = {n.ip: n.mac for n in netlink.list_neighbours(conn, index) if n.permanent and n.mac}
+    fdb = {e.mac: e.dst for e in netlink.list_fdb(conn, index) if e.dst is not None and e.mac != _FLOOD_MAC}
+    return KernelState(routes=routes, neighbours=neighbours, fdb=fdb)
 
 
 def program_peer(conn: Conn, index: int, peer: Peer) -> None:
@@ -245,8 +185,8 @@ def apply(conn: Conn, index: int, changes: Plan) -> list[str]:
             log.info("peer %s (%s) via %s programmed", peer.subnet, peer.node or "static", peer.underlay_ip)
         except CNIError as exc:
             failures.append(f"peer {peer.subnet} via {peer.underlay_ip}: {exc}")
-    for dst, gateway in changes.del_routes:
-        _quietly(failures, netlink.del_route, conn, netlink.Route(dst=dst, gateway=gateway, oif=index, onlink=True))
+    for dst in changes.del_routes:
+        _quietly(failures, netlink.del_route, conn, netlink.Route(dst=dst, oif=index))
     for mac in changes.del_fdb:
         _quietly(failures, netlink.delete_fdb, conn, index, mac)
     for ip in changes.del_neighbours:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import ssl
 import urllib.error
 import urllib.parse
@@ -23,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import CNIError, ErrorCode, PluginCode
+from ..log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 

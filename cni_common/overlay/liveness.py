@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from typing import Optional
 
+from ..log import get_logger
 from .etcd import EtcdClient
 from .peers import Peer
 from .vtep import normalize_mac
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def alive_prefix(prefix: str) -> str:

@@ -7,11 +7,11 @@ ADD without any agent still publishes liveness and reconciles peers once.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..errors import CNIError, ErrorCode
+from ..log import get_logger
 from ..netlink.conn import Conn
 from . import datapath
 from .config import VxlanConf
@@ -21,7 +21,7 @@ from .peers import Peer, Plan, select
 from .subnets import SubnetStore
 from .vtep import vtep_mac
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 

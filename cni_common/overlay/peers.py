@@ -46,7 +46,7 @@ class Plan:
     """What to change: ``add`` peers (replace semantics), then stale entries to delete."""
 
     add: list[Peer] = field(default_factory=list)
-    del_routes: list[tuple[IPNetwork, IPAddress]] = field(default_factory=list)  # (dst, gateway)
+    del_routes: list[IPNetwork] = field(default_factory=list)
     del_neighbours: list[IPAddress] = field(default_factory=list)
     del_fdb: list[str] = field(default_factory=list)
 
@@ -79,7 +79,7 @@ def plan(wanted: Iterable[Peer], state: KernelState, network: IPNetwork) -> Plan
     subnets = {p.subnet for p in wanted}
     gateways = {p.gateway for p in wanted}
     macs = {p.vtep_mac for p in wanted}
-    out.del_routes = [(dst, gw) for dst, gw in state.routes.items() if dst not in subnets and _inside(dst, network)]
+    out.del_routes = [dst for dst in state.routes if dst not in subnets and _inside(dst, network)]
     out.del_neighbours = [ip for ip in state.neighbours if ip not in gateways and _inside(ip, network)]
     out.del_fdb = [mac for mac in state.fdb if mac not in macs]
     return out

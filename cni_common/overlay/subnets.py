@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from typing import Iterator, Mapping, Optional, Union
 
 from ..errors import CNIError, ErrorCode
+from ..log import get_logger
 from .etcd import EtcdClient, KeyValue, cmp_absent, cmp_mod_revision, op_delete, op_put
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 

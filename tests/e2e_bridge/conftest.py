@@ -16,29 +16,13 @@ import pytest
 
 from tests.containerd.conftest import (  # noqa: F401  (fixtures re-exported for test_containerd.py)
     containerd_tools, make_containerd, rootfs, sandbox_image_tar, workroot)
-from tests.helpers.netns import TEST_PREFIX, Netns, NetnsPool, netns_unavailable_reason
-from tests.helpers.skip import skip_or_fail
-
-
-class E2EPool(NetnsPool):
-    """Namespaces named `cnt-e<run>-<role><n>`."""
-
-    @property
-    def prefix(self) -> str:
-        return f"{TEST_PREFIX}e{self.run_id}-"
-
-
-_pool = E2EPool()
+from tests.helpers.netns import TEST_PREFIX, Netns, NetnsPool, serve_pool
 
 
 @pytest.fixture(scope="session")
 def netns_pool() -> Iterator[NetnsPool]:
-    reason = netns_unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    yield _pool
-    _pool.cleanup()
-    _pool.cleanup_leftovers()
+    """Namespaces named `cnt-e<run>-<role><n>`."""
+    yield from serve_pool(NetnsPool(tag="e"), leftovers=True)
 
 
 @pytest.fixture

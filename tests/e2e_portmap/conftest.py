@@ -25,8 +25,8 @@ from tests.containerd.conftest import (  # noqa: F401  (fixtures re-exported for
     containerd_tools, cri_client, make_containerd, rootfs, sandbox_image_tar, workroot)
 from tests.helpers import paths
 from tests.helpers.cnitool import Cnitool, ToolResult
-from tests.helpers.netns import Netns, NetnsPool, netns_unavailable_reason
-from tests.helpers.skip import skip_or_fail
+from tests.helpers.netns import Netns, NetnsPool, serve_pool
+from tests.helpers.skip import require_dist
 
 CONF_EXAMPLES = paths.REPO / "conf-examples"
 #: backend name -> (conf-examples file, test bridge name)
@@ -37,26 +37,11 @@ REMOTE_V4 = "192.0.2.2"
 UPLINK = "cntpup0"
 
 
-class PortmapPool(NetnsPool):
-    """The suite's NetnsPool with this folder's namespace prefix ``cnt-p<run>-``."""
-
-    @property
-    def prefix(self) -> str:
-        return f"cnt-p{self.run_id}-"
-
-
-_pool = PortmapPool()
-
-
 @pytest.fixture(scope="session")
 def netns_pool() -> Iterator[NetnsPool]:
-    """Overrides the suite's pool for this folder (also used by host_ns and the containerd fixtures)."""
-    reason = netns_unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    yield _pool
-    _pool.cleanup()
-    _pool.cleanup_leftovers()
+    """Overrides the suite's pool for this folder with prefix ``cnt-p<run>-`` (also used by host_ns and the
+    containerd fixtures)."""
+    yield from serve_pool(NetnsPool(tag="p"), leftovers=True)
 
 
 _WRAPPER = """#!/bin/sh
@@ -73,11 +58,9 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     unpack cache, which breaks a run half-way. So the binaries are copied, and each runs through a one-line
     wrapper giving it a private CNI_SUITE_CACHE_DIR; the binary itself is exactly build.sh's.
     """
-    missing = paths.missing_plugins(paths.DIST_DIR)
-    if missing:
-        skip_or_fail(f"plugins not built in {paths.DIST_DIR} (run ./build.sh): missing {', '.join(missing)}")
+    dist = require_dist()
     root = tmp_path_factory.mktemp("dist")
-    real = paths.make_bin_dir(root / "real", {n: paths.DIST_DIR / n for n in paths.OUR_PLUGINS})
+    real = paths.make_bin_dir(root / "real", {n: dist / n for n in paths.OUR_PLUGINS})
     cache = root / "cache"
     cache.mkdir(mode=0o700)
     bin_dir = root / "bin"

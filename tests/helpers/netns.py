@@ -1,4 +1,4 @@
-"""Throwaway network namespaces for tests (names `cnt-h<run>-<role><n>`).
+"""Throwaway network namespaces for tests (names `cnt-<tag><run>-<role><n>`, tag `h` unless a suite has its own).
 
 Every kernel change a test makes happens inside namespaces made here: a "host"
 namespace stands in for the machine (bridges, iptables) and "container"
@@ -18,7 +18,11 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
+
+import pytest
+
+from tests.helpers.skip import skip_or_fail
 
 NETNS_DIR = Path("/run/netns")
 #: Prefix shared by every namespace the test suite creates (ownership marker).
@@ -67,15 +71,17 @@ class NetnsPool:
 
     The random run id keeps parallel test runs (and other engineers' namespaces)
     apart: `cleanup_leftovers()` only deletes names carrying this run's prefix.
+    `tag` marks a suite's namespaces (`l`: tests/netns' own pools, `e`: e2e_bridge...).
     """
 
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     created: list[Netns] = field(default_factory=list)
     _counter: int = 0
+    tag: str = "h"
 
     @property
     def prefix(self) -> str:
-        return f"{TEST_PREFIX}h{self.run_id}-"
+        return f"{TEST_PREFIX}{self.tag}{self.run_id}-"
 
     def create(self, role: str, *, lo_up: bool = False) -> Netns:
         """Create `cnt-h<run>-<role><n>`; with `lo_up`, bring its loopback up."""
@@ -121,6 +127,21 @@ class NetnsPool:
         for name in names:
             self.remove(Netns(name))
         return names
+
+
+def serve_pool(pool: NetnsPool, *, strict: bool = True, leftovers: bool = False) -> Iterator[NetnsPool]:
+    """The body of a pool fixture (`yield from serve_pool(...)`): skip when namespaces are unavailable (with
+    `strict`, fail instead under CI=true), yield `pool`, then remove what it made (and, with `leftovers`,
+    anything else named with its prefix)."""
+    reason = netns_unavailable_reason()
+    if reason:
+        if strict:
+            skip_or_fail(reason)
+        pytest.skip(reason)
+    yield pool
+    pool.cleanup()
+    if leftovers:
+        pool.cleanup_leftovers()
 
 
 def list_netns() -> list[Netns]:

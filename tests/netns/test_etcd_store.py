@@ -17,7 +17,7 @@ from cni_common.overlay.etcd import EtcdClient, StoreUnreachable
 from cni_common.overlay.liveness import Liveness
 from cni_common.overlay.peers import Peer
 from cni_common.overlay.subnets import SubnetStore
-from tests.netns.test_vxlan_lab import ETCD, EtcdServer, free_port
+from tests.helpers.etcd import ETCD, EtcdServer, free_port
 
 NET = ipaddress.ip_network("10.244.0.0/16")
 

@@ -18,40 +18,22 @@ import pytest
 from cni_common import netlink as nl
 from cni_common.errors import CNIError
 from cni_common.netns import NetNS
-from tests.helpers.netns import Netns, NetnsPool, netns_unavailable_reason
+from tests.helpers.netns import Netns, NetnsPool
 
 ip_if = ipaddress.ip_interface
 ip_net = ipaddress.ip_network
 ip_addr = ipaddress.ip_address
 
 
-class LPool(NetnsPool):
-    """Namespaces named ``cnt-l<run>-<role><n>`` (this engineer's prefix)."""
-
-    @property
-    def prefix(self) -> str:
-        return f"cnt-l{self.run_id}-"
-
-
 @pytest.fixture
-def pool() -> Iterator[LPool]:
-    reason = netns_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    made = LPool()
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture
-def host(pool: LPool) -> Iterator[tuple[Netns, nl.Conn]]:
+def host(pool: NetnsPool) -> Iterator[tuple[Netns, nl.Conn]]:
     ns = pool.create("host", lo_up=True)
     with NetNS(ns.path) as handle, nl.open_conn(handle) as conn:
         yield ns, conn
 
 
 @pytest.fixture
-def ctr(pool: LPool) -> Iterator[tuple[Netns, nl.Conn]]:
+def ctr(pool: NetnsPool) -> Iterator[tuple[Netns, nl.Conn]]:
     ns = pool.create("ctr")
     with NetNS(ns.path) as handle, nl.open_conn(handle) as conn:
         yield ns, conn

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
 
 import pytest
 
 from cni_common import sysctl
 from cni_common.netns import NetNS, NetNSGone, is_current_path
-from tests.helpers.netns import Netns, NetnsPool, netns_unavailable_reason
-
-
-class LPool(NetnsPool):
-    """Namespaces named ``cnt-l<run>-<role><n>`` (this engineer's prefix)."""
-
-    @property
-    def prefix(self) -> str:
-        return f"cnt-l{self.run_id}-"
+from tests.helpers.netns import Netns, NetnsPool
 
 
 @pytest.fixture
-def pool() -> Iterator[LPool]:
-    reason = netns_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    made = LPool()
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture
-def ns(pool: LPool) -> Netns:
+def ns(pool: NetnsPool) -> Netns:
     return pool.create("ns")
 
 
@@ -81,7 +62,7 @@ def test_entered_returns_after_an_exception(ns: Netns):
     assert os.stat("/proc/thread-self/ns/net").st_ino == before
 
 
-def test_deleted_namespace_is_gone(pool: LPool):
+def test_deleted_namespace_is_gone(pool: NetnsPool):
     victim = pool.create("gone")
     pool.remove(victim)
     with pytest.raises(NetNSGone):

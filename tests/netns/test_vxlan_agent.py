@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.helpers import net
-from tests.netns.test_vxlan_lab import (NET_NAME, Cluster, EtcdServer, Lab, Node, cluster, etcd,  # noqa: F401
-                                        eventually, lab, store_conf)
+from tests.helpers.etcd import EtcdServer, store_conf
+from tests.helpers.vxlan_lab import NET_NAME, Cluster, Lab, Node, eventually
 
 
 @pytest.fixture

@@ -7,16 +7,19 @@ with tests/bin/cnitool (libcni 1.1.2), so config loading and result caching are 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.helpers import net
+from tests.helpers.etcd import EtcdServer, store_conf
 from tests.helpers.netns import Netns, NetnsPool
-from tests.netns.test_vxlan_lab import (NET_NAME, Cluster, EtcdServer, Lab, cluster, etcd, lab,  # noqa: F401
-                                        source_bin_dir, store_conf)
+from tests.helpers.vxlan_lab import NET_NAME, Cluster, Lab, source_bin_dir
+
 
 def _mesh_failures(cluster: Cluster) -> list[str]:
     failures = []
@@ -78,42 +81,39 @@ while True:
                    check=False)
 
 
-@pytest.mark.parametrize("underlay_mtu", [1500, 9000])
-def test_mtu_is_underlay_minus_overhead_and_full_size_df_crosses(netns_pool: NetnsPool, cnitool_bin: Path,
-                                                                  tmp_path: Path,
-                                                                  underlay_mtu: int) -> None:
-    lab = Lab(netns_pool, mtu=underlay_mtu).up()
+@contextlib.contextmanager
+def _two_static_nodes(lab: Lab, cnitool_bin: Path, tmp_path: Path) -> Iterator[tuple[Cluster, Netns, Netns]]:
+    """``lab`` (not yet up) with two nodes peered statically and one container on each; torn down after."""
+    lab.up()
     try:
-        cluster = Cluster(lab, cnitool_bin, source_bin_dir(tmp_path / "bin"), tmp_path, netns_pool)
+        cluster = Cluster(lab, cnitool_bin, source_bin_dir(tmp_path / "bin"), tmp_path, lab.pool)
         nodes = [lab.add_node(n) for n in (1, 2)]
         peers = [{"underlayIP": n.underlay_ip, "subnet": f"10.244.{i}.0/24"} for i, n in enumerate(nodes, 1)]
         for node in nodes:
             cluster.configure(node, peers=peers)
-        a, b = cluster.add_container(nodes[0]), cluster.add_container(nodes[1])
+        yield cluster, cluster.add_container(nodes[0]), cluster.add_container(nodes[1])
+    finally:
+        lab.down()
+
+
+@pytest.mark.parametrize("underlay_mtu", [1500, 9000])
+def test_mtu_is_underlay_minus_overhead_and_full_size_df_crosses(netns_pool: NetnsPool, cnitool_bin: Path,
+                                                                  tmp_path: Path,
+                                                                  underlay_mtu: int) -> None:
+    with _two_static_nodes(Lab(netns_pool, mtu=underlay_mtu), cnitool_bin, tmp_path) as (cluster, a, b):
         mtu = underlay_mtu - 50
         assert net.link(a, "eth0")["mtu"] == mtu
         ok = _df_ping(a, cluster.ip_of(b), mtu)
         assert ok.returncode == 0 and ok.stdout.strip() == str(mtu), ok.stderr
         too_big = _df_ping(a, cluster.ip_of(b), mtu + 1)
         assert too_big.returncode != 0 and "Message too long" in too_big.stderr
-    finally:
-        lab.down()
 
 
 def test_ipv6_underlay_overhead_is_70(netns_pool: NetnsPool, cnitool_bin: Path, tmp_path: Path) -> None:
-    lab = Lab(netns_pool, ipv6=True).up()
-    try:
-        cluster = Cluster(lab, cnitool_bin, source_bin_dir(tmp_path / "bin"), tmp_path, netns_pool)
-        nodes = [lab.add_node(n) for n in (1, 2)]
-        peers = [{"underlayIP": n.underlay_ip, "subnet": f"10.244.{i}.0/24"} for i, n in enumerate(nodes, 1)]
-        for node in nodes:
-            cluster.configure(node, peers=peers)
-        a, b = cluster.add_container(nodes[0]), cluster.add_container(nodes[1])
+    with _two_static_nodes(Lab(netns_pool, ipv6=True), cnitool_bin, tmp_path) as (cluster, a, b):
         assert net.link(a, "eth0")["mtu"] == 1430
         ok = _df_ping(a, cluster.ip_of(b), 1430)
         assert ok.returncode == 0, ok.stderr
-    finally:
-        lab.down()
 
 
 def test_del_leaves_no_container_state_and_keeps_the_overlay(lab: Lab, cluster: Cluster) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import net
+from tests.helpers.etcd import EtcdServer, free_port, store_conf
 from tests.helpers.netns import NetnsPool
 from tests.helpers.plugin import run_plugin
-from tests.netns.test_vxlan_lab import (NET_NAME, NETWORK, Cluster, EtcdServer, Lab, cluster, etcd,  # noqa: F401
-                                        eventually, free_port, lab, source_bin_dir, store_conf)
+from tests.helpers.vxlan_lab import NET_NAME, NETWORK, Cluster, Lab, eventually, source_bin_dir
 
 
 def _subnet_of(result: dict[str, Any]) -> str:
@@ -109,7 +109,7 @@ def test_status_is_50_without_store_and_peers(lab: Lab, tmp_path: Path) -> None:
 
 def test_status_passes_to_ipam_when_static_peers_remain(lab: Lab, tmp_path: Path) -> None:
     node = lab.add_node(1)
-    bin_dir = source_bin_dir(tmp_path / "bin", python_ipam=True)  # Go's host-local predates spec 1.1.0
+    bin_dir = source_bin_dir(tmp_path / "bin")
     conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
             "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}],
@@ -141,7 +141,7 @@ def test_add_alone_removes_an_expired_node(lab: Lab, etcd: EtcdServer, cluster: 
 
 def test_gc_releases_the_leases_of_unknown_attachments(lab: Lab, tmp_path: Path, make_container_ns) -> None:
     node = lab.add_node(1)
-    bin_dir = source_bin_dir(tmp_path / "bin", python_ipam=True)  # GC needs spec 1.1.0
+    bin_dir = source_bin_dir(tmp_path / "bin")
     conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
             "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}

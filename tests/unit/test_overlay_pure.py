@@ -67,7 +67,7 @@ def test_plan_adds_missing_and_changed_and_removes_stale() -> None:
         fdb={"02:00:00:00:00:99": p2.underlay_ip, "02:00:00:00:00:07": A("192.0.2.7")})
     changes = plan([p2, p3], state, NET)
     assert changes.add == [p2, p3]  # p2's MAC changed: replaced, not skipped
-    assert changes.del_routes == [(N("10.244.7.0/24"), A("10.244.7.0"))]  # 192.168/24 is not ours
+    assert changes.del_routes == [N("10.244.7.0/24")]  # 192.168/24 is not ours
     assert changes.del_neighbours == [A("10.244.7.0")]
     assert sorted(changes.del_fdb) == ["02:00:00:00:00:07", "02:00:00:00:00:99"]
 

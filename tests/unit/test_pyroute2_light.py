@@ -144,3 +144,14 @@ def test_fdb_body():
     nla = attrs.parse(body, _NDMSG.size)
     assert attrs.mac_to_str(nla[consts.NDA_LLADDR]) == "0a:58:0a:f4:01:05"
     assert attrs.get_ip(nla, consts.NDA_DST) == ipaddress.ip_address("192.0.2.9")
+
+
+def test_standard_logging_is_not_loaded_but_stays_importable():
+    code = ("import sys; from cni_common.netlink import pyroute2_light as p\n"
+            "for name in p.MODULES: p.message_class(name)\n"
+            "print('logging' in sys.modules)\n"
+            "import logging; print(hasattr(logging, 'basicConfig'))\n"
+            "import pyroute2.netlink as n; n.log.warning('decoding %s', 'x'); n.logging.error('e')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "True"]
+    assert "WARNING decoding x" in proc.stderr and "ERROR e" in proc.stderr

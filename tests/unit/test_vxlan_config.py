@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cni_common.errors import CNIError, ErrorCode
-from cni_common.overlay.attach import ipam_conf
+from cni_common.overlay.attach import bridge_conf, ipam_args, ipam_conf
 from cni_common.overlay.config import load_file, parse
 from cni_common.overlay.vtep import vtep_mac
 
@@ -78,6 +78,25 @@ def test_default_ipam_is_host_local_over_the_node_subnet() -> None:
     assert ipam_conf(user, subnet) == {"type": "host-local", "dataDir": "/d", "ranges": [[{"subnet": str(subnet)}]],
                                        "routes": [{"dst": "10.244.0.0/16"}]}
     assert ipam_conf(parse(_conf(ipam={"type": "dhcp"})), subnet) == {"type": "dhcp"}
+
+
+def test_bridge_attachment_and_ipam_request() -> None:
+    """bridge gets an explicit BridgeConf (the node bridge as gateway, the overlay MTU); IPAM gets the request
+    with only its ``ipam`` section rewritten."""
+    from cni_common.skel import CmdArgs
+    from plugins.bridge import BridgeConf
+
+    raw = _conf(dns={"nameservers": ["10.96.0.10"]}, ipMasq=True)
+    args = CmdArgs(command="ADD", container_id="c1", netns="/run/netns/x", ifname="eth0", args="", path=[],
+                   stdin_data=json.dumps(raw).encode(), conf=raw, cni_version="1.0.0", env={})
+    c = parse(raw)
+    br = bridge_conf(args, c, 1450, "0a:58:00:00:00:01")
+    assert br == BridgeConf(network="pods", bridge="cnivxbr1", is_gateway=True, mtu=1450, ipam_type="host-local",
+                            dns=br.dns, mac="0a:58:00:00:00:01")
+    assert br.dns.nameservers == ["10.96.0.10"] and not br.ip_masq and not br.is_default_gateway
+    subnet = ipaddress.ip_network("10.244.3.0/24")
+    sent = json.loads(ipam_args(args, c, subnet).stdin_data)
+    assert sent == {**raw, "ipam": ipam_conf(c, subnet)} and args.conf == raw  # the caller's args stay as they were
 
 
 def test_agent_reads_the_vxlan_entry_of_a_conflist(tmp_path: Path) -> None:
