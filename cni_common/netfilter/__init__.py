@@ -20,13 +20,29 @@ from .masquerade import IPInterface
 from .portmap import PortMapping, PortMapSpec, flush_udp_conntrack
 from .runner import NetfilterError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["IPTABLES", "NFTABLES", "Backend", "IPInterface", "NetfilterError", "select_backend",
            "setup_masquerade", "teardown_masquerade", "gc_masquerade", "setup_macspoofchk",
            "teardown_macspoofchk", "PortMapping", "PortMapSpec", "forward_ports", "check_ports",
            "unforward_ports", "gc_ports", "flush_udp_conntrack"]
 
 
-def _join_errors(what: str, errors: list[CNIError]) -> None:
+def _on_every_backend(what: str, action: Callable[[Backend], None]) -> None:
+    """Run ``action`` on BOTH layouts: the attachment may have been made by another version or config.
+
+    A backend that is not usable on this machine is skipped, as upstream does; other errors are collected
+    so that one failing layout does not stop the other from being cleaned, and reported together.
+    """
+    errors: list[CNIError] = []
+    for backend in all_backends():
+        try:
+            action(backend)
+        except CNIError as exc:
+            if backend.usable():
+                errors.append(exc)
     if errors:
         raise NetfilterError(f"failed to {what}", "; ".join(str(e) for e in errors))
 
@@ -39,31 +55,15 @@ def setup_masquerade(backend: Backend, network: str, container_id: str, ifname: 
 
 
 def teardown_masquerade(network: str, container_id: str, ifname: str, ips: list[IPInterface] | None = None) -> None:
-    """Remove this attachment's masquerading from BOTH layouts; works with no IPs at all (empty netns DEL).
-
-    A backend that is not usable on this machine is skipped, as upstream does; other errors are collected
-    so that one failing layout does not stop the other from being cleaned.
-    """
-    errors: list[CNIError] = []
-    for backend in all_backends():
-        try:
-            backend.teardown_masq(network, container_id, ifname, list(ips or []))
-        except CNIError as exc:
-            if backend.usable():
-                errors.append(exc)
-    _join_errors(f"tear down masquerading of {container_id}/{ifname}", errors)
+    """Remove this attachment's masquerading from BOTH layouts; works with no IPs at all (empty netns DEL)."""
+    _on_every_backend(f"tear down masquerading of {container_id}/{ifname}",
+                      lambda backend: backend.teardown_masq(network, container_id, ifname, list(ips or [])))
 
 
 def gc_masquerade(network: str, valid: set[tuple[str, str]]) -> None:
     """Remove masquerading of ``network`` for every attachment not in ``valid`` {(containerID, ifname)}."""
-    errors: list[CNIError] = []
-    for backend in all_backends():
-        try:
-            backend.gc_masq(network, valid)
-        except CNIError as exc:
-            if backend.usable():
-                errors.append(exc)
-    _join_errors(f"garbage-collect masquerading of {network!r}", errors)
+    _on_every_backend(f"garbage-collect masquerading of {network!r}",
+                      lambda backend: backend.gc_masq(network, valid))
 
 
 def setup_macspoofchk(host_ifname: str, container_mac: str, container_id: str, ifname: str) -> None:
@@ -88,23 +88,11 @@ def check_ports(backend: Backend, spec: PortMapSpec, ips: list[IPInterface]) -> 
 
 def unforward_ports(network: str, container_id: str) -> None:
     """Remove this container's port forwarding from BOTH layouts; needs no mappings."""
-    errors: list[CNIError] = []
-    for backend in all_backends():
-        try:
-            backend.unforward_ports(network, container_id)
-        except CNIError as exc:
-            if backend.usable():
-                errors.append(exc)
-    _join_errors(f"remove port forwarding of {container_id}", errors)
+    _on_every_backend(f"remove port forwarding of {container_id}",
+                      lambda backend: backend.unforward_ports(network, container_id))
 
 
 def gc_ports(network: str, valid_ids: set[str]) -> None:
     """Remove port forwarding of ``network``'s containers not in ``valid_ids`` (iptables layout only)."""
-    errors: list[CNIError] = []
-    for backend in all_backends():
-        try:
-            backend.gc_ports(network, valid_ids)
-        except CNIError as exc:
-            if backend.usable():
-                errors.append(exc)
-    _join_errors(f"garbage-collect port forwarding of {network!r}", errors)
+    _on_every_backend(f"garbage-collect port forwarding of {network!r}",
+                      lambda backend: backend.gc_ports(network, valid_ids))
