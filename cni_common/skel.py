@@ -29,7 +29,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms pe
 if TYPE_CHECKING:
     from typing import IO, Any, Callable, Mapping, Optional
 
-    Handler = Callable[[CmdArgs], Any]
+    Handler = Callable[["CmdArgs"], Any]
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 

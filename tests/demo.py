@@ -183,7 +183,7 @@ class Demo:
     def show_container(self, name: str, number: int) -> None:
         ns = self.containers[name]
         step(number, f"inside {name}")
-        say(f"""Inside the container: eth0 with its address, and a default route via the gateway on the node's
+        say("""Inside the container: eth0 with its address, and a default route via the gateway on the node's
             bridge. This is all a process in the container sees.""")
         show_in(ns, ["ip", "-br", "addr"], name)
         show_in(ns, ["ip", "route"], name)

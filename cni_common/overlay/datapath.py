@@ -10,7 +10,7 @@ import ipaddress
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import Iterable, Union
 
 from .. import netlink
 from ..errors import CNIError, ErrorCode, PluginCode

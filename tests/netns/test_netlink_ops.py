@@ -74,7 +74,7 @@ def test_ensure_bridge_creates_then_tolerates_existing(host):
 
 
 def test_ensure_bridge_refuses_a_non_bridge(host, ctr):
-    (ns, hconn), (_, cconn) = host, ctr
+    (_, hconn), (_, cconn) = host, ctr
     host_veth, _ = nl.setup_veth(hconn, cconn, "eth0")
     with pytest.raises(CNIError, match=f"'{host_veth.name}' already exists but is not a bridge"):
         nl.ensure_bridge(hconn, host_veth.name)
@@ -118,7 +118,7 @@ def test_setup_veth_places_both_ends(host, ctr):
 
 
 def test_setup_veth_refuses_an_existing_container_ifname(host, ctr):
-    (hns, hconn), (_, cconn) = host, ctr
+    (_, hconn), (_, cconn) = host, ctr
     nl.setup_veth(hconn, cconn, "eth0")
     before = {link.name for link in nl.list_links(hconn)}
     with pytest.raises(Exception, match="container veth name 'eth0' already exists"):

@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -113,7 +113,7 @@ def test_forwarding_hairpin_localhost_and_del(topo: dict[str, Netns], backend: s
         # localhost on the node (route_localnet + masquerade)
         assert tcp_connect(node, "127.0.0.1", 8080) == "::ffff:10.99.0.1"
     if backend == "iptables":
-        assert ruleset(node).count(f"-A CNI-HOSTPORT-DNAT -p tcp") == 2  # one per family
+        assert ruleset(node).count("-A CNI-HOSTPORT-DNAT -p tcp") == 2  # one per family
     rc, _ = run_plugin(node, "DEL", {k: v for k, v in conf().items() if k != "runtimeConfig"}, ctr)
     assert rc == 0
     assert_clean(node)

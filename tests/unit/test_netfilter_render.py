@@ -79,7 +79,7 @@ def test_setup_from_scratch() -> None:
 def test_teardown_without_ips_removes_everything() -> None:
     text = masquerade.ipt_teardown_batch(parse_save(GO_SAVE), None, CHAIN).render()
     assert text is not None
-    assert f"-D POSTROUTING -s 10.99.0.2/32" in text and f"-F {CHAIN}\n-X {CHAIN}" in text
+    assert "-D POSTROUTING -s 10.99.0.2/32" in text and f"-F {CHAIN}\n-X {CHAIN}" in text
     assert "CNI-HOSTPORT-MASQ" not in text
 
 
