@@ -103,20 +103,6 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return pairs
 
 
-def ignore_unknown(cni_args: Mapping[str, str]) -> bool:
-    """Whether ``IgnoreUnknown`` is set to a true value (``1``/``true``/``True``, as Go's strconv accepts)."""
-    return cni_args.get("IgnoreUnknown", "").lower() in ("1", "t", "true")
-
-
-def require_known_args(cni_args: Mapping[str, str], known: set[str]) -> None:
-    """For a plugin that must be strict: unknown CNI_ARGS keys are an error unless IgnoreUnknown is true."""
-    if ignore_unknown(cni_args):
-        return
-    unknown = sorted(set(cni_args) - known - {"IgnoreUnknown"})
-    if unknown:
-        raise CNIError(ErrorCode.INVALID_ENV, f"ARGS: unknown args {unknown}", "set IgnoreUnknown=1 to allow them")
-
-
 def optional_str(d: Mapping[str, Any], key: str) -> Optional[str]:
     """A string value or None when absent or empty."""
     value = get_str(d, key)

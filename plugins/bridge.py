@@ -116,8 +116,9 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
 
 def requested_mac(conf: dict[str, Any], cni_args: dict[str, str]) -> str:
     """The container MAC asked for (lower case, "" for none): CNI_ARGS ``MAC`` < args.cni.mac <
-    runtimeConfig.mac; other CNI_ARGS keys are refused unless ``IgnoreUnknown``."""
-    config.require_known_args(cni_args, {"MAC"})
+    runtimeConfig.mac. Other CNI_ARGS keys are ignored, ``IgnoreUnknown`` or not: every plugin of a chain and
+    its IPAM see the same CNI_ARGS (host-local's ``IP``, Kubernetes' ``K8S_POD_*``), and upstream's refusal
+    of unknown keys is a classic source of failed ADDs."""
     mac = cni_args.get("MAC", "")
     mac = config.get_str(config.args_cni(conf), "mac", mac, where="args.cni") or mac
     mac = config.get_str(config.runtime_config(conf), "mac", mac, where="runtimeConfig") or mac

@@ -34,12 +34,9 @@ def test_defaults_and_trunk_normalisation():
     assert c.bridge == "cni0" and c.is_gateway and c.vlan_trunk == [3, 4, 5, 7] and c.vlan_filtering
 
 
-def test_unknown_cni_args_need_ignore_unknown():
-    with pytest.raises(Exception) as info:
-        load_conf({"name": "n"}, {"FOO": "1"})
-    assert info.value.code == 4
-    assert load_conf({"name": "n"}, {"FOO": "1", "IgnoreUnknown": "1", "MAC": "0A:58:00:00:00:09"}).mac == \
-        "0a:58:00:00:00:09"
+def test_unknown_cni_args_are_ignored_with_or_without_ignore_unknown():
+    for cni_args in ({"K8S_POD_NAME": "x", "IP": "10.0.0.5"}, {"FOO": "1", "IgnoreUnknown": "1"}):
+        assert load_conf({"name": "n"}, {**cni_args, "MAC": "0A:58:00:00:00:09"}).mac == "0a:58:00:00:00:09"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "conf-examples").glob("*bridge*")), ids=lambda p: p.name)

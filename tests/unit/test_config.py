@@ -46,9 +46,3 @@ def test_cni_args_without_equals_is_named():
     with pytest.raises(CNIError, match="'garbage'") as err:
         config.parse_cni_args("A=1;garbage")
     assert err.value.code == ErrorCode.INVALID_ENV
-
-
-def test_strict_args_honour_ignore_unknown():
-    with pytest.raises(CNIError, match="K8S_POD_NAME"):
-        config.require_known_args({"K8S_POD_NAME": "x"}, {"IP"})
-    config.require_known_args({"K8S_POD_NAME": "x", "IgnoreUnknown": "true"}, {"IP"})
