@@ -107,3 +107,29 @@ def optional_str(d: Mapping[str, Any], key: str) -> Optional[str]:
     """A string value or None when absent or empty."""
     value = get_str(d, key)
     return value or None
+
+
+ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def valid_attachments(conf: Mapping[str, Any]) -> Optional[set[tuple[str, str]]]:
+    """GC's ``(containerID, ifname)`` pairs to keep, from either spelling of the key (the spec text of the
+    1.1.0 tag said ``cni.dev/attachments``; libcni 1.2.3 sends both). None when both are absent: no runtime
+    leaves the key out on purpose, so GC then removes nothing. ``null`` counts as an empty list, as it does
+    for the Go decoder, and an empty list is meaningful: nothing is valid any more.
+    """
+    key = next((k for k in ATTACHMENT_KEYS if k in conf), None)
+    if key is None:
+        return None
+    raw = conf[key] or []
+    if not isinstance(raw, list):
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid {key}: expected a list, got {raw!r}")
+    out: set[tuple[str, str]] = set()
+    for item in raw:
+        cid = get_key(item, "containerID") if isinstance(item, dict) else None
+        ifname = get_key(item, "ifname") if isinstance(item, dict) else None
+        if not isinstance(cid, str) or not cid or not isinstance(ifname, str):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid entry in {key}: {item!r}",
+                           "each entry needs a string containerID and ifname")
+        out.add((cid.strip(), ifname))
+    return out

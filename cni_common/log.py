@@ -29,6 +29,8 @@ class _Sinks:
 def configure(level: str = "", log_file: str = "", stderr=None) -> None:
     """Set the level (unknown names keep WARNING) and the outputs: ``stderr`` plus ``log_file`` if given."""
     _Sinks.level = LEVELS.get(level.upper(), LEVELS["WARNING"])
+    for stream in _Sinks.streams[1:]:  # a log file of an earlier configure (an in-process delegate's)
+        stream.close()
     _Sinks.streams = [stderr if stderr is not None else sys.stderr]
     if log_file:
         try:

@@ -22,16 +22,15 @@ class FrozenInstanceError(AttributeError):
 
 
 class _Field:
-    __slots__ = ("default", "default_factory")
+    __slots__ = ("default_factory",)
 
-    def __init__(self, default: object, default_factory: object) -> None:
-        self.default = default
+    def __init__(self, default_factory: object) -> None:
         self.default_factory = default_factory
 
 
-def field(*, default: object = _MISSING, default_factory: object = _MISSING) -> object:
+def field(*, default_factory: object) -> object:
     """A field default given by a factory (``field(default_factory=list)``), as in dataclasses."""
-    return _Field(default, default_factory)
+    return _Field(default_factory)
 
 
 def record(cls: type | None = None, *, frozen: bool = False):  # type: ignore[no-untyped-def]
@@ -60,14 +59,8 @@ def _build(cls: type, frozen: bool) -> type:
     for name in names:
         value = cls.__dict__.get(name, _MISSING)
         if isinstance(value, _Field):
-            if value.default_factory is not _MISSING:
-                factories[name] = value.default_factory
-                delattr(cls, name)
-            elif value.default is not _MISSING:
-                defaults[name] = value.default
-                setattr(cls, name, value.default)
-            else:
-                delattr(cls, name)
+            factories[name] = value.default_factory
+            delattr(cls, name)
         elif value is not _MISSING:
             defaults[name] = value
     known = frozenset(names)

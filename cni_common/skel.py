@@ -157,11 +157,11 @@ def _is_own_netns(path: str) -> bool:
     return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
 
 
-def _configure_logging(conf: Mapping[str, Any], stderr: IO[str]) -> None:
+def _configure_logging(conf: Mapping[str, Any], environ: Mapping[str, str], stderr: IO[str]) -> None:
     """Logs go to stderr and, when the config names one, to ``logFile`` too; never to stdout."""
     from . import log
 
-    level = conf.get("logLevel") or os.environ.get("CNI_LOG_LEVEL", "")
+    level = conf.get("logLevel") or environ.get("CNI_LOG_LEVEL", "")
     log_file = conf.get("logFile")
     log.configure(level if isinstance(level, str) else "", log_file if isinstance(log_file, str) else "", stderr)
 
@@ -246,7 +246,7 @@ def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versio
                            f"expected one of {', '.join(VERBS)}")
         args = _build_args(environ, stdin, verb, supported)
         reply_version = args.cni_version
-        _configure_logging(args.conf, stderr)
+        _configure_logging(args.conf, environ, stderr)
         handler = funcs.for_verb(verb)
         if handler is None:
             return 0

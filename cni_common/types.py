@@ -17,7 +17,7 @@ import ipaddress
 
 from . import version as versions
 from .errors import CNIError, ErrorCode
-from .record import field, record, replace
+from .record import field, record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
@@ -226,13 +226,6 @@ class Result:
     routes: list[Route] = field(default_factory=list)
     dns: DNS = field(default_factory=DNS)
     cni_version: str = versions.LATEST
-
-    def copy(self) -> "Result":
-        """A deep copy, so a chained plugin can add to its input without changing it."""
-        return replace(
-            self, interfaces=[replace(i) for i in self.interfaces],
-            ips=[replace(i) for i in self.ips], routes=[replace(r) for r in self.routes],
-            dns=DNS(list(self.dns.nameservers), self.dns.domain, list(self.dns.search), list(self.dns.options)))
 
     @classmethod
     def from_dict(cls, d: Any, default_version: str) -> "Result":

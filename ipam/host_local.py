@@ -8,13 +8,15 @@ ADD, and a DEL that reads only the reservations of the attachment (see :mod:`cni
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 from cni_common.errors import CNIError, ErrorCode, PluginCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
+    from typing import Any
+
     from cni_common.alloc.disk import DiskStore
     from cni_common.log import Logger
 
@@ -81,8 +83,9 @@ def cmd_check(args: CmdArgs) -> None:
 def cmd_gc(args: CmdArgs) -> None:
     """Release every reservation of this network that ``cni.dev/valid-attachments`` does not list."""
     from cni_common.alloc import config, gc
+    from cni_common.config import valid_attachments
 
-    valid = gc.valid_attachments(args.conf)
+    valid = valid_attachments(args.conf)
     if valid is None:
         _log().warning("GC without cni.dev/valid-attachments: releasing nothing")
         return

@@ -197,10 +197,10 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
             _add_layer3(args, conf, host, cont, cont_ns, br, cont_veth, ipam, result, undo)
         elif not conf.disable_container_interface:
             nl.set_up(cont, cont_veth.index)
-        if not conf.is_gateway or conf.vlan:
-            # The result reports the bridge MAC and CHECK verifies it: pin it as the gateway path does (that pins
-            # <bridge>.<vlan> instead when vlan is set), or it follows the lowest port MAC and CHECK of earlier
-            # pods fails once a pod with a lower MAC joins.
+        if not (conf.is_gateway and conf.ipam_type) or conf.vlan:
+            # The result reports the bridge MAC and CHECK verifies it: pin it as the gateway path does (that runs
+            # only with IPAM, and pins <bridge>.<vlan> instead when vlan is set), or it follows the lowest port MAC
+            # and CHECK of earlier pods fails once a pod with a lower MAC joins.
             nl.set_mac(host, br.index, nl.get_link(host, br.index).mac)
         if not conf.disable_container_interface:
             _wait_oper_up(host, host_veth)
@@ -518,9 +518,10 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
 
     if conf.ipam_type:
         invoke.delegate("CHECK", conf.ipam_type, args)
-    cont_if = next((i for i in prev.interfaces if i.name == args.ifname and i.sandbox), None)
-    if cont_if is None:
+    cont_idx = next((i for i, itf in enumerate(prev.interfaces) if itf.name == args.ifname and itf.sandbox), None)
+    if cont_idx is None:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"prevResult has no container interface {args.ifname!r}")
+    cont_if = prev.interfaces[cont_idx]
     br_if = next((i for i in prev.interfaces if i.name == conf.bridge and not i.sandbox), None)
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont:
         br = nl.find_link(host, conf.bridge)
@@ -538,14 +539,13 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
         peer = nl.find_link(host, link.peer_index)
         if peer is None or peer.kind != "veth" or peer.peer_index != link.index or peer.master != br.index:
             raise _check_failed(f"host veth of {args.ifname!r} not found or not attached to {conf.bridge!r}")
-        _check_ips_and_routes(cont, link.index, args.ifname, prev)
+        _check_ips_and_routes(cont, link.index, args.ifname, cont_idx, prev)
 
 
-def _check_ips_and_routes(cont: Conn, index: int, ifname: str, prev: Result) -> None:
+def _check_ips_and_routes(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
     from cni_common import netlink as nl
 
     have = {a.address for a in nl.list_addrs(cont, index)}
-    cont_idx = next(i for i, itf in enumerate(prev.interfaces) if itf.name == ifname and itf.sandbox)
     for ip in prev.ips:
         if ip.interface in (None, cont_idx) and ip.address not in have:
             raise _check_failed(f"address {ip.address} not found on {ifname!r}")
@@ -574,7 +574,7 @@ def cmd_gc(args: CmdArgs) -> None:
     """Remove the masquerading of attachments not in ``cni.dev/valid-attachments``, then forward GC to IPAM."""
     conf = load_conf(args.conf)
     errors: list[str] = []
-    valid = _valid_attachments(args.conf)
+    valid = config.valid_attachments(args.conf)
     if valid is not None:
         from cni_common import netfilter
 
@@ -589,21 +589,6 @@ def cmd_gc(args: CmdArgs) -> None:
             errors.append(str(exc))
     if errors:
         raise CNIError(ErrorCode.INTERNAL, "bridge GC failed", "; ".join(errors))
-
-
-def _valid_attachments(conf: dict[str, Any]) -> Optional[set[tuple[str, str]]]:
-    """{(containerID, ifname)} the runtime still uses; None when the key is absent (then remove nothing)."""
-    raw = conf.get("cni.dev/valid-attachments", conf.get("cni.dev/attachments"))
-    if raw is None:
-        return None
-    if not isinstance(raw, list):
-        raise _invalid("cni.dev/valid-attachments must be a list")
-    valid = set()
-    for entry in raw:
-        if not isinstance(entry, dict):
-            raise _invalid(f"invalid entry {entry!r} in cni.dev/valid-attachments")
-        valid.add((str(config.get_key(entry, "containerID", "")), str(config.get_key(entry, "ifname", ""))))
-    return valid
 
 
 def main() -> int:

@@ -245,12 +245,13 @@ def cmd_check(args: CmdArgs) -> None:
 
 
 def cmd_gc(args: CmdArgs) -> None:
-    """Remove the rules of this network's containers that are not in ``cni.dev/valid-attachments``."""
+    """Remove the rules of this network's containers that are not in ``cni.dev/valid-attachments``
+    (nothing when the runtime sent no list at all)."""
     from cni_common import netfilter
 
-    attachments = cfg.get_list(args.conf, "cni.dev/valid-attachments")
-    valid = {str(cfg.get_key(a, "containerID", "")) for a in attachments if isinstance(a, dict)}
-    netfilter.gc_ports(args.network_name, valid)
+    valid = cfg.valid_attachments(args.conf)
+    if valid is not None:
+        netfilter.gc_ports(args.network_name, {cid for cid, _ in valid})
 
 
 def main() -> int:

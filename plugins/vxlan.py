@@ -84,6 +84,7 @@ def cmd_check(args: CmdArgs) -> None:
 
 def cmd_gc(args: CmdArgs) -> None:
     from cni_common import netfilter
+    from cni_common.config import valid_attachments
     from cni_common.invoke import delegate
     from cni_common.overlay import attach, config
 
@@ -94,9 +95,8 @@ def cmd_gc(args: CmdArgs) -> None:
         delegate("GC", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
     except CNIError as exc:
         errors.append(str(exc))
-    if conf.ip_masq:
-        valid = {(str(a.get("containerID", "")), str(a.get("ifname", "")))
-                 for a in args.conf.get("cni.dev/valid-attachments", []) if isinstance(a, dict)}
+    valid = valid_attachments(args.conf)
+    if conf.ip_masq and valid is not None:
         try:
             netfilter.gc_masquerade(args.network_name, valid)
         except CNIError as exc:

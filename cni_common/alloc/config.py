@@ -9,13 +9,17 @@ and netaddr would add ~36 ms of import to every ADD for nothing.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Mapping
 
 from ..config import args_cni, get_key, runtime_config
 from ..errors import CNIError, ErrorCode
 from ..record import field, record
 from ..types import DNS, IPAddress, IPNetwork, Route
 from .. import version as versions
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Optional, Sequence
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

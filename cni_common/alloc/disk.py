@@ -23,12 +23,16 @@ import ipaddress
 import json
 import os
 import re
-from typing import Iterator, Optional
 
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
-from ..types import IPAddress
 from .store import Owner
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
+
+    from ..types import IPAddress
 
 log = get_logger(__name__)
 

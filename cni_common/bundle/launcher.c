@@ -52,11 +52,23 @@ struct bundle {
     char key[65];
 };
 
+/* A JSON string body: paths and strerror() texts may hold quotes, backslashes or control characters. */
+static void put_json_text(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if (*c < 0x20) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+}
+
 static void die(const char *what, const char *detail) {
     /* stdout belongs to the CNI protocol: report as a CNI error (code 999) there, details on stderr too. */
     fprintf(stderr, "cni-suite launcher: %s: %s\n", what, detail);
-    printf("{\"cniVersion\": \"1.1.0\", \"code\": 999, \"msg\": \"cni-suite launcher: %s\", "
-           "\"details\": \"%s\"}\n", what, detail);
+    printf("{\"cniVersion\": \"1.1.0\", \"code\": 999, \"msg\": \"cni-suite launcher: ");
+    put_json_text(what);
+    printf("\", \"details\": \"");
+    put_json_text(detail);
+    printf("\"}\n");
     fflush(stdout);
     exit(1);
 }
@@ -208,9 +220,10 @@ static void unpack(const struct bundle *b, const char *dest) {
         unsigned char type = p[0];
         uint32_t mode = read_u32(p + 1), name_len = read_u32(p + 5);
         const unsigned char *name = p + 9;
+        if (name_len >= 2048 || name + name_len + 16 > end) die("corrupt bundle", "truncated entry header");
         uint64_t stored = read_u64(name + name_len), original = read_u64(name + name_len + 8);
         const unsigned char *data = name + name_len + 16;
-        if (data + stored > end || name_len >= 2048 || memchr(name, '\0', name_len) ||
+        if (stored > (uint64_t)(end - data) || memchr(name, '\0', name_len) ||
             (name_len >= 2 && memcmp(name, "..", 2) == 0) || memmem(name, name_len, "/..", 3))
             die("corrupt bundle", "bad entry");
         snprintf(path, sizeof path, "%s/%.*s", dest, (int)name_len, name);

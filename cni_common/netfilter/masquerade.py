@@ -14,7 +14,7 @@ import ipaddress
 import re
 
 from . import names, runner
-from .xtables import RestoreBatch, Rule, SavedTable, option_value, parse_save, target_of
+from .xtables import RestoreBatch, Rule, SavedTable, option_value, target_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
@@ -125,13 +125,6 @@ def ipt_gc_batch(saved: SavedTable, network: str, valid_ids: set[str]) -> Restor
     return batch
 
 
-def _ipt_transact(family: int, what: str, make) -> None:  # type: ignore[no-untyped-def]
-    def build() -> Optional[str]:
-        return make(parse_save(runner.iptables_save(family))).render()
-
-    runner.transact(what, build, lambda text: runner.iptables_restore(family, text))
-
-
 def _ipt_create_new(family: int, batch: RestoreBatch) -> bool:
     """The usual ADD in one exec instead of two: the container's chain does not exist yet.
 
@@ -169,7 +162,7 @@ def ipt_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
         fam_ips = [ip for ip in ips if ip.version == family]
         if _ipt_create_new(family, ipt_setup_batch(SavedTable(), fam_ips, chain, comment)):
             continue
-        _ipt_transact(family, f"set up masquerading chain {chain} (IPv{family})",
+        runner.ipt_transact(family, f"set up masquerading chain {chain} (IPv{family})",
                       lambda saved, f=fam_ips: ipt_setup_batch(saved, f, chain, comment))
 
 
@@ -179,13 +172,13 @@ def ipt_teardown(network: str, container_id: str, ips: list[IPInterface]) -> Non
         fam_ips = [ip for ip in ips if ip.version == family] if ips else None
         if fam_ips and _ipt_remove_known(family, fam_ips, chain, comment):
             continue
-        _ipt_transact(family, f"tear down masquerading chain {chain} (IPv{family})",
+        runner.ipt_transact(family, f"tear down masquerading chain {chain} (IPv{family})",
                       lambda saved, f=fam_ips: ipt_teardown_batch(saved, f, chain))
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
     for family in (4, 6):
-        _ipt_transact(family, f"garbage-collect masquerading of {network!r} (IPv{family})",
+        runner.ipt_transact(family, f"garbage-collect masquerading of {network!r} (IPv{family})",
                       lambda saved: ipt_gc_batch(saved, network, valid_ids))
 
 

@@ -209,11 +209,6 @@ def ipt_gc_batch(saved: SavedTable, network: str, valid_ids: set[str]) -> Restor
     return batch
 
 
-def _ipt_transact(family: int, what: str, make) -> None:  # type: ignore[no-untyped-def]
-    runner.transact(what, lambda: make(parse_save(runner.iptables_save(family))).render(),
-                    lambda text: runner.iptables_restore(family, text))
-
-
 def ipt_forward_new_batch(spec: PortMapSpec, ip: IPInterface) -> RestoreBatch:
     """What :func:`ipt_forward_batch` does when earlier ADDs made the shared chains and jumps and this container
     has no chain yet (the usual ADD), with that state asserted: ``-C`` for each shared rule, ``-N`` for the
@@ -239,19 +234,19 @@ def ipt_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
     for ip in ips:
         if runner.iptables_restore(ip.version, ipt_forward_new_batch(spec, ip).render() or "").returncode == 0:
             continue
-        _ipt_transact(ip.version, f"set up port forwarding to {ip.ip}",
+        runner.ipt_transact(ip.version, f"set up port forwarding to {ip.ip}",
                       lambda saved, ip=ip: ipt_forward_batch(saved, spec, ip))
 
 
 def ipt_unforward(network: str, container_id: str) -> None:
     for family in (4, 6):
-        _ipt_transact(family, f"remove port forwarding of {container_id} (IPv{family})",
+        runner.ipt_transact(family, f"remove port forwarding of {container_id} (IPv{family})",
                       lambda saved: ipt_unforward_batch(saved, network, container_id))
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
     for family in (4, 6):
-        _ipt_transact(family, f"garbage-collect port forwarding of {network!r} (IPv{family})",
+        runner.ipt_transact(family, f"garbage-collect port forwarding of {network!r} (IPv{family})",
                       lambda saved: ipt_gc_batch(saved, network, valid_ids))
 
 

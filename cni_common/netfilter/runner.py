@@ -20,10 +20,13 @@ import subprocess
 
 from ..errors import CNIError, PluginCode
 from ..log import get_logger
+from .xtables import parse_save
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator, Optional
+
+    from .xtables import RestoreBatch, SavedTable
 
 log = get_logger(__name__)
 
@@ -169,6 +172,12 @@ def transact(what: str, build: Callable[[], Optional[str]],
         last = proc.stderr.strip()
         log.warning("%s: attempt %d failed: %s", what, attempt + 1, last)
     raise NetfilterError(f"failed to {what}", last)
+
+
+def ipt_transact(family: int, what: str, make: Callable[[SavedTable], RestoreBatch]) -> None:
+    """:func:`transact` on one family's nat table: ``make`` turns a fresh iptables-save into the batch."""
+    transact(what, lambda: make(parse_save(iptables_save(family))).render(),
+             lambda text: iptables_restore(family, text))
 
 
 _support_cache: dict[str, bool] = {}

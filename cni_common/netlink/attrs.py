@@ -1,8 +1,8 @@
 """Encoding and decoding of netlink attributes (TLVs), with nothing but :mod:`struct`.
 
 Messages of the netlink layer go through pyroute2's classes (:mod:`.msg`); this stays for what they do not
-cover: the extended-ack attributes of NLMSG_ERROR read by :mod:`.conn`, MAC validation, the overlay's private
-reads, and tests that check the bytes pyroute2 puts on the wire.
+cover: the extended-ack attributes of NLMSG_ERROR read by :mod:`.conn`, MAC validation, and tests that check
+the bytes pyroute2 puts on the wire.
 """
 
 from __future__ import annotations

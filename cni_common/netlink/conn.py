@@ -155,7 +155,12 @@ def open_conn(netns: NetNS | None = None) -> Conn:
     from ..netns import NetNS as _NetNS
 
     if netns is None:
-        return _OwningConn(_NetNS.current())
+        own = _NetNS.current()
+        try:
+            return _OwningConn(own)
+        except BaseException:
+            own.close()
+            raise
     with netns.entered():
         return Conn(netns)
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import netlink
 from ..config import get_dict
-from ..log import get_logger
 from ..netns import NetNS, NetNSGone
 from ..record import replace
 from ..skel import CmdArgs
@@ -23,8 +22,6 @@ from .config import VxlanConf
 
 if TYPE_CHECKING:
     from plugins.bridge import BridgeConf
-
-log = get_logger(__name__)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 

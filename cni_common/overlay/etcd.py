@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import CNIError, ErrorCode, PluginCode
-from ..log import get_logger
-
-log = get_logger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 

@@ -70,11 +70,15 @@ def test_multicall_name_comes_from_argv0(dist, tmp_path):
 
 
 def test_refuses_a_cache_others_can_write(dist, tmp_path):
-    cache = tmp_path / "cache"
+    import json
+
+    cache = tmp_path / 'a "quoted\\ cache'  # the path lands in the error JSON: it must stay valid JSON
     cache.mkdir(mode=0o777)
     cache.chmod(0o777)
     proc = run(dist / "host-local", cache)
-    assert proc.returncode == 1 and '"code": 999' in proc.stdout and "not private" in proc.stdout
+    error = json.loads(proc.stdout)
+    assert proc.returncode == 1 and error["code"] == 999 and "not private" in error["msg"]
+    assert error["details"] == str(cache)
 
 
 def test_sigkill_mid_unpack_leaves_nothing_in_tmp_and_next_call_works(dist, tmp_path):

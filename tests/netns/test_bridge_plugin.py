@@ -226,6 +226,18 @@ def test_layer2_only(tmp_path, host, make_ctr, cni_bin):
     assert bridge(cni_bin, host, "DEL", cfg, ctr).rc == 0
 
 
+def test_layer2_gateway_bridge_keeps_its_mac_when_a_lower_port_joins(tmp_path, host, make_ctr, cni_bin):
+    """isGateway without IPAM puts no address on the bridge, yet its MAC (reported, and verified by CHECK) is
+    pinned all the same."""
+    ctr = make_ctr()
+    cfg = {"cniVersion": "1.0.0", "name": "cntnet", "type": "bridge", "bridge": "cntbr0", "isGateway": True}
+    add = bridge(cni_bin, host, "ADD", cfg, ctr)
+    assert add.rc == 0, add
+    host.ip("link", "add", "cntlow", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "cntlowp")
+    host.ip("link", "set", "cntlow", "master", "cntbr0")
+    assert bridge(cni_bin, host, "CHECK", {**cfg, "prevResult": add.out}, ctr).rc == 0
+
+
 def test_status_and_gc_are_forwarded_to_ipam(tmp_path, host, cni_bin):
     cfg = {"cniVersion": "1.1.0", "name": "cntnet", "type": "bridge", "bridge": "cntbr0",
            "ipam": {"type": "recorder"}}

@@ -156,17 +156,6 @@ def test_gc_keeps_valid_releases_the_rest(store):
     assert names(store) == {"lock", "last_reserved_ip.0", disk.INDEX_NAME}
 
 
-def test_gc_attachment_keys():
-    item = {"containerID": "c1", "ifname": "eth0"}
-    assert gc.valid_attachments({"cni.dev/valid-attachments": [item]}) == {("c1", "eth0")}
-    assert gc.valid_attachments({"cni.dev/attachments": [item]}) == {("c1", "eth0")}
-    assert gc.valid_attachments({"cni.dev/valid-attachments": None}) == set()
-    assert gc.valid_attachments({}) is None
-    with pytest.raises(CNIError) as exc:
-        gc.valid_attachments({"cni.dev/valid-attachments": [{"ifname": "eth0"}]})
-    assert exc.value.code == ErrorCode.INVALID_CONFIG and "ifname" in exc.value.msg
-
-
 def test_unusable_reason(tmp_path):
     assert disk.DiskStore(str(tmp_path / "not" / "yet"), "n").unusable_reason() is None
     (tmp_path / "file").write_text("x")

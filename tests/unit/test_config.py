@@ -46,3 +46,14 @@ def test_cni_args_without_equals_is_named():
     with pytest.raises(CNIError, match="'garbage'") as err:
         config.parse_cni_args("A=1;garbage")
     assert err.value.code == ErrorCode.INVALID_ENV
+
+
+def test_gc_attachment_keys_either_spelling_null_and_absent():
+    item = {"containerID": "c1", "ifname": "eth0"}
+    assert config.valid_attachments({"cni.dev/valid-attachments": [item]}) == {("c1", "eth0")}
+    assert config.valid_attachments({"cni.dev/attachments": [item]}) == {("c1", "eth0")}
+    assert config.valid_attachments({"cni.dev/valid-attachments": None}) == set()
+    assert config.valid_attachments({}) is None
+    with pytest.raises(CNIError) as exc:
+        config.valid_attachments({"cni.dev/valid-attachments": [{"ifname": "eth0"}]})
+    assert exc.value.code == ErrorCode.INVALID_CONFIG and "ifname" in exc.value.msg

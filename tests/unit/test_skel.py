@@ -149,3 +149,15 @@ def test_unknown_request_keys_are_tolerated():
                 runtimeConfig={"io.kubernetes.cri.pod-annotations": {}}, args={"cni": {}})
     rc, _, _, _ = run("ADD", conf)
     assert rc == 0
+
+
+def test_log_level_comes_from_the_given_environment():
+    """CNI_LOG_LEVEL is read from ``environ`` (as an in-process delegate receives it), not from os.environ."""
+    from cni_common import log
+
+    try:
+        rc, _, err, _ = run("ADD", CONF, env={"CNI_LOG_LEVEL": "debug"},
+                            recorder=Recorder(fail_with=KeyError("x")))
+        assert rc == 1 and "unexpected failure" in err
+    finally:
+        log.configure()
