@@ -1,0 +1,41 @@
+"""A delegate gets the runtime's environment, not the frozen program's additions to it.
+
+PyInstaller's bootloader adds ``_PYI_*`` variables and its own ``LD_LIBRARY_PATH``; passed on, they would make
+a delegate that is another build of this suite take itself for a child of our bootloader, and system tools load
+the bundle's libraries. The spec's rule is "the same environment": the one the runtime gave us.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+RECORDING_IPAM = """#!/bin/sh
+env > "$0.env"
+echo '{"cniVersion": "1.0.0", "code": 100, "msg": "recorded, stopping here"}'
+exit 1
+"""
+
+
+@pytest.mark.parametrize("ld_library_path", [None, "/opt/vendor/lib"])
+def test_delegate_sees_the_runtime_environment(ld_library_path, host_ns, make_container_ns, plugin_dir, tmp_path):
+    ipam = tmp_path / "host-local"
+    ipam.write_text(RECORDING_IPAM)
+    ipam.chmod(0o755)
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": "ADD",
+           "CNI_CONTAINERID": "env1", "CNI_NETNS": make_container_ns().path, "CNI_IFNAME": "eth0",
+           "CNI_PATH": str(tmp_path), "MY_RUNTIME_VAR": "kept"}
+    if ld_library_path:
+        env["LD_LIBRARY_PATH"] = ld_library_path
+    conf = {"cniVersion": "1.0.0", "name": "cnt-env", "type": "bridge", "bridge": "cntenv0",
+            "ipam": {"type": "host-local"}}
+    proc = host_ns.run([str(plugin_dir / "bridge")], check=False, env=env, input=json.dumps(conf))
+    assert proc.returncode == 1 and json.loads(proc.stdout)["msg"] == "recorded, stopping here"
+
+    seen = dict(line.split("=", 1) for line in (tmp_path / "host-local.env").read_text().splitlines() if "=" in line)
+    assert not [name for name in seen if name.startswith("_PYI_")]
+    assert seen.get("LD_LIBRARY_PATH") == ld_library_path
+    assert "LD_LIBRARY_PATH_ORIG" not in seen
+    assert seen["MY_RUNTIME_VAR"] == "kept" and seen["CNI_COMMAND"] == "ADD"
