@@ -59,3 +59,28 @@ class CNIError(Exception):
 
     def __str__(self) -> str:
         return f"{self.msg}; {self.details}" if self.details else self.msg
+
+
+class BestEffort:
+    """Runs the steps of a best-effort verb (DEL, GC) to the end and reports every failure together.
+
+    The spec wants DEL and GC to do all they can: one step failing must not stop the next. Each step runs as
+    ``with steps: do_it()``; a :class:`CNIError` is recorded and swallowed, anything else (a bug) propagates.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def __enter__(self) -> "BestEffort":
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        if isinstance(exc, CNIError):
+            self.failures.append(str(exc))
+            return True
+        return False
+
+    def raise_if_failed(self, msg: str) -> None:
+        """Code 999 (internal) with every recorded failure in ``details``, when there was any."""
+        if self.failures:
+            raise CNIError(ErrorCode.INTERNAL, msg, "; ".join(self.failures))

@@ -19,12 +19,16 @@ import json
 import os
 import sys
 import time
-from typing import NamedTuple, Optional
 
 from .errors import CNIError, ErrorCode, PluginCode
 from .log import get_logger
+from .record import record
 from .skel import CmdArgs
 from .types import Result
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 log = get_logger(__name__)
 
@@ -46,14 +50,15 @@ def find_in_path(plugin_type: str, path: list[str]) -> str:
     raise CNIError(PluginCode.DELEGATE_NOT_FOUND, f"failed to find plugin {plugin_type!r} in path {path}")
 
 
-class Outcome(NamedTuple):
+@record(frozen=True)
+class Outcome:
     """What a delegate run produced: its exit code and its stdout."""
 
     returncode: int
     stdout: bytes
 
 
-def _in_process_main(plugin_type: str, binary: str):  # -> Optional[Callable[..., int]]
+def _in_process_main(plugin_type: str, binary: str) -> Optional[Callable[..., int]]:
     """The delegate's ``main`` when ``binary`` is this same build and that plugin can run in-process."""
     if not getattr(sys, "frozen", False) or os.environ.get("CNI_SUITE_EXEC_DELEGATES", "") == "1":
         return None
@@ -68,7 +73,7 @@ def _in_process_main(plugin_type: str, binary: str):  # -> Optional[Callable[...
     return IN_PROCESS_DELEGATES[plugin_type]()
 
 
-def _run_in_process(main, env: dict[str, str], stdin_data: bytes) -> Outcome:
+def _run_in_process(main: Callable[..., int], env: dict[str, str], stdin_data: bytes) -> Outcome:
     out = io.StringIO()
     code = main(environ=env, stdin=io.BytesIO(stdin_data), stdout=out, stderr=sys.stderr)
     return Outcome(code, out.getvalue().encode())

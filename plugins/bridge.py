@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from cni_common import config, invoke
-from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.errors import BestEffort, CNIError, ErrorCode, PluginCode
 from cni_common.log import get_logger
 from cni_common.record import field, record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
@@ -445,33 +445,23 @@ def cmd_del(args: CmdArgs) -> None:
 
 def detach(args: CmdArgs, conf: BridgeConf) -> None:
     """Undo :func:`attach` for ``args`` (cmd_del's rules); IPAM is delegated ``args`` as they are."""
-    errors: list[str] = []
+    steps = BestEffort()
     addrs: list[IPInterface] = []
-    try:
+    with steps:
         addrs = _delete_container_link(args)
-    except CNIError as exc:
-        errors.append(str(exc))
     if conf.ipam_type:
-        try:
+        with steps:
             invoke.delegate("DEL", conf.ipam_type, args)
-        except CNIError as exc:
-            errors.append(str(exc))
-    if conf.macspoofchk:
+    if conf.macspoofchk or conf.ip_masq:
         from cni_common import netfilter
 
-        try:
-            netfilter.teardown_macspoofchk(args.container_id, args.ifname)
-        except CNIError as exc:
-            errors.append(str(exc))
-    if conf.ip_masq:
-        from cni_common import netfilter
-
-        try:
-            netfilter.teardown_masquerade(conf.network, args.container_id, args.ifname, addrs)
-        except CNIError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CNIError(ErrorCode.INTERNAL, "bridge DEL failed", "; ".join(errors))
+        if conf.macspoofchk:
+            with steps:
+                netfilter.teardown_macspoofchk(args.container_id, args.ifname)
+        if conf.ip_masq:
+            with steps:
+                netfilter.teardown_masquerade(conf.network, args.container_id, args.ifname, addrs)
+    steps.raise_if_failed("bridge DEL failed")
 
 
 def _delete_container_link(args: CmdArgs) -> list[IPInterface]:
@@ -573,22 +563,17 @@ def cmd_status(args: CmdArgs) -> None:
 def cmd_gc(args: CmdArgs) -> None:
     """Remove the masquerading of attachments not in ``cni.dev/valid-attachments``, then forward GC to IPAM."""
     conf = load_conf(args.conf)
-    errors: list[str] = []
+    steps = BestEffort()
     valid = config.valid_attachments(args.conf)
     if valid is not None:
         from cni_common import netfilter
 
-        try:
+        with steps:
             netfilter.gc_masquerade(conf.network, valid)
-        except CNIError as exc:
-            errors.append(str(exc))
     if conf.ipam_type:
-        try:
+        with steps:
             invoke.delegate("GC", conf.ipam_type, args)
-        except CNIError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CNIError(ErrorCode.INTERNAL, "bridge GC failed", "; ".join(errors))
+    steps.raise_if_failed("bridge GC failed")
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ import ipaddress
 import sys
 from typing import Any, Optional
 
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import BestEffort, CNIError, ErrorCode
 from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 
@@ -90,19 +90,14 @@ def cmd_gc(args: CmdArgs) -> None:
 
     conf = config.parse(args.conf)
     ipam_args = attach.ipam_args(args, conf, conf.node_subnet)
-    errors: list[str] = []
-    try:
+    steps = BestEffort()
+    with steps:
         delegate("GC", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
-    except CNIError as exc:
-        errors.append(str(exc))
     valid = valid_attachments(args.conf)
     if conf.ip_masq and valid is not None:
-        try:
+        with steps:
             netfilter.gc_masquerade(args.network_name, valid)
-        except CNIError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CNIError(ErrorCode.INTERNAL, "vxlan GC did not complete", "; ".join(errors))
+    steps.raise_if_failed("vxlan GC did not complete")
 
 
 def cmd_status(args: CmdArgs) -> None:

@@ -11,9 +11,9 @@ import ipaddress
 import struct
 from typing import Iterator, Union
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+from .consts import NLA_F_NESTED
 
-NLA_F_NESTED = 0x8000
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 _TYPE_MASK = 0x3FFF  # drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
 _HDR = struct.Struct("=HH")
 _U16 = struct.Struct("=H")

@@ -112,3 +112,6 @@ NDA_DST = 1
 NDA_LLADDR = 2
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
+
+# Attribute flag: the payload holds attributes (some kernel attributes are refused without it).
+NLA_F_NESTED = 0x8000

@@ -12,9 +12,10 @@ from __future__ import annotations
 import struct
 from typing import Any, Sequence
 
+from .consts import NLA_F_NESTED
 from .pyroute2_light import message_class
 
-NLA_F_NESTED = 0x8000
+__all__ = ["NLA_F_NESTED", "build", "parse"]
 _NLMSGHDR = struct.Struct("=IHHII")
 
 

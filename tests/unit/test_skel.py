@@ -161,3 +161,23 @@ def test_log_level_comes_from_the_given_environment():
         assert rc == 1 and "unexpected failure" in err
     finally:
         log.configure()
+
+
+def test_best_effort_runs_every_step_and_reports_all_failures():
+    from cni_common.errors import BestEffort
+
+    ran = []
+    steps = BestEffort()
+    with steps:
+        raise CNIError(102, "link gone wrong")
+    with steps:
+        ran.append("second")
+    with steps:
+        raise CNIError(103, "rules gone wrong")
+    assert ran == ["second"]
+    with pytest.raises(CNIError) as err:
+        steps.raise_if_failed("DEL failed")
+    assert err.value.code == 999 and err.value.details == "link gone wrong; rules gone wrong"
+    BestEffort().raise_if_failed("nothing failed")
+    with pytest.raises(KeyError), BestEffort():
+        raise KeyError("bugs are not swallowed")
