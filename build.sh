@@ -15,6 +15,21 @@ PYTHON=${PYTHON:-.venv/bin/python}
 PLUGIN_TYPES=(bridge host-local portmap vxlan)
 WORK=build/pyinstaller
 
+# The bundle's program: the distribution's static interpreter (the one the venv runs, whose modules PyInstaller
+# just collected) with runner.c as its main, linked as the distribution links /usr/bin/python3.X. It replaces
+# PyInstaller's bootloader (see the comment in runner.c for why).
+build_runner() {
+    local out=$1 static_lib include libs
+    read -r static_lib include libs < <("$PYTHON" -c 'import sysconfig
+v = sysconfig.get_config_var
+libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
+print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))')
+    # shellcheck disable=SC2086,SC2016 - $libs is a list of flags; $ORIGIN is for the dynamic linker
+    gcc -O2 -Wall -no-pie -I"$include" -o "$out" cni_common/bundle/runner.c "$static_lib" $libs \
+        -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal'
+    strip "$out"
+}
+
 # dist/ is replaced as a whole at the end (tests or a bench may be running the previous files), and two builds
 # never run at once (they share the work folder).
 build() {
@@ -25,6 +40,7 @@ build() {
     mkdir -p "$WORK/out"
     "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
         --distpath "$WORK/dist" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
+    build_runner "$WORK/dist/cni-suite/cni-suite"
     gcc -O2 -Wall -Wno-format-truncation -o "$WORK/launcher" cni_common/bundle/launcher.c -lz
     strip "$WORK/launcher"
     "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" >/dev/null

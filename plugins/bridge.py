@@ -33,11 +33,15 @@ IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 DEFAULT_BRIDGE = "cni0"
-#: Sleeps between checks that the host veth is operationally up (upstream's schedule, ~2.55 s in all).
-OPER_UP_DELAYS = (0.0, 0.05, 0.5, 1.0, 1.0)
+#: How long the host veth may take to become operationally up (upstream's budget).
+OPER_UP_TIMEOUT = 2.55
 #: How long an IPv6 address may stay tentative before routes via an IPv6 gateway are added.
 DAD_TIMEOUT = 5.0
-DAD_POLL = 0.05
+#: Kernel state the ADD waits for usually settles within a few milliseconds (the container's link-local
+#: address leaves "tentative" once the veth has carrier): re-check after 1 ms, doubling the pause up to 50 ms.
+#: Upstream sleeps 50 ms before its first re-check, which every dual-stack pod paid.
+FIRST_PAUSE = 0.001
+MAX_PAUSE = 0.05
 _DEFAULT_NETS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
@@ -341,20 +345,28 @@ def _settle_dad(cont: Conn, index: int, ifname: str) -> None:
     """Wait until no IPv6 address of the link is tentative, so routes via an IPv6 gateway can be added."""
     from cni_common import netlink as nl
 
-    deadline = time.monotonic() + DAD_TIMEOUT
-    while True:
+    def settled() -> bool:
         addrs = nl.list_addrs(cont, index, nl.AF_INET6)
         failed = [str(a.address) for a in addrs if a.dad_failed]
         if failed:
             raise CNIError(PluginCode.ADDRESS_UNAVAILABLE, f"DAD failed on {ifname!r} for {', '.join(failed)}")
-        if not any(a.tentative for a in addrs):
-            return
+        return not any(a.tentative for a in addrs)
+
+    if not _wait_until(settled, DAD_TIMEOUT) and nl.get_link(cont, index).up:
+        raise CNIError(ErrorCode.INTERNAL, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
+
+
+def _wait_until(ready: Callable[[], bool], timeout: float) -> bool:
+    """Check ``ready`` now and then after 1, 2, 4... ms (at most 50 ms apart) until it is true; False when
+    ``timeout`` seconds passed first."""
+    deadline = time.monotonic() + timeout
+    pause = FIRST_PAUSE
+    while not ready():
         if time.monotonic() >= deadline:
-            if nl.get_link(cont, index).up:
-                raise CNIError(ErrorCode.INTERNAL, f"IPv6 addresses of {ifname!r} still tentative after "
-                                                   f"{DAD_TIMEOUT:g} s")
-            return
-        time.sleep(DAD_POLL)
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_PAUSE)
+    return True
 
 
 def _ensure_vlan_gateway_link(host: Conn, conf: BridgeConf, br: Link) -> Link:
@@ -399,11 +411,8 @@ def _ensure_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None
 def _wait_oper_up(host: Conn, host_veth: Link) -> None:
     from cni_common import netlink as nl
 
-    for delay in OPER_UP_DELAYS:
-        time.sleep(delay)
-        if nl.get_link(host, host_veth.index).oper_up:
-            return
-    raise CNIError(PluginCode.LINK_FAILURE, f"bridge port in error state: {host_veth.name}")
+    if not _wait_until(lambda: nl.get_link(host, host_veth.index).oper_up, OPER_UP_TIMEOUT):
+        raise CNIError(PluginCode.LINK_FAILURE, f"bridge port in error state: {host_veth.name}")
 
 
 def _sysctl_best_effort(value: int, *parts: str) -> None:

@@ -39,6 +39,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#define ERROR_SOURCE "cni-suite launcher"
+#include "cni_error.h"
+
 #define MAGIC "CNIPYBN2"
 #define TRAILER_SIZE (8 + 8 + 8 + 8 + 64)
 #define IN_USE ".in-use"
@@ -51,27 +54,6 @@ struct bundle {
     uint64_t offset, size, meta_size;
     char key[65];
 };
-
-/* A JSON string body: paths and strerror() texts may hold quotes, backslashes or control characters. */
-static void put_json_text(const char *text) {
-    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
-        if (*c == '"' || *c == '\\') printf("\\%c", *c);
-        else if (*c < 0x20) printf("\\u%04x", *c);
-        else putchar(*c);
-    }
-}
-
-static void die(const char *what, const char *detail) {
-    /* stdout belongs to the CNI protocol: report as a CNI error (code 999) there, details on stderr too. */
-    fprintf(stderr, "cni-suite launcher: %s: %s\n", what, detail);
-    printf("{\"cniVersion\": \"1.1.0\", \"code\": 999, \"msg\": \"cni-suite launcher: ");
-    put_json_text(what);
-    printf("\", \"details\": \"");
-    put_json_text(detail);
-    printf("\"}\n");
-    fflush(stdout);
-    exit(1);
-}
 
 static uint64_t read_u64(const unsigned char *p) {
     uint64_t v = 0;

@@ -1,0 +1,87 @@
+/*
+ * The frozen program's own start: a static Python interpreter that runs the bundle's entry script.
+ *
+ * It takes the place of PyInstaller's bootloader in the one-folder bundle (build.sh puts it there as
+ * "cni-suite"); PyInstaller still decides and collects what the bundle holds. Why: before the first line of
+ * ours, PyInstaller's bootloader execs itself a second time (to set LD_LIBRARY_PATH for the bundle's
+ * libraries), loads a position-independent libpython.so and runs its bootstrap modules (which import ctypes).
+ * Every plugin call paid that, ~17 ms of a ~55 ms minimal call, and more on a real ADD: PIC code runs the
+ * whole interpreter slower (measured in bench/README.md).
+ *
+ * This program is the distribution's interpreter itself, linked the way /usr/bin/python3.11 is: the static
+ * libpython3.11.a (non-PIC, so the executable is non-PIE, as the distribution's), its symbols exported for the
+ * extension modules in lib-dynload. Its DT_RPATH (deliberately not DT_RUNPATH, which would apply to our own
+ * NEEDED entries only) is $ORIGIN/_internal: the dynamic linker uses an executable's RPATH for every library
+ * loaded into the process, so the extension modules find the bundle's libssl, libffi... without
+ * LD_LIBRARY_PATH, without a second exec, and children (iptables, nft, a delegate) get the runtime's
+ * environment untouched.
+ *
+ * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
+ * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
+ * whatever locale the runtime runs in), sys.frozen set. The script is the compiled entry.py inside the bundle.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ERROR_SOURCE "cni-suite runner"
+#include "cni_error.h"
+
+#define ENTRY_SCRIPT "cni_common/bundle/entry.pyc"
+#define LIB_DYNLOAD "python" PYTHON_VERSION_DIR "/lib-dynload"
+#define PYTHON_VERSION_DIR STRINGIFY(PY_MAJOR_VERSION) "." STRINGIFY(PY_MINOR_VERSION)
+#define STRINGIFY(x) STRINGIFY_(x)
+#define STRINGIFY_(x) #x
+
+static void check(PyStatus status) {
+    if (PyStatus_Exception(status)) die("cannot start Python", status.err_msg ? status.err_msg : "unknown error");
+}
+
+static void add_search_path(PyConfig *config, const char *internal, const char *sub) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s%s%s", internal, *sub ? "/" : "", sub);
+    wchar_t *wide = Py_DecodeLocale(path, NULL);
+    if (!wide) die("cannot decode a path", path);
+    check(PyWideStringList_Append(&config->module_search_paths, wide));
+    PyMem_RawFree(wide);
+}
+
+int main(int argc, char **argv) {
+    char executable[PATH_MAX], internal[PATH_MAX + 16], script[PATH_MAX + 64];
+    ssize_t len = readlink("/proc/self/exe", executable, sizeof executable - 1);
+    if (len <= 0) die("cannot read /proc/self/exe", strerror(errno));
+    executable[len] = '\0';
+    snprintf(internal, sizeof internal, "%.*s/_internal", (int)(strrchr(executable, '/') - executable),
+             executable);
+    snprintf(script, sizeof script, "%s/" ENTRY_SCRIPT, internal);
+
+    PyPreConfig preconfig;
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1;
+    check(Py_PreInitialize(&preconfig));
+
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    config.site_import = 0;
+    config.write_bytecode = 0;
+    config.pathconfig_warnings = 0;
+    config.parse_argv = 0;
+    config.safe_path = 1;
+    config.install_signal_handlers = 1;
+    check(PyConfig_SetBytesString(&config, &config.executable, executable));
+    check(PyConfig_SetBytesString(&config, &config.home, internal));
+    check(PyConfig_SetBytesString(&config, &config.run_filename, script));
+    config.module_search_paths_set = 1;
+    add_search_path(&config, internal, "");
+    add_search_path(&config, internal, LIB_DYNLOAD);
+    check(PyConfig_SetBytesArgv(&config, argc, argv));
+    check(Py_InitializeFromConfig(&config));
+    PyConfig_Clear(&config);
+    /* The convention of freezing tools: code that behaves differently once frozen asks sys.frozen
+     * (cni_common/invoke.py runs a delegate of the same build in-process). */
+    if (PySys_SetObject("frozen", Py_True) != 0) die("cannot start Python", "cannot set sys.frozen");
+    return Py_RunMain();
+}
