@@ -81,11 +81,11 @@ def _run_in_process(main: Callable[..., int], env: dict[str, str], stdin_data: b
 
 def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> Outcome:
     """Exec the delegate, retrying "text file busy" like libcni (a runtime may be replacing the binary)."""
-    import subprocess  # not on the in-process path
+    from . import spawn  # not on the in-process path
 
     for attempt in range(_TEXT_BUSY_RETRIES):
         try:
-            proc = subprocess.run([binary], input=stdin_data, stdout=subprocess.PIPE, env=env, check=False)
+            proc = spawn.run([binary], stdin_data, env, capture_stderr=False)
             return Outcome(proc.returncode, proc.stdout)
         except OSError as exc:
             if exc.errno != errno.ETXTBSY or attempt == _TEXT_BUSY_RETRIES - 1:

@@ -123,8 +123,17 @@ def _open_netns_fd(path: str) -> int:
 
 
 def _setns(fd: int) -> None:
-    """setns(fd, CLONE_NEWNET); ``os.setns`` only exists from Python 3.12, so fall back to libc."""
+    """setns(fd, CLONE_NEWNET) for the calling thread.
+
+    ``os.setns`` exists from Python 3.12 only; the frozen program's interpreter has it built in (``_cni_suite``,
+    see cni_common/bundle/runner.c); elsewhere libc through ctypes, whose import costs ~5 ms.
+    """
     native: Callable[[int, int], None] | None = getattr(os, "setns", None)
+    if native is None:
+        try:
+            from _cni_suite import setns as native  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            native = None
     if native is not None:
         native(fd, CLONE_NEWNET)
         return

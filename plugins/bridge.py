@@ -26,6 +26,7 @@ from cni_common.types import DNS, Interface, Result, Route
 if TYPE_CHECKING:
     from cni_common.netlink import Conn, Link
     from cni_common.netns import NetNS
+    from cni_common.parallel import Task
 
 log = get_logger("bridge")
 
@@ -269,6 +270,7 @@ def _add_layer3(args: CmdArgs, conf: BridgeConf, host: Conn, cont: Conn, cont_ns
         raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned missing IP config")
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
     gateways = _calc_gateways(conf, result)
+    masquerade = _start_masquerade(args, conf, result, undo) if conf.ip_masq else None
     with cont_ns.entered():
         if conf.enable_dad:
             _sysctl_best_effort(1, "ipv6", "conf", args.ifname, "enhanced_dad")
@@ -287,14 +289,22 @@ def _add_layer3(args: CmdArgs, conf: BridgeConf, host: Conn, cont: Conn, cont_ns
             sysctl.ensure(1, "ipv4", "ip_forward")
         if any(gw.version == 6 for gw in gateways):
             sysctl.ensure(1, "ipv6", "conf", "all", "forwarding")
-    if conf.ip_masq:
-        from cni_common import netfilter
+    if masquerade is not None:
+        masquerade.wait()
 
-        backend = netfilter.select_backend(conf.ip_masq_backend)
-        undo.callback(_quietly, netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname,
-                      [ip.address for ip in result.ips])
-        netfilter.setup_masquerade(backend, conf.network, args.container_id, args.ifname,
-                                   [ip.address for ip in result.ips])
+
+def _start_masquerade(args: CmdArgs, conf: BridgeConf, result: Result, undo: contextlib.ExitStack) -> Task:
+    """Masquerade the container's addresses on a thread, while the container side is configured (the rules
+    need only the addresses; the restores mostly wait). A failed ADD waits for it, then removes the rules."""
+    from cni_common import netfilter
+    from cni_common.parallel import Task
+
+    addrs = [ip.address for ip in result.ips]
+    backend = netfilter.select_backend(conf.ip_masq_backend)
+    undo.callback(_quietly, netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname, addrs)
+    task = Task(netfilter.setup_masquerade, backend, conf.network, args.container_id, args.ifname, addrs)
+    undo.callback(_quietly, task.wait)
+    return task
 
 
 def _calc_gateways(conf: BridgeConf, result: Result) -> list[IPInterface]:
@@ -453,44 +463,58 @@ def cmd_del(args: CmdArgs) -> None:
 
 
 def detach(args: CmdArgs, conf: BridgeConf) -> None:
-    """Undo :func:`attach` for ``args`` (cmd_del's rules); IPAM is delegated ``args`` as they are."""
+    """Undo :func:`attach` for ``args`` (cmd_del's rules); IPAM is delegated ``args`` as they are.
+
+    The masquerade teardown runs while the kernel deletes the veth (both mostly wait: for RCU grace periods,
+    for ``ip(6)tables-restore``), as soon as the container's addresses are known.
+    """
+    from cni_common.parallel import Task
+
     steps = BestEffort()
-    addrs: list[IPInterface] = []
+    masquerade: Optional[Task] = None
+
+    def start_masquerade_teardown(addrs: list[IPInterface]) -> None:
+        nonlocal masquerade
+        if conf.ip_masq and masquerade is None:
+            from cni_common import netfilter
+
+            masquerade = Task(netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname, addrs)
+
     with steps:
-        addrs = _delete_container_link(args)
+        _delete_container_link(args, before_delete=start_masquerade_teardown)
+    start_masquerade_teardown([])  # no link (or no netns): the rules are found by their names and comments
     if conf.ipam_type:
         with steps:
             invoke.delegate("DEL", conf.ipam_type, args)
-    if conf.macspoofchk or conf.ip_masq:
+    if conf.macspoofchk:
         from cni_common import netfilter
 
-        if conf.macspoofchk:
-            with steps:
-                netfilter.teardown_macspoofchk(args.container_id, args.ifname)
-        if conf.ip_masq:
-            with steps:
-                netfilter.teardown_masquerade(conf.network, args.container_id, args.ifname, addrs)
+        with steps:
+            netfilter.teardown_macspoofchk(args.container_id, args.ifname)
+    if masquerade is not None:
+        with steps:
+            masquerade.wait()
     steps.raise_if_failed("bridge DEL failed")
 
 
-def _delete_container_link(args: CmdArgs) -> list[IPInterface]:
-    """Delete ``CNI_IFNAME`` in the netns; returns its global unicast addresses (for the masquerade teardown)."""
+def _delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterface]], None]) -> None:
+    """Delete ``CNI_IFNAME`` in the netns; ``before_delete`` first gets its global unicast addresses (the
+    masquerade rules match them) and is called from the host's namespace."""
     if not args.netns:
-        return []
+        return
     from cni_common import netlink as nl
     from cni_common.netns import NetNS, NetNSGone
 
     try:
         ns = NetNS(args.netns)
     except NetNSGone:
-        return []
+        return
     with ns, nl.open_conn(ns) as cont:
         link = nl.find_link(cont, args.ifname)
         if link is None:
-            return []
-        addrs = [a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast]
+            return
+        before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
         nl.delete_link(cont, link.index)
-        return addrs
 
 
 # ---------------------------------------------------------------------------------------------------- CHECK

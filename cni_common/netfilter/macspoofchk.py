@@ -91,11 +91,11 @@ def setup(host_ifname: str, mac: str, container_id: str, ifname: str) -> None:
                     lambda: setup_script(host_ifname, mac, container_id, ifname,
                                          jump_handles(runner.nft_list("chain", "bridge", "nat", BASE_CHAIN),
                                                       comment)),
-                    runner.nft_apply)
+                    runner.nft_apply, runner.NFT_LOCK)
 
 
 def teardown(container_id: str, ifname: str) -> None:
     """Remove this attachment's macspoofchk rules and chains; the table and base chain stay (as upstream)."""
     runner.transact(f"tear down macspoofchk of {container_id}/{ifname}",
                     lambda: teardown_script(runner.nft_list("table", "bridge", "nat"), container_id, ifname),
-                    runner.nft_apply)
+                    runner.nft_apply, runner.NFT_LOCK)

@@ -158,28 +158,32 @@ def _families(ips: Iterable[IPInterface]) -> list[int]:
 
 def ipt_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
     chain, comment = names.masq_chain(network, container_id), names.ipt_comment(network, container_id)
-    for family in _families(ips):
+
+    def setup_family(family: int) -> None:
         fam_ips = [ip for ip in ips if ip.version == family]
-        if _ipt_create_new(family, ipt_setup_batch(SavedTable(), fam_ips, chain, comment)):
-            continue
-        runner.ipt_transact(family, f"set up masquerading chain {chain} (IPv{family})",
-                      lambda saved, f=fam_ips: ipt_setup_batch(saved, f, chain, comment))
+        if not _ipt_create_new(family, ipt_setup_batch(SavedTable(), fam_ips, chain, comment)):
+            runner.ipt_transact(family, f"set up masquerading chain {chain} (IPv{family})",
+                                lambda saved: ipt_setup_batch(saved, fam_ips, chain, comment))
+
+    runner.for_each_family(_families(ips), setup_family, f"set up masquerading chain {chain}")
 
 
 def ipt_teardown(network: str, container_id: str, ips: list[IPInterface]) -> None:
     chain, comment = names.masq_chain(network, container_id), names.ipt_comment(network, container_id)
-    for family in (4, 6):
+
+    def teardown_family(family: int) -> None:
         fam_ips = [ip for ip in ips if ip.version == family] if ips else None
-        if fam_ips and _ipt_remove_known(family, fam_ips, chain, comment):
-            continue
-        runner.ipt_transact(family, f"tear down masquerading chain {chain} (IPv{family})",
-                      lambda saved, f=fam_ips: ipt_teardown_batch(saved, f, chain))
+        if not (fam_ips and _ipt_remove_known(family, fam_ips, chain, comment)):
+            runner.ipt_transact(family, f"tear down masquerading chain {chain} (IPv{family})",
+                                lambda saved: ipt_teardown_batch(saved, fam_ips, chain))
+
+    runner.for_each_family((4, 6), teardown_family, f"tear down masquerading chain {chain}")
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
-    for family in (4, 6):
-        runner.ipt_transact(family, f"garbage-collect masquerading of {network!r} (IPv{family})",
-                      lambda saved: ipt_gc_batch(saved, network, valid_ids))
+    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+        family, f"garbage-collect masquerading of {network!r} (IPv{family})",
+        lambda saved: ipt_gc_batch(saved, network, valid_ids)), f"garbage-collect masquerading of {network!r}")
 
 
 # ---------------------------------------------------------------------------------------------- nftables
@@ -241,13 +245,14 @@ def nft_setup(network: str, container_id: str, ifname: str, ips: list[IPInterfac
     comment = names.nft_masq_comment(network, ifname, container_id)
     runner.transact(f"set up nftables masquerading for {container_id}/{ifname}",
                     lambda: nft_setup_script(ips, comment, nft_rules_by_comment(_nft_listing(), prefix)),
-                    runner.nft_apply)
+                    runner.nft_apply, runner.NFT_LOCK)
 
 
 def nft_teardown(network: str, container_id: str, ifname: str) -> None:
     prefix = names.nft_instance_hash(network, ifname, container_id)
     runner.transact(f"tear down nftables masquerading for {container_id}/{ifname}",
-                    lambda: nft_delete_script(nft_rules_by_comment(_nft_listing(), prefix)), runner.nft_apply)
+                    lambda: nft_delete_script(nft_rules_by_comment(_nft_listing(), prefix)),
+                    runner.nft_apply, runner.NFT_LOCK)
 
 
 def nft_gc_handles(listing: Optional[list[dict]], network: str,  # type: ignore[type-arg]
@@ -260,4 +265,5 @@ def nft_gc_handles(listing: Optional[list[dict]], network: str,  # type: ignore[
 
 def nft_gc(network: str, valid: set[tuple[str, str]]) -> None:
     runner.transact(f"garbage-collect nftables masquerading of {network!r}",
-                    lambda: nft_delete_script(nft_gc_handles(_nft_listing(), network, valid)), runner.nft_apply)
+                    lambda: nft_delete_script(nft_gc_handles(_nft_listing(), network, valid)),
+                    runner.nft_apply, runner.NFT_LOCK)

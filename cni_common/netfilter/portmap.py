@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 
+from .. import spawn
 from ..log import get_logger
 from ..record import field, record
 from . import names, runner
@@ -230,24 +230,28 @@ def ipt_forward_new_batch(spec: PortMapSpec, ip: IPInterface) -> RestoreBatch:
 
 
 def ipt_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
-    """Per family: the usual ADD in one exec (:func:`ipt_forward_new_batch`), else read-modify-write."""
-    for ip in ips:
-        if runner.iptables_restore(ip.version, ipt_forward_new_batch(spec, ip).render() or "").returncode == 0:
-            continue
-        runner.ipt_transact(ip.version, f"set up port forwarding to {ip.ip}",
-                      lambda saved, ip=ip: ipt_forward_batch(saved, spec, ip))
+    """Per family, both at once: the usual ADD in one exec (:func:`ipt_forward_new_batch`), else
+    read-modify-write."""
+    def forward(ip: IPInterface) -> None:
+        if runner.iptables_restore(ip.version, ipt_forward_new_batch(spec, ip).render() or "").returncode != 0:
+            runner.ipt_transact(ip.version, f"set up port forwarding to {ip.ip}",
+                                lambda saved: ipt_forward_batch(saved, spec, ip))
+
+    from ..parallel import for_each
+
+    for_each(ips, forward, f"set up port forwarding for {spec.container_id}")
 
 
 def ipt_unforward(network: str, container_id: str) -> None:
-    for family in (4, 6):
-        runner.ipt_transact(family, f"remove port forwarding of {container_id} (IPv{family})",
-                      lambda saved: ipt_unforward_batch(saved, network, container_id))
+    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+        family, f"remove port forwarding of {container_id} (IPv{family})",
+        lambda saved: ipt_unforward_batch(saved, network, container_id)), f"remove port forwarding of {container_id}")
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
-    for family in (4, 6):
-        runner.ipt_transact(family, f"garbage-collect port forwarding of {network!r} (IPv{family})",
-                      lambda saved: ipt_gc_batch(saved, network, valid_ids))
+    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+        family, f"garbage-collect port forwarding of {network!r} (IPv{family})",
+        lambda saved: ipt_gc_batch(saved, network, valid_ids)), f"garbage-collect port forwarding of {network!r}")
 
 
 def _ipt_has(family: int, chain: str, rule: Rule) -> bool:
@@ -333,7 +337,8 @@ def nft_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
             lines += nft_forward_lines(spec, ip, nft_owned_handles(_nft_table(ip.version), spec.container_id))
         return "\n".join(lines) + "\n"
 
-    runner.transact(f"set up nftables port forwarding for {spec.container_id}", build, runner.nft_apply)
+    runner.transact(f"set up nftables port forwarding for {spec.container_id}", build, runner.nft_apply,
+                    runner.NFT_LOCK)
 
 
 def nft_delete_lines(family: int, handles: list[tuple[str, int]]) -> list[str]:
@@ -349,7 +354,8 @@ def nft_unforward(container_id: str) -> None:
         lines = [ln for fam in families for ln in nft_delete_lines(fam, nft_owned_handles(_nft_table(fam), container_id))]
         return "\n".join(lines) + "\n" if lines else None
 
-    runner.transact(f"remove nftables port forwarding of {container_id}", build, runner.nft_apply)
+    runner.transact(f"remove nftables port forwarding of {container_id}", build, runner.nft_apply,
+                    runner.NFT_LOCK)
 
 
 def nft_check(spec: PortMapSpec, ips: list[IPInterface]) -> None:
@@ -381,10 +387,10 @@ def flush_udp_conntrack(mappings: list[PortMapping], family: int) -> None:
         argv = ["conntrack", "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp",
                 "--orig-port-dst", str(m.host_port)]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            proc = spawn.run(argv)
         except OSError as exc:
             log.warning("conntrack not available, UDP entries for port %d kept: %s", m.host_port, exc)
             return
         # Exit status 1 with "0 flow entries" just means there was nothing to delete.
         if proc.returncode not in (0, 1):
-            log.warning("failed to flush UDP conntrack for port %d: %s", m.host_port, proc.stderr.strip())
+            log.warning("failed to flush UDP conntrack for port %d: %s", m.host_port, proc.error_text())

@@ -6,8 +6,9 @@ transaction and the xtables lock is taken once (and waited for, never failed on)
 
 Read-modify-write races with other writers (another plugin, kube-proxy) are handled by :func:`transact`:
 the batch is computed from a fresh read and retried when the kernel rejects it because the state moved.
-Our own concurrent invocations are serialised by a file lock, because a restore that declares a shared
-chain which a parallel invocation has just created would flush it.
+Our own concurrent invocations are serialised by a file lock per table family (IPv4 iptables, IPv6 iptables,
+nft), because a restore that declares a shared chain which a parallel invocation has just created would flush
+it. The IPv4 and IPv6 tables are separate kernel objects: a call changes both at once (:func:`for_each_family`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,21 @@ import contextlib
 import fcntl
 import json
 import os
-import subprocess
-
+from .. import spawn
 from ..errors import CNIError, PluginCode
 from ..log import get_logger
 from .xtables import parse_save
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator, Optional
+    from typing import Any, Callable, Iterable, Iterator, Optional
 
     from .xtables import RestoreBatch, SavedTable
 
 log = get_logger(__name__)
 
-LOCK_PATH = "/run/lock/cni-netfilter.lock"
+LOCK_DIR = "/run/lock"
+NFT_LOCK = "nft"
 XTABLES_WAIT_SECONDS = "30"
 ATTEMPTS = 3
 
@@ -42,10 +43,10 @@ class NetfilterError(CNIError):
         super().__init__(PluginCode.NETFILTER_FAILURE, msg, details)
 
 
-def run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(argv: list[str], stdin: str = "") -> spawn.Completed:
     """Run one netfilter command, capturing output; a missing binary is a :class:`NetfilterError`."""
     try:
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        return spawn.run(argv, stdin.encode())
     except OSError as exc:
         raise NetfilterError(f"failed to run {argv[0]}", str(exc)) from exc
 
@@ -59,11 +60,11 @@ def iptables_save(family: int, table: str = "nat") -> str:
     """The current rules of one table, in iptables-save syntax."""
     proc = run([iptables_cmd(family, "-save"), "-t", table])
     if proc.returncode != 0:
-        raise NetfilterError(f"{iptables_cmd(family, '-save')} -t {table} failed", proc.stderr.strip())
-    return proc.stdout
+        raise NetfilterError(f"{iptables_cmd(family, '-save')} -t {table} failed", proc.error_text())
+    return proc.text()
 
 
-def iptables_restore(family: int, text: str) -> subprocess.CompletedProcess[str]:
+def iptables_restore(family: int, text: str) -> spawn.Completed:
     """Apply a restore batch without flushing anything else, waiting for the xtables lock."""
     return run([iptables_cmd(family, "-restore"), "--noflush", "-w", XTABLES_WAIT_SECONDS], text)
 
@@ -72,9 +73,9 @@ def nft_list(*objects: str) -> Optional[list[dict[str, Any]]]:
     """``nft -j list <objects>`` as the list of JSON objects, or None when the table or chain does not exist."""
     proc = run(["nft", "-j", "list", *objects])
     if proc.returncode != 0:
-        if "No such file or directory" in proc.stderr:
+        if "No such file or directory" in proc.error_text():
             return None
-        raise NetfilterError(f"nft list {' '.join(objects)} failed", proc.stderr.strip())
+        raise NetfilterError(f"nft list {' '.join(objects)} failed", proc.error_text())
     return list(json.loads(proc.stdout).get("nftables", []))
 
 
@@ -89,7 +90,7 @@ def nft_tables() -> set[tuple[str, str]]:
         log.debug("nfnetlink table dump failed (%s), asking nft", exc)
     proc = run(["nft", "-j", "list", "tables"])
     if proc.returncode != 0:
-        raise NetfilterError("nft list tables failed", proc.stderr.strip())
+        raise NetfilterError("nft list tables failed", proc.error_text())
     tables = (obj["table"] for obj in json.loads(proc.stdout).get("nftables", []) if "table" in obj)
     return {(str(t.get("family")), str(t.get("name"))) for t in tables}
 
@@ -137,16 +138,17 @@ def _nft_tables_netlink() -> set[tuple[str, str]]:
                 off += (length + 3) & ~3
 
 
-def nft_apply(script: str) -> subprocess.CompletedProcess[str]:
+def nft_apply(script: str) -> spawn.Completed:
     """Apply an nft script as one transaction."""
     return run(["nft", "-f", "-"], script)
 
 
 @contextlib.contextmanager
-def suite_lock() -> Iterator[None]:
-    """Serialise read-modify-write cycles between our own plugin processes."""
-    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def suite_lock(name: str) -> Iterator[None]:
+    """Serialise read-modify-write cycles on one table family (``ipv4``, ``ipv6``, ``nft``) between our own
+    plugin processes and threads."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    fd = os.open(f"{LOCK_DIR}/cni-netfilter-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -155,21 +157,22 @@ def suite_lock() -> Iterator[None]:
 
 
 def transact(what: str, build: Callable[[], Optional[str]],
-             apply: Callable[[str], subprocess.CompletedProcess[str]]) -> None:
-    """Compute a batch from fresh state and apply it; retry when a concurrent writer invalidated it.
+             apply: Callable[[str], spawn.Completed], lock: str) -> None:
+    """Compute a batch from fresh state and apply it, under the ``lock`` of :func:`suite_lock`; retry when a
+    concurrent writer invalidated it.
 
     ``build`` returns None when nothing needs to change (then nothing is executed).
     """
     last = ""
     for attempt in range(ATTEMPTS):
-        with suite_lock():
+        with suite_lock(lock):
             batch = build()
             if batch is None:
                 return
             proc = apply(batch)
         if proc.returncode == 0:
             return
-        last = proc.stderr.strip()
+        last = proc.error_text()
         log.warning("%s: attempt %d failed: %s", what, attempt + 1, last)
     raise NetfilterError(f"failed to {what}", last)
 
@@ -177,7 +180,15 @@ def transact(what: str, build: Callable[[], Optional[str]],
 def ipt_transact(family: int, what: str, make: Callable[[SavedTable], RestoreBatch]) -> None:
     """:func:`transact` on one family's nat table: ``make`` turns a fresh iptables-save into the batch."""
     transact(what, lambda: make(parse_save(iptables_save(family))).render(),
-             lambda text: iptables_restore(family, text))
+             lambda text: iptables_restore(family, text), f"ipv{family}")
+
+
+def for_each_family(families: Iterable[int], action: Callable[[int], None], what: str) -> None:
+    """``action(family)`` for IPv4 and IPv6 at once: each family is its own table, changed by its own execs,
+    so neither waits for the other (see :mod:`cni_common.parallel`)."""
+    from ..parallel import for_each
+
+    for_each(families, action, what)
 
 
 _support_cache: dict[str, bool] = {}

@@ -7,8 +7,6 @@ by replaying their saved spec with ``-D``, which works for rules written by any 
 
 from __future__ import annotations
 
-import shlex
-
 from ..record import field, record
 
 Rule = list[str]
@@ -52,6 +50,8 @@ def option_value(rule: Rule, option: str) -> str:
 
 def parse_save(text: str, table: str = "nat") -> SavedTable:
     """Parse the ``*table`` section of iptables-save output."""
+    import shlex  # only the read-modify-write paths parse a save; the usual ADD and DEL do not
+
     saved = SavedTable()
     current = ""
     for line in text.splitlines():

@@ -15,7 +15,9 @@ only to be read once by ``ifinfmsg`` for three values. So :func:`message_class` 
 3. likewise a stand-in ``logging`` (unless the real one is already loaded): pyroute2's modules only call
    ``logging.getLogger(name)`` at import time and ``.error``/``.warning``/``.debug`` on decoding problems, and
    the standard ``logging`` costs ~7 ms per plugin process. The stand-in sends those lines to
-   :mod:`cni_common.log`; the modules keep it, and a later ``import logging`` gets the real one.
+   :mod:`cni_common.log`; the modules keep it, and a later ``import logging`` gets the real one. ``traceback``
+   (~4 ms with ``tokenize`` and ``textwrap``) and ``pkgutil`` get stand-ins that import the real module when
+   first used (see :data:`_STAND_INS`).
 
 What it depends on (pyroute2 0.9.7, pinned in setup.cfg; tests/unit/test_pyroute2_light.py fails loudly when
 any of it changes): the module paths of the four classes; ``pyroute2.config`` being read by them only at import
@@ -29,6 +31,10 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before pyroute2 does
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PYROUTE2_VERSION = "0.9.7"
 #: Class name -> module holding it.
@@ -67,16 +73,35 @@ def _load(name: str) -> type:
         stand_in.data_plugins_pkgs = []  # type: ignore[attr-defined]
         stand_in.data_plugins_path = []  # type: ignore[attr-defined]
         sys.modules["pyroute2.config"] = package.config = stand_in  # type: ignore[attr-defined]
-    logging_stand_in = "logging" not in sys.modules
-    if logging_stand_in:
-        sys.modules["logging"] = _logging_stand_in()
+    stand_ins = {module: make() for module, make in _STAND_INS.items() if module not in sys.modules}
+    sys.modules.update(stand_ins)
     try:
         return getattr(importlib.import_module(MODULES[name]), name)
     finally:
         if stand_in is not None:
             del sys.modules["pyroute2.config"], package.config
-        if logging_stand_in:
-            del sys.modules["logging"]
+        for module_name in stand_ins:
+            del sys.modules[module_name]
+
+
+def _deferred(name: str) -> Callable[[], ModuleType]:
+    """A maker of a stand-in for the standard module ``name`` that imports the real one on first attribute
+    use: pyroute2's message modules call ``traceback`` only on decoding errors, and ``pkgutil`` only for
+    the data plugin paths the stand-in config leaves empty."""
+    def make() -> ModuleType:
+        module = ModuleType(name)
+
+        def __getattr__(attr: str) -> Any:
+            if sys.modules.get(name) is module:  # still loading: the real module must not be asked for now
+                raise AttributeError(attr)
+            import importlib
+
+            return getattr(importlib.import_module(name), attr)
+
+        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+        return module
+
+    return make
 
 
 def _logging_stand_in() -> ModuleType:
@@ -89,3 +114,12 @@ def _logging_stand_in() -> ModuleType:
     for level in ("debug", "info", "warning", "error"):
         setattr(module, level, getattr(default, level))
     return module
+
+
+#: Standard modules pyroute2's message modules import at module level but need little or nothing of, replaced
+#: while they load (unless already imported for real): ~7 ms of imports per plugin process.
+_STAND_INS: dict[str, Callable[[], ModuleType]] = {
+    "logging": _logging_stand_in,
+    "traceback": _deferred("traceback"),
+    "pkgutil": _deferred("pkgutil"),
+}
