@@ -114,8 +114,10 @@ def delegate(verb: str, plugin_type: str, args: CmdArgs) -> Optional[Result]:
     env["CNI_COMMAND"] = verb
     in_process = _in_process_main(plugin_type, binary)
     if in_process is not None:
+        log.debug("%s %s: in-process (%s is this build)", plugin_type, verb, binary)
         proc = _run_in_process(in_process, env, args.stdin_data)
     else:
+        log.debug("%s %s: exec %s", plugin_type, verb, binary)
         proc = _run(binary, env, args.stdin_data)
     if proc.returncode != 0:
         raise _delegate_error(plugin_type, verb, proc)
