@@ -1,8 +1,9 @@
 """A delegate gets the runtime's environment, not the frozen program's additions to it.
 
-PyInstaller's bootloader adds ``_PYI_*`` variables and its own ``LD_LIBRARY_PATH``; passed on, they would make
-a delegate that is another build of this suite take itself for a child of our bootloader, and system tools load
-the bundle's libraries. The spec's rule is "the same environment": the one the runtime gave us.
+A frozen program's start-up may add variables of its own (PyInstaller's bootloader added ``_PYI_*`` and its own
+``LD_LIBRARY_PATH``; our runner adds nothing and finds the bundle's libraries through its RPATH); passed on, they
+would make system tools load the bundle's libraries. The spec's rule is "the same environment": the one the
+runtime gave us.
 """
 
 from __future__ import annotations
