@@ -232,14 +232,15 @@ def ipt_forward_new_batch(spec: PortMapSpec, ip: IPInterface) -> RestoreBatch:
 def ipt_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
     """Per family, both at once: the usual ADD in one exec (:func:`ipt_forward_new_batch`), else
     read-modify-write."""
-    def forward(ip: IPInterface) -> None:
-        if runner.iptables_restore(ip.version, ipt_forward_new_batch(spec, ip).render() or "").returncode != 0:
-            runner.ipt_transact(ip.version, f"set up port forwarding to {ip.ip}",
+    by_family = {ip.version: ip for ip in ips}  # at most one address per family (see forward_ports)
+
+    def forward(family: int) -> None:
+        ip = by_family[family]
+        if runner.iptables_restore(family, ipt_forward_new_batch(spec, ip).render() or "").returncode != 0:
+            runner.ipt_transact(family, f"set up port forwarding to {ip.ip}",
                                 lambda saved: ipt_forward_batch(saved, spec, ip))
 
-    from ..parallel import for_each
-
-    for_each(ips, forward, f"set up port forwarding for {spec.container_id}")
+    runner.for_each_family(sorted(by_family), forward, f"set up port forwarding for {spec.container_id}")
 
 
 def ipt_unforward(network: str, container_id: str) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+
 from .. import spawn
 from ..errors import CNIError, PluginCode
 from ..log import get_logger
