@@ -24,6 +24,11 @@ build_runner() {
 v = sysconfig.get_config_var
 libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
 print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))')
+    if [ ! -f "$static_lib" ] || [ ! -f "$include/Python.h" ]; then
+        echo "build.sh: $static_lib or $include/Python.h is missing: install the interpreter's development" \
+             "files (Debian: python3-dev)" >&2
+        exit 1
+    fi
     # shellcheck disable=SC2086,SC2016 - $libs is a list of flags; $ORIGIN is for the dynamic linker
     gcc -O2 -Wall -no-pie -I"$include" -o "$out" cni_common/bundle/runner.c "$static_lib" $libs \
         -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal'
