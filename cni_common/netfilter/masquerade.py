@@ -173,15 +173,18 @@ def ipt_teardown(network: str, container_id: str, ips: list[IPInterface]) -> Non
 
     def teardown_family(family: int) -> None:
         fam_ips = [ip for ip in ips if ip.version == family] if ips else None
-        if not (fam_ips and _ipt_remove_known(family, fam_ips, chain, comment)):
-            runner.ipt_transact(family, f"tear down masquerading chain {chain} (IPv{family})",
-                                lambda saved: ipt_teardown_batch(saved, fam_ips, chain))
+        if fam_ips and _ipt_remove_known(family, fam_ips, chain, comment):
+            return
+        # With addresses of this family, the table must be usable; without any, a cleanup of what may be there.
+        transact = runner.ipt_transact if fam_ips else runner.ipt_clean
+        transact(family, f"tear down masquerading chain {chain} (IPv{family})",
+                 lambda saved: ipt_teardown_batch(saved, fam_ips, chain))
 
     runner.for_each_family((4, 6), teardown_family, f"tear down masquerading chain {chain}")
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
-    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+    runner.for_each_family((4, 6), lambda family: runner.ipt_clean(
         family, f"garbage-collect masquerading of {network!r} (IPv{family})",
         lambda saved: ipt_gc_batch(saved, network, valid_ids)), f"garbage-collect masquerading of {network!r}")
 

@@ -244,13 +244,13 @@ def ipt_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
 
 
 def ipt_unforward(network: str, container_id: str) -> None:
-    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+    runner.for_each_family((4, 6), lambda family: runner.ipt_clean(
         family, f"remove port forwarding of {container_id} (IPv{family})",
         lambda saved: ipt_unforward_batch(saved, network, container_id)), f"remove port forwarding of {container_id}")
 
 
 def ipt_gc(network: str, valid_ids: set[str]) -> None:
-    runner.for_each_family((4, 6), lambda family: runner.ipt_transact(
+    runner.for_each_family((4, 6), lambda family: runner.ipt_clean(
         family, f"garbage-collect port forwarding of {network!r} (IPv{family})",
         lambda saved: ipt_gc_batch(saved, network, valid_ids)), f"garbage-collect port forwarding of {network!r}")
 

@@ -57,11 +57,19 @@ def iptables_cmd(family: int, tool: str = "") -> str:
     return ("iptables" if family == 4 else "ip6tables") + tool
 
 
+class TableUnreadable(NetfilterError):
+    """``ip(6)tables-save`` is missing or failed: that family's iptables is not usable on this node."""
+
+
 def iptables_save(family: int, table: str = "nat") -> str:
-    """The current rules of one table, in iptables-save syntax."""
-    proc = run([iptables_cmd(family, "-save"), "-t", table])
+    """The current rules of one table, in iptables-save syntax; :class:`TableUnreadable` when it cannot be read."""
+    command = iptables_cmd(family, "-save")
+    try:
+        proc = run([command, "-t", table])
+    except NetfilterError as exc:
+        raise TableUnreadable(f"{command} -t {table} failed", exc.details) from exc
     if proc.returncode != 0:
-        raise NetfilterError(f"{iptables_cmd(family, '-save')} -t {table} failed", proc.error_text())
+        raise TableUnreadable(f"{command} -t {table} failed", proc.error_text())
     return proc.text()
 
 
@@ -182,6 +190,16 @@ def ipt_transact(family: int, what: str, make: Callable[[SavedTable], RestoreBat
     """:func:`transact` on one family's nat table: ``make`` turns a fresh iptables-save into the batch."""
     transact(what, lambda: make(parse_save(iptables_save(family))).render(),
              lambda text: iptables_restore(family, text), f"ipv{family}")
+
+
+def ipt_clean(family: int, what: str, make: Callable[[SavedTable], RestoreBatch]) -> None:
+    """:func:`ipt_transact` for a cleanup that nothing says has work in this family (a DEL or GC that does
+    not know the attachment's addresses): a table that cannot be read is skipped with a warning, as upstream
+    skips an iptables it cannot use. A node booted with IPv6 disabled must still be able to DEL and GC."""
+    try:
+        ipt_transact(family, what, make)
+    except TableUnreadable as exc:
+        log.warning("%s: skipped, the IPv%d nat table cannot be read: %s", what, family, exc.details or exc.msg)
 
 
 def for_each_family(families: Iterable[int], action: Callable[[int], None], what: str) -> None:

@@ -184,3 +184,30 @@ def test_macspoofchk_drops_spoofed_source(make_ns: Callable[[str], Netns]) -> No
         inside(host, lambda: nf.teardown_macspoofchk("ctr1", "eth0"))
     assert "cni-br-iface" not in host.run(["nft", "list", "table", "bridge", "nat"]).stdout
     assert ping(ctr, "10.99.0.1")
+
+
+@pytest.fixture
+def ip6tables_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ip6tables commands that fail as on a node booted with IPv6 disabled (first on PATH)."""
+    fake = tmp_path / "ipv6-disabled"
+    fake.mkdir()
+    for tool in ("ip6tables", "ip6tables-save", "ip6tables-restore"):
+        (fake / tool).write_text("#!/bin/sh\necho \"ip6tables v1.8.9 (nf_tables): can't initialize ip6tables table "
+                                 "'nat': Address family not supported by protocol\" >&2\nexit 3\n")
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+
+
+def test_del_and_gc_skip_an_unusable_ipv6_iptables(make_ns: Callable[[str], Netns], ip6tables_unusable: None) -> None:
+    """Upstream skips an iptables it cannot use; a DEL or GC that knows no IPv6 address must not fail there."""
+    host = make_ns("host")
+    chain = names.masq_chain(NET, "ctr1")
+    inside(host, lambda: nf.setup_masquerade(nf.select_backend("iptables"), NET, "ctr1", "eth0", [IP4]))
+    assert chain in save(host, 4)
+    inside(host, lambda: nf.teardown_masquerade(NET, "ctr1", "eth0"))  # DEL with an empty netns: no addresses
+    assert chain not in save(host, 4)
+    inside(host, lambda: nf.gc_masquerade(NET, set()))
+    inside(host, lambda: nf.unforward_ports(NET, "ctr1"))
+    inside(host, lambda: nf.gc_ports(NET, set()))
+    with pytest.raises(nf.NetfilterError, match="ip6tables-save"):  # an IPv6 address known: that is a failure
+        inside(host, lambda: nf.teardown_masquerade(NET, "ctr1", "eth0", [IP6]))
