@@ -7,9 +7,10 @@ was a fifth of its time. Here the methods are shared closures over the field lis
 
 Same behaviour as ``@dataclass`` / ``@dataclass(frozen=True)`` for what the suite uses: fields are the
 class's annotations in order (no inheritance of fields, no ``ClassVar``, no ``__post_init__``);
-``__init__`` takes them positionally or by keyword, with defaults and ``field(default_factory=...)``;
-``__repr__``; ``__eq__`` between instances of the same class; a frozen record refuses assignment and is
-hashable (a mutable one is not, as with dataclasses). :func:`replace` is ``dataclasses.replace``.
+``__init__`` takes them positionally or by keyword, with defaults and ``field(default=..., default_factory=...,
+compare=...)``; ``__repr__``; ``__eq__`` between instances of the same class (on the compared fields); a frozen
+record refuses assignment and is hashable (a mutable one is not, as with dataclasses). :func:`replace` is
+``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ class FrozenInstanceError(AttributeError):
 
 
 class _Field:
-    __slots__ = ("default_factory",)
+    __slots__ = ("default", "default_factory", "compare")
 
-    def __init__(self, default_factory: object) -> None:
-        self.default_factory = default_factory
+    def __init__(self, default: object, default_factory: object, compare: bool) -> None:
+        self.default, self.default_factory, self.compare = default, default_factory, compare
 
 
-def field(*, default_factory: object) -> object:
-    """A field default given by a factory (``field(default_factory=list)``), as in dataclasses."""
-    return _Field(default_factory)
+def field(*, default: object = _MISSING, default_factory: object = _MISSING, compare: bool = True) -> object:
+    """A field's default, or a factory for it (``field(default_factory=list)``), and whether ``__eq__`` and
+    ``__hash__`` look at it, as in dataclasses."""
+    return _Field(default, default_factory, compare)
 
 
 def record(cls: type | None = None, *, frozen: bool = False):  # type: ignore[no-untyped-def]
@@ -56,13 +58,20 @@ def _build(cls: type, frozen: bool) -> type:
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults: dict[str, object] = {}
     factories: dict[str, object] = {}
+    uncompared: set[str] = set()
     for name in names:
         value = cls.__dict__.get(name, _MISSING)
         if isinstance(value, _Field):
-            factories[name] = value.default_factory
+            if value.default_factory is not _MISSING:
+                factories[name] = value.default_factory
+            if value.default is not _MISSING:
+                defaults[name] = value.default
+            if not value.compare:
+                uncompared.add(name)
             delattr(cls, name)
         elif value is not _MISSING:
             defaults[name] = value
+    compared = tuple(name for name in names if name not in uncompared)
     known = frozenset(names)
 
     def __init__(self, *args: object, **kwargs: object) -> None:  # noqa: N807
@@ -87,7 +96,7 @@ def _build(cls: type, frozen: bool) -> type:
             object.__setattr__(self, name, value)
 
     def _values(self: object) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in names)
+        return tuple(getattr(self, name) for name in compared)
 
     def __repr__(self: object) -> str:  # noqa: N807
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
 from ..config import get_bool, get_dict, get_int, get_list, get_str
 from ..errors import CNIError, ErrorCode
+from ..record import field, record
 from .peers import Peer
 from .vtep import normalize_mac, vtep_mac
 
@@ -33,7 +33,7 @@ def _bad(key: str, why: str, value: Any = None) -> CNIError:
     return CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: {key} {why}", details)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EtcdConf:
     endpoints: tuple[str, ...]
     prefix: str
@@ -43,7 +43,7 @@ class EtcdConf:
     key_file: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VxlanConf:
     """Everything the plugin and the agent read from a ``type: vxlan`` config."""
 

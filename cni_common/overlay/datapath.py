@@ -9,13 +9,13 @@ import errno
 import ipaddress
 import socket
 import urllib.parse
-from dataclasses import dataclass
 from typing import Iterable, Union
 
 from .. import netlink
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
 from ..netlink.conn import Conn, NetlinkError
+from ..record import record
 from .config import OVERHEAD, VxlanConf
 from .peers import KernelState, Peer, Plan, plan
 
@@ -29,7 +29,7 @@ _FLOOD_MAC = "00:00:00:00:00:00"
 _DEFAULT_ROUTE_PROBE = {4: ipaddress.ip_address("192.0.2.1"), 6: ipaddress.ip_address("2001:db8::1")}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Underlay:
     """The node's underlay: the interface VXLAN packets leave by, its address and its MTU."""
 

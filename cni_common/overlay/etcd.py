@@ -18,10 +18,10 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import CNIError, ErrorCode, PluginCode
+from ..record import record
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -40,7 +40,7 @@ class StoreUnreachable(CNIError):
         super().__init__(ErrorCode.TRY_AGAIN_LATER, f"etcd store unreachable at {', '.join(endpoints)}", details)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeyValue:
     """One key as etcd reports it."""
 
@@ -58,7 +58,7 @@ class KeyValue:
                    version=int(d.get("version", 0)), lease=int(d.get("lease", 0)))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WatchEvent:
     """A change under a watched range; ``kind`` is ``"PUT"`` or ``"DELETE"``."""
 

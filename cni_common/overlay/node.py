@@ -7,26 +7,28 @@ ADD without any agent still publishes liveness and reconciles peers once.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from ..errors import CNIError, ErrorCode
 from ..log import get_logger
 from ..netlink.conn import Conn
+from ..record import record
 from . import datapath
 from .config import VxlanConf
-from .etcd import EtcdClient
-from .liveness import Liveness
 from .peers import Peer, Plan, select
-from .subnets import SubnetStore
 from .vtep import vtep_mac
+
+if TYPE_CHECKING:  # the store's modules load only with a store: urllib.request and ssl cost ~45 ms per call
+    from .etcd import EtcdClient
+    from .liveness import Liveness
+    from .subnets import SubnetStore
 
 log = get_logger(__name__)
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-@dataclass
+@record
 class Store:
     """The etcd-backed parts of one overlay network."""
 
@@ -38,13 +40,17 @@ class Store:
     def open(cls, conf: VxlanConf, timeout: float = 5.0) -> Optional[Store]:
         if conf.etcd is None:
             return None
+        from .etcd import EtcdClient
+        from .liveness import Liveness
+        from .subnets import SubnetStore
+
         e = conf.etcd
         client = EtcdClient(e.endpoints, timeout=timeout, ca_file=e.ca_file, cert_file=e.cert_file,
                             key_file=e.key_file)
         return cls(client, SubnetStore(client, e.prefix), Liveness(client, e.prefix, e.lease_ttl))
 
 
-@dataclass
+@record
 class NodeState:
     """What the node set up: its underlay, its subnet, its own peer record and the VXLAN device index."""
 

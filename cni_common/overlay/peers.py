@@ -10,14 +10,15 @@ belongs to no wanted peer is stale.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Iterable, Union
+
+from ..record import field, record
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Peer:
     """A remote node as the data path sees it."""
 
@@ -32,7 +33,7 @@ class Peer:
         return self.subnet.network_address
 
 
-@dataclass
+@record
 class KernelState:
     """What the VXLAN device holds now: routes (dst -> gateway), neighbours (ip -> mac), FDB (mac -> dst)."""
 
@@ -41,7 +42,7 @@ class KernelState:
     fdb: dict[str, IPAddress] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Plan:
     """What to change: ``add`` peers (replace semantics), then stale entries to delete."""
 

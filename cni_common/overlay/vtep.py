@@ -7,14 +7,18 @@ peer already knows, so static peers need no MAC at all and a re-created device c
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
+
+try:  # the interpreter's own SHA-256: hashlib would load OpenSSL's libcrypto first (~10 ms per vxlan call)
+    from _sha256 import sha256  # Python 3.11 (3.12 renamed it _sha2)
+except ImportError:  # pragma: no cover - another interpreter build
+    from hashlib import sha256
 
 
 def vtep_mac(vni: int, underlay_ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """A locally administered unicast MAC from SHA-256 of ``"<vni>/<underlay ip>"`` (first 6 bytes)."""
     ip = ipaddress.ip_address(str(underlay_ip))
-    digest = bytearray(hashlib.sha256(f"{vni}/{ip.compressed}".encode()).digest()[:6])
+    digest = bytearray(sha256(f"{vni}/{ip.compressed}".encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02  # clear multicast bit, set locally-administered bit
     return ":".join(f"{b:02x}" for b in digest)
 

@@ -61,3 +61,16 @@ def test_replace_keeps_other_fields():
     copy = replace(box, name="b")
     assert copy == Box("b", 3, [1]) and copy.tags is box.tags
     assert replace(Point(1, 2), y=5) == Point(1, 5)
+
+
+def test_field_default_and_compare_false_as_in_dataclasses():
+    @record(frozen=True)
+    class Peer:
+        ip: str
+        node: str = field(default="", compare=False)
+
+    assert Peer("10.0.0.1").node == ""
+    assert Peer("10.0.0.1", "a") == Peer("10.0.0.1", "b")
+    assert hash(Peer("10.0.0.1", "a")) == hash(Peer("10.0.0.1"))
+    assert Peer("10.0.0.1", "a") != Peer("10.0.0.2", "a")
+    assert repr(Peer("10.0.0.1", "a")).endswith("Peer(ip='10.0.0.1', node='a')")
