@@ -60,12 +60,6 @@ class NetNS:
     def __repr__(self) -> str:
         return f"NetNS({self.path!r}, fd={self.fd})"
 
-    def is_current(self) -> bool:
-        """True when this is the namespace the calling thread is in (the spec's code-8 case)."""
-        mine = os.stat(_SELF_PATH)
-        st = os.fstat(self.fd)
-        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
         """Run the ``with`` body inside this namespace, then switch back.
@@ -88,15 +82,6 @@ class NetNS:
                     os._exit(1)
         finally:
             os.close(orig)
-
-
-def is_current_path(path: str) -> bool:
-    """True when ``path`` names the caller's own namespace; a missing path is not our namespace."""
-    try:
-        with NetNS(path) as ns:
-            return ns.is_current()
-    except NetNSGone:
-        return False
 
 
 def _open_netns_fd(path: str) -> int:

@@ -225,9 +225,6 @@ class EtcdClient:
         reply = self.call("/v3/lease/keepalive", {"ID": str(lease)})
         return int(reply.get("result", {}).get("TTL", 0))
 
-    def revoke(self, lease: int) -> None:
-        self.call("/v3/lease/revoke", {"ID": str(lease)})
-
     # -- watch ------------------------------------------------------------------------------------------
 
     def watch_prefix(self, prefix: str, start_revision: int, idle_timeout: Optional[float] = None

@@ -1,4 +1,4 @@
-"""NetNS handles, entered(), own-namespace detection and sysctl, on real namespaces (prefix ``cnt-l``)."""
+"""NetNS handles, entered() and sysctl, on real namespaces (prefix ``cnt-l``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cni_common import sysctl
-from cni_common.netns import NetNS, NetNSGone, is_current_path
+from cni_common.netns import NetNS, NetNSGone
 from tests.helpers.netns import Netns, NetnsPool
 
 
@@ -36,21 +36,25 @@ def test_other_namespace_type_is_rejected():
         NetNS("/proc/self/ns/mnt")
 
 
-def test_current_is_detected_as_own():
+def is_current(handle: NetNS) -> bool:
+    """Whether the calling thread is in the namespace ``handle`` holds."""
+    mine, held = os.stat("/proc/thread-self/ns/net"), os.fstat(handle.fd)
+    return (mine.st_dev, mine.st_ino) == (held.st_dev, held.st_ino)
+
+
+def test_current_is_our_own():
     with NetNS.current() as me:
-        assert me.is_current()
-    assert is_current_path("/proc/self/ns/net")
-    assert not is_current_path("/nonexistent/netns")
+        assert is_current(me)
 
 
 def test_entered_switches_and_returns(ns: Netns):
     before = os.stat("/proc/thread-self/ns/net").st_ino
     with NetNS(ns.path) as handle:
-        assert not handle.is_current()
+        assert not is_current(handle)
         with handle.entered():
-            assert handle.is_current()
+            assert is_current(handle)
             assert os.stat("/proc/thread-self/ns/net").st_ino != before
-        assert not handle.is_current()
+        assert not is_current(handle)
     assert os.stat("/proc/thread-self/ns/net").st_ino == before
 
 

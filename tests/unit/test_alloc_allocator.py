@@ -7,9 +7,9 @@ import ipaddress
 import pytest
 
 from cni_common.alloc import allocator, config
-from cni_common.alloc.memory import MemoryStore
 from cni_common.alloc.store import Owner
 from cni_common.errors import CNIError, ErrorCode, PluginCode
+from tests.helpers.memory_store import MemoryStore
 
 ip = ipaddress.ip_address
 

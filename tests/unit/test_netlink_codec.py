@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from cni_common.netlink import attrs, conn, consts, link, route
+from cni_common.netlink import conn, consts, link, route
+from tests.helpers import nlattrs as attrs
 
 _HDR = struct.Struct("=IHHII")
 

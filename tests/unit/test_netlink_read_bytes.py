@@ -9,8 +9,9 @@ import struct
 
 import pytest
 
-from cni_common.netlink import attrs, consts, neigh, route
+from cni_common.netlink import consts, neigh, route
 from cni_common.netlink.conn import NetlinkError
+from tests.helpers import nlattrs as attrs
 
 _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope, type, flags

@@ -2,7 +2,7 @@
 
 These fail loudly when a pyroute2 upgrade breaks the trick: wrong version, a class gone or moved, pyroute2's
 package ``__init__`` or its real config running after all, or bytes on the wire changing. Bodies are checked
-against what our own TLV codec (:mod:`cni_common.netlink.attrs`) says the kernel expects.
+against what our own TLV codec (tests/helpers/nlattrs.py) says the kernel expects.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from cni_common.netlink import addr, attrs, consts, link, msg, neigh, pyroute2_light, route
+from cni_common.netlink import addr, consts, link, msg, neigh, pyroute2_light, route
+from tests.helpers import nlattrs as attrs
 
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")

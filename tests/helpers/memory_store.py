@@ -1,12 +1,13 @@
-"""An in-memory :class:`~.store.Store`: the allocator's unit tests run against it (upstream's fake_store.go)."""
+"""An in-memory :class:`cni_common.alloc.store.Store`: the allocator's unit tests run against it (upstream's
+fake_store.go)."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Iterable, Iterator, Optional
 
-from ..types import IPAddress
-from .store import Owner
+from cni_common.alloc.store import Owner
+from cni_common.types import IPAddress
 
 
 class MemoryStore:
