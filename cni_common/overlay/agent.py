@@ -101,7 +101,7 @@ class Agent:
     def _renew(self, state: node.NodeState) -> None:
         assert self.store is not None
         try:
-            if not self.lease or not self.store.liveness.renew(self.lease):
+            if not self.lease or not self.store.liveness.renew(self.lease, state.me):
                 self.lease = self.store.liveness.publish(state.me)
         except CNIError as exc:
             log.warning("liveness renewal failed: %s", exc)

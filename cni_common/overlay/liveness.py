@@ -66,9 +66,18 @@ class Liveness:
         log.info("published liveness of node %s (lease %x, ttl %ss)", me.node, lease, self.ttl)
         return lease
 
-    def renew(self, lease: int) -> bool:
-        """One keep-alive; False when the lease is gone (expired while we could not reach etcd)."""
-        return self.client.keepalive(lease) > 0
+    def renew(self, lease: int, me: Peer) -> bool:
+        """One keep-alive, then a check that our record is still written on that lease.
+
+        False (the caller publishes again) when the lease is gone (expired while etcd was unreachable) or the
+        record now sits on another lease: an ADD on this node that published while the agent did, each with a
+        lease of its own, may have written last. Its lease is renewed by nobody, so the record would expire
+        and every other node would drop this one, while the agent kept renewing a lease that holds nothing.
+        """
+        if self.client.keepalive(lease) <= 0:
+            return False
+        kv = self.client.get(self.key(me.node))
+        return kv is not None and kv.lease == lease and kv.value.decode(errors="replace") == encode(me)
 
     def live_peers(self) -> tuple[list[Peer], int]:
         """The nodes whose record exists now, and the revision of that read."""

@@ -14,7 +14,7 @@ import pytest
 
 from cni_common.errors import CNIError, ErrorCode
 from cni_common.overlay.etcd import EtcdClient, StoreUnreachable
-from cni_common.overlay.liveness import Liveness
+from cni_common.overlay.liveness import Liveness, encode
 from cni_common.overlay.peers import Peer
 from cni_common.overlay.subnets import SubnetStore
 from tests.helpers.etcd import ETCD, EtcdServer, free_port
@@ -135,6 +135,20 @@ def test_liveness_publish_renew_and_revoke(client: EtcdClient, prefix: str) -> N
     assert live.publish(moved) != lease  # changed record: new lease
     revoke(client, live.client.get(live.key("a")).lease)
     assert live.live_peers()[0] == []
+
+
+def test_renew_notices_a_record_written_again_on_another_lease(client: EtcdClient, prefix: str) -> None:
+    """An ADD and the agent of one node publishing at once: whichever writes last owns the record's lease."""
+    live = Liveness(client, prefix, ttl=30)
+    me = Peer(ipaddress.ip_address("192.0.2.1"), ipaddress.ip_network("10.244.1.0/24"), "02:00:00:00:00:01", "c")
+    agents_lease = live.publish(me)
+    assert live.renew(agents_lease, me)
+    adds_lease = client.grant(30)
+    client.put(live.key("c"), encode(me), adds_lease)  # the racing ADD wrote last
+    assert not live.renew(agents_lease, me)  # the agent's lease is alive but holds nothing
+    assert live.publish(me) == adds_lease and live.renew(adds_lease, me)  # so it adopts the record's lease
+    revoke(client, adds_lease)
+    assert not live.renew(adds_lease, me)
 
 
 def test_watch_sees_joins_and_leaves(client: EtcdClient, prefix: str) -> None:
