@@ -21,8 +21,9 @@ only to be read once by ``ifinfmsg`` for three values. So :func:`message_class` 
 
 What it depends on (pyroute2 0.9.7, pinned in setup.cfg; tests/unit/test_pyroute2_light.py fails loudly when
 any of it changes): the module paths of the four classes; ``pyroute2.config`` being read by them only at import
-time and only for the three names above; ``logging`` used by them only as above; no module on that path needing
-anything run by ``pyroute2/__init__``.
+time and only for the three names above; ``logging`` used by them only as above, ``traceback`` only on error
+paths and ``pkgutil`` only for data plugin paths; no module on that path needing anything run by
+``pyroute2/__init__``.
 If pyroute2 was already imported normally in this process, the real modules are used as they are.
 PyInstaller cannot see these imports: cni_common/bundle/cni-suite.spec lists them as hidden imports.
 """

@@ -156,3 +156,15 @@ def test_standard_logging_is_not_loaded_but_stays_importable():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["False", "True"]
     assert "WARNING decoding x" in proc.stderr and "ERROR e" in proc.stderr
+
+
+def test_traceback_and_pkgutil_load_only_when_pyroute2_uses_them():
+    code = ("import sys; from cni_common.netlink import pyroute2_light as p\n"
+            "for name in p.MODULES: p.message_class(name)\n"
+            "print('traceback' in sys.modules, 'pkgutil' in sys.modules)\n"
+            "import pyroute2.netlink as n\n"
+            "try:\n    1 / 0\nexcept ZeroDivisionError:\n    text = n.traceback.format_exc()\n"
+            "print('ZeroDivisionError' in text, 'traceback' in sys.modules)\n"
+            "import traceback; print(traceback.format_exc is not None)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "False", "True", "True", "True"]
