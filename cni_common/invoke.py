@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from . import spawn
 from .errors import CNIError, ErrorCode, PluginCode
 from .log import get_logger
 from .record import record
@@ -43,11 +44,10 @@ def find_in_path(plugin_type: str, path: list[str]) -> str:
     if not path:
         raise CNIError(ErrorCode.INVALID_ENV, "required env variables [CNI_PATH] missing",
                        f"needed to find plugin {plugin_type!r}")
-    for directory in path:
-        candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise CNIError(PluginCode.DELEGATE_NOT_FOUND, f"failed to find plugin {plugin_type!r} in path {path}")
+    found = spawn.find_executable(plugin_type, path)
+    if found is None:
+        raise CNIError(PluginCode.DELEGATE_NOT_FOUND, f"failed to find plugin {plugin_type!r} in path {path}")
+    return found
 
 
 @record(frozen=True)
@@ -81,8 +81,6 @@ def _run_in_process(main: Callable[..., int], env: dict[str, str], stdin_data: b
 
 def _run(binary: str, env: dict[str, str], stdin_data: bytes) -> Outcome:
     """Exec the delegate, retrying "text file busy" like libcni (a runtime may be replacing the binary)."""
-    from . import spawn  # not on the in-process path
-
     for attempt in range(_TEXT_BUSY_RETRIES):
         try:
             proc = spawn.run([binary], stdin_data, env, capture_stderr=False)

@@ -11,17 +11,12 @@ starts, the output can never fill anything, and the parent only waits for the ex
 from __future__ import annotations
 
 import os
-import signal
 
 from .record import record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Mapping, Optional
-
-#: Python ignores these; a child gets the default disposition back, as ``subprocess`` restores it.
-_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-
+    from typing import Iterable, Mapping, Optional
 
 @record
 class Completed:
@@ -47,6 +42,8 @@ def run(argv: list[str], stdin: bytes = b"", env: Optional[Mapping[str, str]] = 
     Without ``capture_stderr`` the child writes to our stderr (a delegate's log lines reach the runtime's).
     Raises OSError when the program cannot be started (missing, not executable, "text file busy").
     """
+    import signal  # here, not at import: find_executable is on every delegation's path, in-process ones too
+
     opened: list[int] = []
     try:
         stdin_fd = _memory_file("stdin", opened)
@@ -58,14 +55,25 @@ def run(argv: list[str], stdin: bytes = b"", env: Optional[Mapping[str, str]] = 
         if capture_stderr:
             stderr_fd = _memory_file("stderr", opened)
             actions.append((os.POSIX_SPAWN_DUP2, stderr_fd, 2))
+        # Python ignores SIGPIPE and SIGXFSZ; the child gets the defaults back, as subprocess gives them.
         pid = os.posix_spawnp(argv[0], argv, os.environ if env is None else env, file_actions=actions,
-                              setsigdef=_RESTORED_SIGNALS)
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
         _, status = os.waitpid(pid, 0)
         return Completed(os.waitstatus_to_exitcode(status), _read_all(stdout_fd),
                          _read_all(stderr_fd) if capture_stderr else b"")
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def find_executable(name: str, directories: Iterable[str]) -> Optional[str]:
+    """The first regular, executable file ``name`` in ``directories`` (an empty entry is the current directory,
+    as in ``PATH``), or None."""
+    for directory in directories:
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _memory_file(name: str, opened: list[int]) -> int:

@@ -215,11 +215,7 @@ _support_cache: dict[str, bool] = {}
 
 def on_path(name: str) -> bool:
     """``shutil.which(name) is not None``, without importing shutil (~5 ms per plugin process)."""
-    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return True
-    return False
+    return spawn.find_executable(name, os.environ.get("PATH", os.defpath).split(os.pathsep)) is not None
 
 
 def supports_iptables() -> bool:
