@@ -237,9 +237,7 @@ def nft_delete_script(handles: Iterable[int]) -> Optional[str]:
 
 
 def _nft_listing() -> Optional[list[dict]]:  # type: ignore[type-arg]
-    """The masq_checks chain, or None when it does not exist (asked without an exec when the table is absent)."""
-    if ("inet", NFT_TABLE) not in runner.nft_tables():
-        return None
+    """The masq_checks chain, or None when it does not exist."""
     return runner.nft_list("chain", "inet", NFT_TABLE, NFT_CHAIN)
 
 

@@ -347,12 +347,11 @@ def nft_delete_lines(family: int, handles: list[tuple[str, int]]) -> list[str]:
 
 
 def nft_unforward(container_id: str) -> None:
-    """Both families, one transaction; a family's table is listed only if it exists (one exec when neither does,
-    the usual case on an iptables node, instead of one per family)."""
+    """Both families, one transaction; a family whose table does not exist costs no exec (on an iptables node
+    neither does, and nothing is executed at all)."""
     def build() -> Optional[str]:
-        tables = runner.nft_tables()
-        families = [fam for fam in (4, 6) if (_nft_family(fam), NFT_TABLE) in tables]
-        lines = [ln for fam in families for ln in nft_delete_lines(fam, nft_owned_handles(_nft_table(fam), container_id))]
+        lines = [line for fam in (4, 6)
+                 for line in nft_delete_lines(fam, nft_owned_handles(_nft_table(fam), container_id))]
         return "\n".join(lines) + "\n" if lines else None
 
     runner.transact(f"remove nftables port forwarding of {container_id}", build, runner.nft_apply,

@@ -78,8 +78,13 @@ def iptables_restore(family: int, text: str) -> spawn.Completed:
     return run([iptables_cmd(family, "-restore"), "--noflush", "-w", XTABLES_WAIT_SECONDS], text)
 
 
-def nft_list(*objects: str) -> Optional[list[dict[str, Any]]]:
-    """``nft -j list <objects>`` as the list of JSON objects, or None when the table or chain does not exist."""
+def nft_list(kind: str, family: str, table: str, *chain: str) -> Optional[list[dict[str, Any]]]:
+    """``nft -j list <kind> <family> <table> [<chain>]`` as the list of JSON objects, or None when the table or
+    chain does not exist. A table :func:`nft_tables` does not see costs no exec (the usual DEL on a node that
+    never used that layout)."""
+    if (family, table) not in nft_tables():
+        return None
+    objects = (kind, family, table, *chain)
     proc = run(["nft", "-j", "list", *objects])
     if proc.returncode != 0:
         if "No such file or directory" in proc.error_text():
@@ -89,7 +94,7 @@ def nft_list(*objects: str) -> Optional[list[dict[str, Any]]]:
 
 
 def nft_tables() -> set[tuple[str, str]]:
-    """(family, name) of every nftables table, so that DELs list (exec ``nft``) only tables that exist.
+    """(family, name) of every nftables table, so that :func:`nft_list` execs ``nft`` only for tables that exist.
 
     Read over nfnetlink, without an exec; ``nft -j list tables`` only if that read fails.
     """
