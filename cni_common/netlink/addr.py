@@ -9,7 +9,7 @@ from typing import Union
 
 from ..record import record
 from . import msg
-from .conn import Conn, NetlinkError
+from .conn import Conn, request_unless
 from .consts import (
     AF_INET,
     AF_INET6,
@@ -75,13 +75,8 @@ def add_addr(conn: Conn, index: int, address: IPInterface, *, exist_ok: bool = F
     net = address.network
     broadcast = [("IFA_BROADCAST", str(net.broadcast_address))] if address.version == 4 and net.prefixlen < 31 else []
     body = _body(index, address, IFA_F_NODAD if nodad else 0, *broadcast)
-    try:
-        conn.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL, f"failed to add IP addr {address} to link {index}")
-    except NetlinkError as exc:
-        if exist_ok and exc.errno == errno.EEXIST:
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL,
+                          f"failed to add IP addr {address} to link {index}", (errno.EEXIST,) if exist_ok else ())
 
 
 def list_addrs(conn: Conn, index: int = 0, family: int = AF_UNSPEC) -> list[Addr]:
@@ -103,10 +98,5 @@ def list_addrs(conn: Conn, index: int = 0, family: int = AF_UNSPEC) -> list[Addr
 
 def del_addr(conn: Conn, index: int, address: IPInterface) -> bool:
     """Remove ``address`` from link ``index``; False when it was not there."""
-    try:
-        conn.request(RTM_DELADDR, _body(index, address), 0, f"failed to delete IP addr {address} from link {index}")
-    except NetlinkError as exc:
-        if exc.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_DELADDR, _body(index, address), 0,
+                          f"failed to delete IP addr {address} from link {index}", (errno.EADDRNOTAVAIL, errno.ENODEV))

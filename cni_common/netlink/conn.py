@@ -137,6 +137,18 @@ class Conn:
         return self.request(msg_type, body, NLM_F_DUMP, what)
 
 
+def request_unless(conn: Conn, msg_type: int, body: bytes, flags: int, what: str, tolerated: tuple[int, ...]) -> bool:
+    """One change request; False instead of an error when the kernel answers with an errno in ``tolerated``
+    (what was to be added is there already, or what was to be deleted is gone), True when it was done."""
+    try:
+        conn.request(msg_type, body, flags, what)
+    except NetlinkError as exc:
+        if exc.errno in tolerated:
+            return False
+        raise
+    return True
+
+
 def _ext_ack_msg(payload: bytes, flags: int) -> str:
     """The kernel's extended-ack text, if any (it follows the errno and the capped request header)."""
     if not flags & NLM_F_ACK_TLVS:

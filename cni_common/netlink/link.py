@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import CNIError, PluginCode
 from ..record import record
 from . import attrs, msg
-from .conn import Conn, NetlinkError
+from .conn import Conn, NetlinkError, request_unless
 from .consts import (
     AF_BRIDGE,
     AF_UNSPEC,
@@ -277,13 +277,7 @@ def _vxlan_matches(link: Link, data: Any, vni: int, local: object, port: int, de
 
 def delete_link(conn: Conn, key: str | int) -> bool:
     """Delete the link named or numbered ``key``; False when it did not exist (that is not an error)."""
-    try:
-        conn.request(RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}")
-    except NetlinkError as exc:
-        if exc.errno == errno.ENODEV:
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}", (errno.ENODEV,))
 
 
 def set_up(conn: Conn, index: int) -> None:

@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from ..record import record
 from . import attrs, msg
-from .conn import Conn, NetlinkError
+from .conn import Conn, request_unless
 from .consts import (
     AF_BRIDGE,
     AF_INET,
@@ -94,13 +94,7 @@ def delete_fdb(conn: Conn, index: int, mac: str, dst: IPAddress | None = None) -
 
 
 def _delete(conn: Conn, body: bytes, what: str) -> bool:
-    try:
-        conn.request(RTM_DELNEIGH, body, 0, what)
-    except NetlinkError as exc:
-        if exc.errno in (errno.ENOENT, errno.ESRCH):
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_DELNEIGH, body, 0, what, (errno.ENOENT, errno.ESRCH))
 
 
 def list_neighbours(conn: Conn, index: int) -> list[Neighbour]:

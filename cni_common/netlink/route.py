@@ -9,7 +9,7 @@ from typing import Optional, Union
 
 from ..record import record
 from . import msg
-from .conn import Conn, NetlinkError
+from .conn import Conn, NetlinkError, request_unless
 from .consts import (
     AF_INET,
     AF_INET6,
@@ -90,24 +90,14 @@ def add_route(conn: Conn, route: Route, *, replace: bool = False) -> None:
 
 def add_route_excl(conn: Conn, route: Route, *, exist_ok: bool = False) -> bool:
     """Add ``route`` only if no route to its dst exists; False when one did and ``exist_ok`` is set."""
-    try:
-        conn.request(RTM_NEWROUTE, _body(route), NLM_F_CREATE | NLM_F_EXCL, f"failed to add route {_describe(route)}")
-    except NetlinkError as exc:
-        if exist_ok and exc.errno == errno.EEXIST:
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_NEWROUTE, _body(route), NLM_F_CREATE | NLM_F_EXCL,
+                          f"failed to add route {_describe(route)}", (errno.EEXIST,) if exist_ok else ())
 
 
 def del_route(conn: Conn, route: Route) -> bool:
     """Delete ``route`` (matched on dst, table, and gateway/oif/priority/scope when set); False when it was absent."""
-    try:
-        conn.request(RTM_DELROUTE, _body(route, delete=True), 0, f"failed to delete route {_describe(route)}")
-    except NetlinkError as exc:
-        if exc.errno == errno.ESRCH:
-            return False
-        raise
-    return True
+    return request_unless(conn, RTM_DELROUTE, _body(route, delete=True), 0,
+                          f"failed to delete route {_describe(route)}", (errno.ESRCH,))
 
 
 def list_routes(conn: Conn, family: int = AF_UNSPEC, *, oif: int = 0, table: int | None = RT_TABLE_MAIN) -> list[Route]:
