@@ -6,6 +6,7 @@ need a poll loop so that a child writing much cannot block on a full pipe while 
 child's stdin, stdout and stderr are memory files (``memfd_create``): the input is written before the child
 starts, the output can never fill anything, and the parent only waits for the exit. The child is started with
 ``posix_spawn`` (vfork-like), from the calling thread, so it runs in that thread's network namespace.
+:func:`find_executable` is the one lookup of a program in a list of directories (``CNI_PATH``, ``PATH``).
 """
 
 from __future__ import annotations
