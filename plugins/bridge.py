@@ -206,7 +206,7 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
             # The result reports the bridge MAC and CHECK verifies it: pin it as the gateway path does (that runs
             # only with IPAM, and pins <bridge>.<vlan> instead when vlan is set), or it follows the lowest port MAC
             # and CHECK of earlier pods fails once a pod with a lower MAC joins.
-            nl.set_mac(host, br.index, nl.get_link(host, br.index).mac)
+            _pin_mac(host, br.index)
         if not conf.disable_container_interface:
             _wait_oper_up(host, host_veth)
         host_veth, br = nl.get_link(host, host_veth.index), nl.get_link(host, br.index)
@@ -414,8 +414,16 @@ def _ensure_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None
     # IPv6: no DAD for the gateway (upstream does DAD here). The address is this network's own gateway; with DAD
     # it stays tentative for ~1 s after it is added, and the first pods' IPv6 traffic through it fails meanwhile.
     nl.add_addr(host, link.index, addr, exist_ok=True, nodad=addr.version == 6)
-    # Setting the bridge's MAC to itself pins it; otherwise it follows the lowest port MAC as pods come and go.
-    nl.set_mac(host, link.index, link.mac)
+    _pin_mac(host, link.index)
+
+
+def _pin_mac(host: Conn, index: int) -> None:
+    """Set the bridge's current MAC as its own: a bridge made by someone else may still follow the lowest port
+    MAC as pods come and go (ours are created with a fixed one). Read now, not at the start of the ADD: ports
+    attached since then may have changed it, and pinning a stale MAC would undo another pod's pin."""
+    from cni_common import netlink as nl
+
+    nl.set_mac(host, index, nl.get_link(host, index).mac)
 
 
 def _wait_oper_up(host: Conn, host_veth: Link) -> None:

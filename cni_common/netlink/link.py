@@ -163,6 +163,13 @@ def _linkinfo(kind: str, *data: Nla) -> Nla:
     return ("IFLA_LINKINFO", {"attrs": children})
 
 
+def _random_mac() -> str:
+    """A random locally administered unicast MAC (what the kernel picks itself, but chosen by us)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return attrs.mac_to_str(bytes(raw))
+
+
 def _mac_attr(mac: str) -> Nla:
     """IFLA_ADDRESS, checked first: pyroute2 would encode a malformed MAC without a word."""
     try:
@@ -175,9 +182,12 @@ def ensure_bridge(conn: Conn, name: str, *, mtu: int = 0, vlan_filtering: bool =
                   promisc: bool = False) -> Link:
     """The bridge ``name``, created if missing (MTU and vlan_filtering apply only then), promisc if asked, up.
 
-    Concurrent first pods may race to create it: EEXIST is fine, as long as what exists is a bridge.
+    Concurrent first pods may race to create it: EEXIST is fine, as long as what exists is a bridge. It is
+    created with a MAC of its own (random, locally administered): the kernel then never changes it, where a
+    bridge without one takes the lowest MAC of its ports as they come and go, and first pods racing to pin it
+    would each pin a different one.
     """
-    nlas: list[Nla] = [("IFLA_IFNAME", name)]
+    nlas: list[Nla] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", _random_mac())]
     if mtu:
         nlas.append(("IFLA_MTU", mtu))
     data = [("IFLA_BR_VLAN_FILTERING", 1)] if vlan_filtering else []

@@ -73,6 +73,18 @@ def test_ensure_bridge_creates_then_tolerates_existing(host):
     assert again.index == br.index and again.mtu == 1400
 
 
+def test_a_created_bridge_keeps_its_mac_when_ports_come_and_go(host):
+    """A bridge without a MAC of its own takes its lowest port MAC; ours is created with one and keeps it."""
+    ns, conn = host
+    br = nl.ensure_bridge(conn, "cntbr0")
+    assert int(br.mac.split(":")[0], 16) & 0x03 == 0x02  # locally administered, unicast
+    ns.ip("link", "add", "cntlow0", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "cntlow1")
+    ns.ip("link", "set", "cntlow0", "master", "cntbr0")
+    assert link_json(ns, "cntbr0")["address"] == br.mac
+    ns.ip("link", "del", "cntlow0")
+    assert link_json(ns, "cntbr0")["address"] == br.mac
+
+
 def test_ensure_bridge_refuses_a_non_bridge(host, ctr):
     (_, hconn), (_, cconn) = host, ctr
     host_veth, _ = nl.setup_veth(hconn, cconn, "eth0")
