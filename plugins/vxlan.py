@@ -25,6 +25,10 @@ from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 
 log = get_logger(__name__)
 
+#: Seconds an ADD (and STATUS) waits for the store's first answer, over all endpoints: within a runtime's
+#: CNI timeout, and short enough for a frozen or unreachable cluster (see "Faults" in docs/vxlan.md).
+STORE_ANSWER_WITHIN = 1.5
+
 ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
 
 
@@ -37,17 +41,13 @@ def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:
 
 def cmd_add(args: CmdArgs) -> Any:
     from cni_common import netfilter, netlink
-    from cni_common.overlay import attach, config, node
+    from cni_common.overlay import attach, config, node, presence
 
     conf = config.parse(args.conf)
-    store = node.Store.open(conf)
+    store = node.Store.open(conf, answer_within=STORE_ANSWER_WITHIN)
     with netlink.open_conn() as host:
-        state = node.prepare(host, conf, store)
-        live = []
-        if store is not None:
-            store.liveness.publish(state.me)
-            live, _ = store.liveness.live_peers()
-        node.sync(host, conf, state, live)
+        state = node.prepare(host, conf, store, offline_ok=True)
+        _sync_peers(host, conf, store, state, remove=not presence.agent_running(conf))
     result = attach.add(args, conf, state.subnet, conf.mtu or state.mtu)
     if conf.ip_masq:
         try:
@@ -57,6 +57,26 @@ def cmd_add(args: CmdArgs) -> Any:
             attach.delete(args, conf)
             raise
     return result
+
+
+def _sync_peers(host: Any, conf: Any, store: Any, state: Any, remove: bool) -> None:
+    """Liveness refresh and one peer reconcile. Removals are left to the agent when one runs; and when the
+    store stops answering midway, the node already holds its subnet, so the ADD goes on without them."""
+    from cni_common.overlay import node
+
+    if store is None or state.offline:
+        node.sync(host, conf, state, [], remove=store is None)  # static peers only: never drop store peers
+        return
+    try:
+        store.liveness.publish(state.me)
+        live, _ = store.liveness.live_peers()
+    except CNIError as exc:
+        if exc.code != ErrorCode.TRY_AGAIN_LATER:
+            raise
+        log.warning("%s; going on with the subnet this node holds, %s", exc.msg, state.subnet)
+        node.sync(host, conf, state, [], remove=False)
+        return
+    node.sync(host, conf, state, live, remove=remove)
 
 
 def cmd_del(args: CmdArgs) -> None:
@@ -105,7 +125,7 @@ def cmd_status(args: CmdArgs) -> None:
     from cni_common.overlay import attach, config, node
 
     conf = config.parse(args.conf)
-    store: Optional[node.Store] = node.Store.open(conf, timeout=3.0)
+    store: Optional[node.Store] = node.Store.open(conf, answer_within=STORE_ANSWER_WITHIN)
     if store is not None:
         try:
             store.liveness.live_peers()

@@ -41,6 +41,8 @@ class EtcdConf:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    username: str = ""
+    password: str = ""
 
 
 @record(frozen=True)
@@ -157,10 +159,29 @@ def _etcd(conf: Mapping[str, Any], name: str) -> Optional[EtcdConf]:
     ttl = get_int(etcd, "leaseTTL", DEFAULT_LEASE_TTL, where="store.etcd")
     if ttl < MIN_LEASE_TTL:
         raise _bad("store.etcd.leaseTTL", f"must be at least {MIN_LEASE_TTL} seconds", ttl)
+    username, password = _credentials(etcd)
     return EtcdConf(endpoints=checked, prefix=prefix.rstrip("/"), lease_ttl=ttl,
                     ca_file=get_str(etcd, "caFile", where="store.etcd"),
                     cert_file=get_str(etcd, "certFile", where="store.etcd"),
-                    key_file=get_str(etcd, "keyFile", where="store.etcd"))
+                    key_file=get_str(etcd, "keyFile", where="store.etcd"), username=username, password=password)
+
+
+def _credentials(etcd: Mapping[str, Any]) -> tuple[str, str]:
+    """``username`` with ``password`` or ``passwordFile`` (a root-only file keeps it out of the conflist)."""
+    username = get_str(etcd, "username", where="store.etcd")
+    password = get_str(etcd, "password", where="store.etcd")
+    password_file = get_str(etcd, "passwordFile", where="store.etcd")
+    if password and password_file:
+        raise _bad("store.etcd.password", "and store.etcd.passwordFile are exclusive")
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                password = f.read().strip()
+        except OSError as exc:
+            raise _bad("store.etcd.passwordFile", f"cannot be read: {exc.strerror}", password_file) from None
+    if bool(username) != bool(password):
+        raise _bad("store.etcd.username", "and a password (password or passwordFile) go together")
+    return username, password
 
 
 def parse(conf: Mapping[str, Any]) -> VxlanConf:

@@ -203,9 +203,12 @@ def _quietly(failures: list[str], func, *args) -> None:  # type: ignore[no-untyp
         failures.append(str(exc))
 
 
-def reconcile(conn: Conn, index: int, wanted: Iterable[Peer], network: IPNetwork) -> Plan:
-    """Make the device's peer entries exactly ``wanted``; returns what was changed."""
+def reconcile(conn: Conn, index: int, wanted: Iterable[Peer], network: IPNetwork, remove: bool = True) -> Plan:
+    """Make the device's peer entries exactly ``wanted`` (only add or fix them when ``remove`` is False);
+    returns what was changed."""
     changes = plan(wanted, read_state(conn, index), network)
+    if not remove:
+        changes = changes.additions_only()
     if not changes.empty():
         failures = apply(conn, index, changes)
         if failures and len(failures) == len(changes.add) + len(changes.del_routes) + len(changes.del_fdb) \

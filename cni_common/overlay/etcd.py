@@ -8,13 +8,23 @@ with a zero value are left out of replies (proto3 JSON), so every read here has 
 Endpoints are tried in order; the first that answers is remembered for the next call. A connection failure on
 every endpoint raises :class:`StoreUnreachable`, whose message names the endpoints, so a mistyped address shows
 up in the runtime's error. No consensus is done here: atomicity comes from etcd's own transactions.
+
+Two bounds on waiting: ``timeout`` per attempt (one endpoint), and ``answer_within``, a budget for the store's
+first answer shared by every endpoint (an ADD must not wait 3 x 5 s for a frozen cluster: it gets its answer,
+or code 11, within that budget). With ``username``/``password`` the client takes a token from
+``/v3/auth/authenticate`` and sends it on every call, taking a new one when etcd says it expired.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
+import socket
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -125,16 +135,28 @@ def validate_endpoint(endpoint: str) -> str:
 
 
 class EtcdClient:
-    """Blocking etcd v3 calls over the JSON gateway; one instance per process is enough."""
+    """Blocking etcd v3 calls over the JSON gateway; one instance per thread.
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, ca_file: str = "",
-                 cert_file: str = "", key_file: str = "") -> None:
+    ``last_answer`` and ``last_failure`` (monotonic times of the last answered call and the last failed
+    attempt on any endpoint) tell the agent when it last heard from the store and whether it had trouble since.
+    """
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT,
+                 answer_within: Optional[float] = None, ca_file: str = "", cert_file: str = "", key_file: str = "",
+                 username: str = "", password: str = "") -> None:
         if not endpoints:
             raise CNIError(ErrorCode.INVALID_CONFIG, "invalid config: store.etcd.endpoints is empty")
         self.endpoints = [validate_endpoint(e) for e in endpoints]
         self.timeout = timeout
+        self._first_answer_by = time.monotonic() + answer_within if answer_within is not None else None
         self._ssl = self._ssl_context(ca_file, cert_file, key_file)
         self._preferred = 0
+        self._username, self._password = username, password
+        self._token = ""
+        self.last_answer: Optional[float] = None
+        self.last_failure: Optional[float] = None
+        self._watch_conn: Optional[http.client.HTTPConnection] = None
+        self._watch_lock = threading.Lock()
 
     @staticmethod
     def _ssl_context(ca_file: str, cert_file: str, key_file: str) -> Optional[ssl.SSLContext]:
@@ -155,30 +177,106 @@ class EtcdClient:
         n = len(self.endpoints)
         return [(self._preferred + i) % n for i in range(n)]
 
-    def _open(self, path: str, body: dict[str, Any], timeout: Optional[float]) -> Any:
-        """POST ``body`` to the first endpoint that answers; returns the open HTTP response."""
+    def _attempt_timeout(self, endpoints_left: int) -> float:
+        """``timeout``, or until the first answer: an equal share of what is left of ``answer_within``."""
+        if self._first_answer_by is None or self.last_answer is not None:
+            return self.timeout
+        left = self._first_answer_by - time.monotonic()
+        return min(self.timeout, left / endpoints_left) if left > 0 else 0.0
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = self._token
+        return headers
+
+    def _open(self, path: str, body: dict[str, Any], timeout: Optional[float], stream: bool = False) -> Any:
+        """POST ``body`` to the first endpoint that answers; returns the open HTTP response.
+
+        ``timeout`` None means "the attempt timeout" (see :meth:`_attempt_timeout`); a stream (a watch) opens its
+        own connection (:meth:`_open_stream`) so another thread can end it.
+        """
         data = json.dumps(body).encode()
         failures: list[str] = []
-        for index in self._order():
-            url = self.endpoints[index] + path
-            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        order = self._order()
+        for n, index in enumerate(order):
+            attempt = self._attempt_timeout(len(order) - n)
+            if attempt <= 0:
+                failures.append(f"{self.endpoints[index]}: no answer within the time allowed")
+                continue
             try:
-                resp = urllib.request.urlopen(req, timeout=timeout, context=self._ssl)
+                if stream:
+                    resp = self._open_stream(self.endpoints[index], path, data, attempt, timeout)
+                else:
+                    req = urllib.request.Request(self.endpoints[index] + path, data=data, headers=self._headers())
+                    resp = urllib.request.urlopen(req, timeout=timeout or attempt, context=self._ssl)
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
+                self.last_answer = time.monotonic()
                 raise StoreError(f"etcd at {self.endpoints[index]} refused {path}", detail) from exc
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", exc)
                 failures.append(f"{self.endpoints[index]}: {reason}")
+                self.last_failure = time.monotonic()
                 continue
             self._preferred = index
             return resp
         raise StoreUnreachable(self.endpoints, "; ".join(failures))
 
+    def _open_stream(self, endpoint: str, path: str, data: bytes, attempt: float,
+                     idle_timeout: Optional[float]) -> Any:
+        """A streamed POST on a connection of its own: connected within ``attempt`` seconds, then each read
+        bounded by ``idle_timeout``; :meth:`interrupt_watch` can shut it down from another thread."""
+        parts = urllib.parse.urlsplit(endpoint)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=attempt,
+                                               context=self._ssl or ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=attempt)
+        try:
+            conn.request("POST", path, body=data, headers=self._headers())
+            resp = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        if resp.status >= 400:
+            detail = resp.read().decode(errors="replace")[:500]
+            conn.close()
+            raise StoreError(f"etcd at {endpoint} refused {path} (HTTP {resp.status})", detail)
+        if conn.sock is not None:
+            conn.sock.settimeout(idle_timeout)
+        with self._watch_lock:
+            self._watch_conn = conn
+        return resp
+
+    def interrupt_watch(self) -> None:
+        """End the current watch stream from another thread (its reader sees the stream end)."""
+        with self._watch_lock:
+            conn = self._watch_conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One unary gateway call, e.g. ``call("/v3/kv/range", {...})``."""
-        with self._open(path, body, self.timeout) as resp:
+        """One unary gateway call, e.g. ``call("/v3/kv/range", {...})``; authenticates first if configured."""
+        if self._username and not self._token:
+            self._authenticate()
+        try:
+            return self._call(path, body)
+        except StoreError as exc:
+            if not (self._username and "auth token" in exc.details):
+                raise
+            self._authenticate()  # the token expired (etcd's --auth-token-ttl): one more try with a new one
+            return self._call(path, body)
+
+    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._open(path, body, None) as resp:
             raw = resp.read()
+        self.last_answer = time.monotonic()
         try:
             reply = json.loads(raw)
         except ValueError as exc:
@@ -187,6 +285,15 @@ class EtcdClient:
         if isinstance(reply, dict) and "error" in reply and "header" not in reply:
             raise StoreError(f"etcd error on {path}", str(reply.get("error")))
         return reply
+
+    def _authenticate(self) -> None:
+        self._token = ""
+        try:
+            reply = self._call("/v3/auth/authenticate", {"name": self._username, "password": self._password})
+        except StoreError as exc:
+            raise StoreError(f"etcd refused user {self._username!r} (store.etcd.username/password)",
+                             exc.details) from exc
+        self._token = str(reply.get("token", ""))
 
     # -- KV ---------------------------------------------------------------------------------------------
 
@@ -231,21 +338,28 @@ class EtcdClient:
                      ) -> Iterator[list[WatchEvent]]:
         """Yield batches of changes under ``prefix`` from ``start_revision`` on, until the stream ends.
 
+        The first batch is empty: etcd confirmed the watch (the caller knows the store is back).
         ``idle_timeout`` bounds the wait for one batch (a socket timeout then ends the iteration with an
         ``OSError``); the caller re-watches from the last revision it saw, so nothing is lost in between.
         """
         body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                    "start_revision": str(start_revision)}}
-        with self._open("/v3/watch", body, idle_timeout) as resp:
+        if self._username and not self._token:
+            self._authenticate()
+        resp = self._open("/v3/watch", body, idle_timeout, stream=True)
+        with resp, contextlib.closing(self._watch_conn):
             for line in resp:
                 if not line.strip():
                     continue
-                result = json.loads(line).get("result", {})
+                message = json.loads(line)
+                if "error" in message:
+                    raise StoreError("etcd ended the watch", str(message["error"]))
+                result = message.get("result", {})
                 if result.get("canceled"):
                     raise StoreError("etcd cancelled the watch", str(result.get("cancel_reason", "")))
                 events = [WatchEvent(kind=str(ev.get("type", "PUT")), key=_unb64(ev["kv"].get("key", "")).decode(),
                                      value=_unb64(ev["kv"].get("value", "")),
                                      revision=int(ev["kv"].get("mod_revision", 0)))
                           for ev in result.get("events", [])]
-                if events:
+                if events or result.get("created"):
                     yield events

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Optional, Union
 
+from .. import netlink
 from ..errors import CNIError, ErrorCode
 from ..log import get_logger
 from ..netlink.conn import Conn
@@ -37,7 +38,8 @@ class Store:
     liveness: Liveness
 
     @classmethod
-    def open(cls, conf: VxlanConf, timeout: float = 5.0) -> Optional[Store]:
+    def open(cls, conf: VxlanConf, timeout: float = 5.0, answer_within: Optional[float] = None) -> Optional[Store]:
+        """The store of ``conf`` (None without one); ``answer_within`` bounds the wait for its first answer."""
         if conf.etcd is None:
             return None
         from .etcd import EtcdClient
@@ -45,8 +47,8 @@ class Store:
         from .subnets import SubnetStore
 
         e = conf.etcd
-        client = EtcdClient(e.endpoints, timeout=timeout, ca_file=e.ca_file, cert_file=e.cert_file,
-                            key_file=e.key_file)
+        client = EtcdClient(e.endpoints, timeout=timeout, answer_within=answer_within, ca_file=e.ca_file,
+                            cert_file=e.cert_file, key_file=e.key_file, username=e.username, password=e.password)
         return cls(client, SubnetStore(client, e.prefix), Liveness(client, e.prefix, e.lease_ttl))
 
 
@@ -58,6 +60,7 @@ class NodeState:
     subnet: IPNetwork
     me: Peer
     device_index: int
+    offline: bool = False  # the store did not answer: the subnet is the one the device already held
 
     @property
     def mtu(self) -> int:
@@ -78,15 +81,54 @@ def choose_subnet(conf: VxlanConf, store: Optional[Store], underlay: datapath.Un
                    f"or list this node (underlayIP {underlay.ip}) in peers")
 
 
-def prepare(conn: Conn, conf: VxlanConf, store: Optional[Store]) -> NodeState:
-    """Underlay, subnet and VXLAN device (created once, then reused)."""
+def known_subnet(conn: Conn, conf: VxlanConf) -> Optional[IPNetwork]:
+    """The subnet this node already holds, read from its VXLAN device (its network address as /32, /128).
+
+    Reservations never expire and only move by this node's own config (``nodeSubnet``, ``network``), so a
+    device address that still fits the config is this node's subnet, with or without the store.
+    """
+    link = netlink.find_link(conn, conf.device)
+    if link is None:
+        return None
+    for addr in netlink.list_addrs(conn, link.index):
+        ip = addr.address.ip
+        if ip.version != conf.network.version or ip not in conf.network or \
+                addr.address.network.prefixlen != ip.max_prefixlen:
+            continue
+        subnet = ipaddress.ip_network(f"{ip}/{conf.subnet_len}", strict=False)
+        if subnet.network_address == ip and conf.node_subnet in (None, subnet):
+            return subnet
+    return None
+
+
+def prepare(conn: Conn, conf: VxlanConf, store: Optional[Store], offline_ok: bool = False) -> NodeState:
+    """Underlay, subnet and VXLAN device (created once, then reused).
+
+    With ``offline_ok``, a store that does not answer is not an error when the node already holds its subnet
+    (:func:`known_subnet`): the state says ``offline`` and the caller skips liveness and peers.
+    """
     underlay = datapath.resolve_underlay(conn, conf)
     own_ips = datapath.local_addresses(conn)
-    subnet = choose_subnet(conf, store, underlay, own_ips)
+    offline = False
+    try:
+        subnet = choose_subnet(conf, store, underlay, own_ips)
+    except CNIError as exc:
+        known = known_subnet(conn, conf) if offline_ok and _unreachable(exc) else None
+        if known is None:
+            raise
+        log.warning("%s; going on with the subnet this node holds, %s", exc.msg, known)
+        subnet, offline = known, True
     mac = vtep_mac(conf.vni, underlay.ip)
     link = datapath.ensure_device(conn, conf, underlay, subnet, mac)
     me = Peer(underlay_ip=underlay.ip, subnet=subnet, vtep_mac=mac, node=conf.node_name)
-    return NodeState(underlay=underlay, subnet=subnet, me=me, device_index=link.index)
+    return NodeState(underlay=underlay, subnet=subnet, me=me, device_index=link.index, offline=offline)
+
+
+def _unreachable(exc: CNIError) -> bool:
+    from .etcd import StoreUnreachable  # loaded already: only a store raises it
+
+    return isinstance(exc, StoreUnreachable)
+
 
 
 def wanted_peers(conf: VxlanConf, state: NodeState, live: list[Peer]) -> list[Peer]:
@@ -95,6 +137,6 @@ def wanted_peers(conf: VxlanConf, state: NodeState, live: list[Peer]) -> list[Pe
                   network=conf.network)
 
 
-def sync(conn: Conn, conf: VxlanConf, state: NodeState, live: list[Peer]) -> Plan:
-    """Program exactly the wanted peers on the device."""
-    return datapath.reconcile(conn, state.device_index, wanted_peers(conf, state, live), conf.network)
+def sync(conn: Conn, conf: VxlanConf, state: NodeState, live: list[Peer], remove: bool = True) -> Plan:
+    """Program exactly the wanted peers on the device (only add or fix entries when ``remove`` is False)."""
+    return datapath.reconcile(conn, state.device_index, wanted_peers(conf, state, live), conf.network, remove)

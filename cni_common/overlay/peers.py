@@ -44,15 +44,24 @@ class KernelState:
 
 @record
 class Plan:
-    """What to change: ``add`` peers (replace semantics), then stale entries to delete."""
+    """What to change: ``add`` peers (replace semantics), then stale entries to delete.
+
+    ``kept`` lists the routes of stale peers left in place on purpose (:meth:`additions_only`).
+    """
 
     add: list[Peer] = field(default_factory=list)
     del_routes: list[IPNetwork] = field(default_factory=list)
     del_neighbours: list[IPAddress] = field(default_factory=list)
     del_fdb: list[str] = field(default_factory=list)
+    kept: list[IPNetwork] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.add or self.del_routes or self.del_neighbours or self.del_fdb)
+
+    def additions_only(self) -> "Plan":
+        """This plan without its deletions: while the store's view cannot be trusted to mean "gone" (right
+        after an outage, or when the agent owns removals), a missing peer may just not have re-published."""
+        return Plan(add=self.add, kept=self.del_routes)
 
 
 def select(candidates: Iterable[Peer], *, own_subnet: IPNetwork, own_ips: Iterable[IPAddress],
