@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 #: Seconds an ADD (and STATUS) waits for the store's first answer, over all endpoints: within a runtime's
 #: CNI timeout, and short enough for a frozen or unreachable cluster (see "Faults" in docs/vxlan.md).
-STORE_ANSWER_WITHIN = 1.5
+STORE_ANSWER_WITHIN = 1.0
 
 ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
 

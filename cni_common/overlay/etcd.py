@@ -121,6 +121,19 @@ def op_delete(key: str) -> dict[str, Any]:
     return {"request_delete_range": {"key": _b64(key)}}
 
 
+#: gRPC status codes etcd reports for a member that cannot serve right now (no leader, an election, a timeout
+#: inside the cluster): UNAVAILABLE and DEADLINE_EXCEEDED. Such an answer counts as "unreachable" (code 11),
+#: and the next endpoint is tried; found by the leader-kill fault test ("etcdserver: leader changed").
+_TRANSIENT_GRPC_CODES = (4, 14)
+
+
+def _transient(detail: str) -> bool:
+    try:
+        return int(json.loads(detail).get("code", 0)) in _TRANSIENT_GRPC_CODES
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
 def validate_endpoint(endpoint: str) -> str:
     """An endpoint is ``http(s)://host:port``; anything else is a config error naming it (code 7)."""
     parsed = urllib.parse.urlsplit(endpoint)
@@ -212,6 +225,10 @@ class EtcdClient:
                     resp = urllib.request.urlopen(req, timeout=timeout or attempt, context=self._ssl)
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
+                if _transient(detail):  # "leader changed", "request timed out": this member cannot serve now
+                    failures.append(f"{self.endpoints[index]}: {detail}")
+                    self.last_failure = time.monotonic()
+                    continue
                 self.last_answer = time.monotonic()
                 raise StoreError(f"etcd at {self.endpoints[index]} refused {path}", detail) from exc
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
