@@ -10,5 +10,8 @@ Modules, each with one job:
 - :mod:`.vtep`     the stable VTEP MAC of a node (derived from the VNI and its underlay address);
 - :mod:`.datapath` kernel programming of the VXLAN device and per-peer entries;
 - :mod:`.attach`   the container side (bridge + veth + IPAM), through plugins/bridge.py's attach/detach/check;
-- :mod:`.agent`    the long-running ``vxlan agent`` loop (lease keep-alive, watch-driven reconciliation).
+- :mod:`.agent`    the long-running ``vxlan agent`` loop (lease keep-alive, watch-driven reconciliation, the
+                   grace that keeps peers through an etcd outage);
+- :mod:`.metrics`  the agent's /healthz, /readyz and Prometheus /metrics (only the agent imports it);
+- :mod:`.presence` whether an agent runs for a network on this node (an abstract Unix socket name).
 """
