@@ -201,13 +201,14 @@ class Agent:
 
     def _renew(self, state: node.NodeState) -> bool:
         assert self.store is not None
+        was_failing = self.contact is not None and self.contact.failing()
         try:
             if not self.lease or not self.store.liveness.renew(self.lease, state.me):
                 self.lease = self.store.liveness.publish(state.me)
             return True
         except CNIError as exc:
             self._error("store")
-            if self.contact is None or not self.contact.failing() or exc.code != ErrorCode.TRY_AGAIN_LATER:
+            if not was_failing or exc.code != ErrorCode.TRY_AGAIN_LATER:  # one line per outage, not per second
                 log.warning("liveness renewal failed: %s", exc)
             return False
 

@@ -365,18 +365,26 @@ class EtcdClient:
             self._authenticate()
         resp = self._open("/v3/watch", body, idle_timeout, stream=True)
         with resp, contextlib.closing(self._watch_conn):
-            for line in resp:
-                if not line.strip():
-                    continue
-                message = json.loads(line)
-                if "error" in message:
-                    raise StoreError("etcd ended the watch", str(message["error"]))
-                result = message.get("result", {})
-                if result.get("canceled"):
-                    raise StoreError("etcd cancelled the watch", str(result.get("cancel_reason", "")))
-                events = [WatchEvent(kind=str(ev.get("type", "PUT")), key=_unb64(ev["kv"].get("key", "")).decode(),
-                                     value=_unb64(ev["kv"].get("value", "")),
-                                     revision=int(ev["kv"].get("mod_revision", 0)))
-                          for ev in result.get("events", [])]
-                if events or result.get("created"):
-                    yield events
+            try:
+                yield from self._watch_events(resp)
+            except http.client.HTTPException as exc:  # a chunk cut short (interrupted, member gone)
+                raise StoreError("the watch stream broke", repr(exc)) from exc
+
+    @staticmethod
+    def _watch_events(resp: Any) -> Iterator[list[WatchEvent]]:
+        """The batches of one open watch stream (one JSON message per line)."""
+        for line in resp:
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            if "error" in message:
+                raise StoreError("etcd ended the watch", str(message["error"]))
+            result = message.get("result", {})
+            if result.get("canceled"):
+                raise StoreError("etcd cancelled the watch", str(result.get("cancel_reason", "")))
+            events = [WatchEvent(kind=str(ev.get("type", "PUT")), key=_unb64(ev["kv"].get("key", "")).decode(),
+                                 value=_unb64(ev["kv"].get("value", "")),
+                                 revision=int(ev["kv"].get("mod_revision", 0)))
+                      for ev in result.get("events", [])]
+            if events or result.get("created"):
+                yield events
