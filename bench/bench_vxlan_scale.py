@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -322,30 +321,17 @@ def phase_churn(s: Scale, events: int, rows: list[tuple[str, str]]) -> None:
 
 
 def phase_outages(s: Scale, seconds: float, rows: list[tuple[str, str]]) -> None:
-    port = str(EtcdCluster.CLIENT_PORT)
-    for kind in ("killed", "frozen", "dropped"):
+    for kind in EtcdCluster.OUTAGES:
         pods = [n.containers[0] for n in s.lab.nodes]
         pairs = [(a, s.cluster.ip_of(b)) for a, b in zip(pods, pods[1:] + pods[:1])]
         n1 = s.lab.nodes[0]
         with observe([n.ns for n in s.lab.nodes], pairs) as obs:
             begin = time.monotonic()
-            if kind == "killed":
-                s.etcd.kill_all()
-            elif kind == "frozen":
-                s.etcd.signal_all(signal.SIGSTOP)
-            else:
-                for n in s.lab.nodes:
-                    n.ns.run(["iptables", "-I", "OUTPUT", "-p", "tcp", "--dport", port, "-j", "DROP"])
+            s.etcd.begin_outage(kind, [n.ns for n in s.lab.nodes])
             time.sleep(min(10.0, seconds / 2))
             _, add_s = s.add_pod(n1)
             time.sleep(max(0.0, seconds - (time.monotonic() - begin)))
-            if kind == "killed":
-                s.etcd.restart_stopped()
-            elif kind == "frozen":
-                s.etcd.signal_all(signal.SIGCONT)
-            else:
-                for n in s.lab.nodes:
-                    n.ns.run(["iptables", "-D", "OUTPUT", "-p", "tcp", "--dport", port, "-j", "DROP"])
+            s.etcd.end_outage(kind, [n.ns for n in s.lab.nodes])
             back = time.monotonic()
             names = {n.name for n in s.lab.nodes}
             while s.alive() < names and time.monotonic() - back < 120:

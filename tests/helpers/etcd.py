@@ -202,6 +202,29 @@ class EtcdCluster:
         for m in down:
             m.wait_ready()
 
+    #: The three ways etcd becomes unavailable in the fault tests and the scale bench.
+    OUTAGES = ("killed", "frozen", "dropped")
+
+    def begin_outage(self, kind: str, nodes: list[Netns]) -> None:
+        """``killed``: every member SIGKILLed; ``frozen``: every member SIGSTOPped; ``dropped``: the client port
+        dropped by each node's own iptables (inside the node namespaces only)."""
+        if kind == "killed":
+            self.kill_all()
+        elif kind == "frozen":
+            self.signal_all(signal.SIGSTOP)
+        else:
+            for ns in nodes:
+                ns.run(["iptables", "-I", "OUTPUT", "-p", "tcp", "--dport", str(self.CLIENT_PORT), "-j", "DROP"])
+
+    def end_outage(self, kind: str, nodes: list[Netns]) -> None:
+        if kind == "killed":
+            self.restart_stopped()
+        elif kind == "frozen":
+            self.signal_all(signal.SIGCONT)
+        else:
+            for ns in nodes:
+                ns.run(["iptables", "-D", "OUTPUT", "-p", "tcp", "--dport", str(self.CLIENT_PORT), "-j", "DROP"])
+
     def stop(self) -> None:
         for m in self.members:
             m.stop(keep_data=True)
