@@ -338,6 +338,8 @@ def phase_outages(s: Scale, seconds: float, rows: list[tuple[str, str]]) -> None
                 time.sleep(0.2)
             republished = time.monotonic() - back
             time.sleep(s.ttl + 3)  # past the grace
+        for line in obs.withdrawn[:20]:
+            say(f"withdrawn: {line}")
         running = all(p.poll() is None for p in s.agents.values())
         exact = s.exactness()
         rows.append((f"etcd {kind} for {seconds:.0f} s at N = {len(s.lab.nodes)} (every pod pings the next "

@@ -57,6 +57,17 @@ print(sent, got, flush=True)
 """
 
 
+def _ours_withdrawn(line: str, device: str) -> bool:
+    """A "Deleted" event of an entry the overlay programs on ``device``: a route, a neighbour or an FDB entry
+    (IPv4 in the labs), or the device's own address. Not the IPv6 multicast neighbours (``ff02::…``, NOARP)
+    the kernel makes and garbage-collects by itself on every link."""
+    _, _, rest = line.partition("] ")
+    if not rest.startswith("Deleted ") or f"dev {device}" not in rest:
+        return False
+    entry = rest.split()[1]
+    return not (entry.startswith("ff0") or entry.startswith("fe80:"))
+
+
 @dataclass
 class Observation:
     """What a watched period showed: echo requests sent/answered per pair, and the withdrawn entries."""
@@ -105,5 +116,5 @@ def observe(nodes: Sequence[Netns], pairs: Sequence[tuple[Netns, str]], device: 
             proc.terminate()
             proc.wait(timeout=10)
             lines = out.read_text(errors="replace").splitlines()
-            obs.withdrawn += [ln for ln in lines if "Deleted" in ln and f"dev {device}" in ln]
+            obs.withdrawn += [ln for ln in lines if _ours_withdrawn(ln, device)]
         shutil.rmtree(tmp, ignore_errors=True)
