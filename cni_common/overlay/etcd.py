@@ -292,7 +292,11 @@ class EtcdClient:
 
     def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._open(path, body, None) as resp:
-            raw = resp.read()
+            try:
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as exc:  # the member died or froze mid-answer
+                self.last_failure = time.monotonic()
+                raise StoreUnreachable([self.endpoints[self._preferred]], f"answer cut short: {exc!r}") from exc
         self.last_answer = time.monotonic()
         try:
             reply = json.loads(raw)

@@ -141,3 +141,28 @@ def test_the_plugin_path_never_imports_prometheus_client() -> None:
             "from cni_common.overlay import node, etcd, liveness, subnets, presence, datapath, config; "
             "assert 'prometheus_client' not in sys.modules and 'cni_common.overlay.agent' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=paths.REPO)
+
+
+def test_an_answer_cut_short_is_unreachable_not_a_crash() -> None:
+    """Found by the scale bench: etcd killed while it sent a keep-alive's answer (a chunked body cut short)
+    raised http.client.IncompleteRead out of the agent's loop, and the agent exited."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"result\":")
+        conn.close()
+
+    import threading
+
+    t = threading.Thread(target=serve)
+    t.start()
+    client = EtcdClient([f"http://127.0.0.1:{srv.getsockname()[1]}"], timeout=5)
+    with pytest.raises(StoreUnreachable) as err:
+        client.keepalive(1)
+    t.join()
+    srv.close()
+    assert err.value.code == 11 and "cut short" in err.value.details
