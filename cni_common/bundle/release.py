@@ -52,7 +52,7 @@ itself once into /var/cache/cni-suite/<hash>/ (root only).
 Bundled (the files carry their own C library, used instead of the node's; a security fix in any of these
 needs a new build of the suite):
     GNU C Library (glibc)   Debian package libc6 {info.get("glibc", "?")}
-    Python                  Debian package libpython3-stdlib {info.get("python", "?")}
+    Python                  Debian package libpython3.X-stdlib {info.get("python", "?")}
     zlib                    Debian package zlib1g {info.get("zlib", "?")}
     OpenSSL                 Debian package libssl3 {info.get("openssl", "?")}
 
