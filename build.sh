@@ -94,11 +94,15 @@ write_build_info() {
     python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     {
         echo "platform=linux/$arch"
-        echo "python=$(dpkg-query -W -f='${Version}' "libpython$python-stdlib:$arch")"
-        echo "glibc=$(dpkg-query -W -f='${Version}' "libc6:$arch")"
-        echo "zlib=$(dpkg-query -W -f='${Version}' "zlib1g:$arch")"
-        echo "openssl=$(dpkg-query -W -f='${Version}' "libssl3:$arch")"
+        echo "python=$(package_version "libpython$python-stdlib:$arch")"
+        echo "glibc=$(package_version "libc6:$arch")"
+        echo "zlib=$(package_version "zlib1g:$arch")"
+        echo "openssl=$(package_version "libssl3:$arch")"
     } > "$dir/_internal/cni_common/bundle/build-info"
+}
+
+package_version() {
+    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
 }
 
 # PyInstaller once for all architectures: the .pyc files are the same for all; its binaries are the build
