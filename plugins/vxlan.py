@@ -1,7 +1,7 @@
 """The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
 
-An interface plugin: it creates the container's veth on a local bridge itself, with the bridge plugin's code
-(:mod:`cni_common.overlay.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
+An interface plugin: it creates the container's veth on a local bridge itself, with the library's bridge
+attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
 :mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
 over time (:mod:`cni_common.overlay.agent`).
 
