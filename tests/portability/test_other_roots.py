@@ -32,6 +32,8 @@ def root(request: pytest.FixtureRequest) -> Iterator[Path]:
     path = rootfs(request.param)
     install_plugins(path)
     yield path
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    assert not [m for m in mounts if m.startswith(str(path))], "a call's bind mounts outlived it"
 
 
 @pytest.fixture(autouse=True)
