@@ -54,3 +54,15 @@ def test_tarball_bytes_depend_only_on_the_members_and_the_time() -> None:
 def test_readme_names_the_bundled_c_library() -> None:
     text = readme("arm64", {"glibc": "2.36-9+deb12u13", "python": "3.11.2-6"}, ["bridge", "host-local"])
     assert "for linux/arm64" in text and "libc6 2.36-9+deb12u13" in text and "libpython3.11-stdlib" in text
+
+
+def test_bundled_line_reads_build_info_and_is_silent_without_it(tmp_path: Path, monkeypatch) -> None:
+    from cni_common.bundle import buildinfo
+
+    info = tmp_path / "build-info"
+    info.write_text("platform=linux/amd64\nglibc=2.36-9+deb12u13\npython=3.11.2-6\n")
+    monkeypatch.setattr(buildinfo, "BUILD_INFO", str(info))
+    assert buildinfo.bundled_line() == ("Bundled (Debian package versions): linux/amd64, glibc 2.36-9+deb12u13, "
+                                        "Python 3.11.2-6")
+    monkeypatch.setattr(buildinfo, "BUILD_INFO", str(tmp_path / "absent"))
+    assert buildinfo.bundled_line() == ""
