@@ -48,6 +48,17 @@ PLUGINS = {
 }
 
 
+def _install():
+    from plugins.install import main
+
+    return main
+
+
+# Modes of the same file that are not CNI plugins, run as ``cni-suite <mode> [options]``; their ``main``
+# takes the whole ``argv``.
+MODES = {"install": _install}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the plugin named by ``argv[0]`` (or by ``argv[1]`` when called as ``cni-suite <type>``).
 
@@ -56,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     as_program = argv is None
     argv = sys.argv if argv is None else argv
     name = os.path.basename(argv[0])
+    if name not in PLUGINS and len(argv) > 1 and argv[1] in MODES:
+        return MODES[argv[1]]()(argv)
     if name not in PLUGINS and len(argv) > 1 and argv[1] in PLUGINS:
         name = argv[1]
         sys.argv = argv = argv[1:]  # a plugin with modes of its own (``vxlan agent``) reads sys.argv
     loader = PLUGINS.get(name)
     if loader is None:
         sys.stderr.write(f"cni-suite: run me as one of {', '.join(sorted(PLUGINS))} "
-                         f"(a link or copy under that name), or as 'cni-suite <type>'\n")
+                         f"(a link or copy under that name), or as 'cni-suite <type>' "
+                         f"or 'cni-suite {' | '.join(MODES)} --help'\n")
         return 2
     is_plugin_call = len(argv) < 2  # a CNI call has no arguments; ``vxlan agent ...`` is a mode of its own
     if is_plugin_call and os.environ.get("CNI_COMMAND", "").strip() == "VERSION":
