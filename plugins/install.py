@@ -198,7 +198,8 @@ def _read_source(path: str) -> bytes:
 
 def _install_binaries(source: bytes, options: Options) -> None:
     digest = hashlib.sha256(source).hexdigest()
-    stale = [t for t in options.targets() if install_files.file_digest(t) != digest]
+    digests = install_files.DigestCache()  # the four names are usually one file: hash it once
+    stale = [t for t in options.targets() if digests.of(t) != digest]
     if not stale:
         log.debug("plugins already installed in %s", options.bin_dir)
         return

@@ -76,6 +76,23 @@ def file_digest(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+class DigestCache:
+    """:func:`file_digest` once per file (device, inode, size, mtime): hard links share one answer."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int, int, int], str] = {}
+
+    def of(self, path: str) -> str:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return ""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in self._seen:
+            self._seen[key] = file_digest(path)
+        return self._seen[key]
+
+
 def fsync_dir(directory: str) -> None:
     """Make the renames in ``directory`` durable (a crash after we reported success keeps the new names)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

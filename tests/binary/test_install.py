@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.builds import build_hash, repack
-from tests.helpers.skip import require_dist
+from tests.helpers.builds import build_hash
 
 TEMPLATE = {
     "cniVersion": "1.0.0", "name": "pods",
@@ -32,18 +31,8 @@ TYPES = ("bridge", "host-local", "portmap", "vxlan")
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two different builds of the single file, both named `cni-suite` (the name runs the installer mode)."""
-    dist = require_dist()
-    base = tmp_path_factory.mktemp("builds")
-    first = base / "a" / "cni-suite"
-    first.parent.mkdir()
-    first.write_bytes((dist / "bridge").read_bytes())
-    first.chmod(0o755)
-    second = base / "b" / "cni-suite"
-    second.parent.mkdir()
-    repack(first, second, "second build", base / "work")
-    return first, second
+def builds(suite_builds: tuple[Path, Path]) -> tuple[Path, Path]:
+    return suite_builds
 
 
 @pytest.fixture(scope="module")

@@ -44,3 +44,17 @@ def repack(single_file: Path, dest: Path, tag: str, workdir: Path) -> Path:
     shutil.rmtree(bundle, ignore_errors=True)
     runner.unlink()
     return dest
+
+
+def two_builds(base: Path, single_file: Path) -> tuple[Path, Path]:
+    """`base/a/cni-suite` (a copy of `single_file`) and `base/b/cni-suite` (a repacked, different build).
+
+    Named `cni-suite`, the name under which the file runs its non-plugin modes (`cni-suite install`).
+    """
+    first = base / "a" / "cni-suite"
+    first.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(single_file, first)
+    second = base / "b" / "cni-suite"
+    second.parent.mkdir(parents=True, exist_ok=True)
+    repack(first, second, "second build", base / "work")
+    return first, second
