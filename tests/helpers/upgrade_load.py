@@ -45,11 +45,12 @@ class UpgradeFigures:
 
     def summary(self) -> dict[str, object]:
         calls = sorted(self.call_seconds)
+        installs = self.install_seconds or [0.0]
         return {
             "calls": self.calls, "failed calls": len(self.failed), "text file busy": self.text_file_busy,
             "installs": len(self.install_seconds),
-            "install median ms": round(statistics.median(self.install_seconds) * 1000, 1),
-            "install max ms": round(max(self.install_seconds) * 1000, 1),
+            "install median ms": round(statistics.median(installs) * 1000, 1),
+            "install max ms": round(max(installs) * 1000, 1),
             "call median ms": round(statistics.median(calls) * 1000, 1),
             "call p95 ms": round(calls[int(len(calls) * 0.95) - 1] * 1000, 1),
             "partial files seen": len(self.partial_files), "file samples": self.file_samples,
