@@ -102,7 +102,9 @@ class Options:
 
 def main(argv: list[str]) -> int:
     """``argv`` = [program, "install", options...] (the multi-call dispatcher passes it whole)."""
-    opts = build_parser().parse_args(argv[2:])
+    parser = build_parser()
+    opts = parser.parse_args(argv[2:])
+    _check_combinations(parser, opts)
     configure(opts.log_level if opts.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "info")
     try:
         options = _options(opts, argv[0])
@@ -124,13 +126,27 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _check_combinations(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    """Usage errors (exit 2) for options that would otherwise be silently ignored or write a bad name."""
+    unknown = sorted(set(t for t in opts.plugins.split(",") if t) - set(PLUGIN_TYPES))
+    if unknown or not opts.plugins.strip(","):
+        parser.error(f"--plugins: {', '.join(unknown) or 'empty'} (choose from {', '.join(PLUGIN_TYPES)})")
+    if "/" in opts.conflist_name or not opts.conflist_name.endswith(".conflist"):
+        parser.error(f"--conflist-name: {opts.conflist_name!r} must be a file name ending in .conflist")
+    if opts.remove_binaries and not opts.uninstall:
+        parser.error("--remove-binaries goes with --uninstall")
+    if opts.remove_config_on_exit and not opts.watch:
+        parser.error("--remove-config-on-exit goes with --watch")
+    if opts.check and not opts.conflist:
+        parser.error("--check needs --conflist")
+    if sum((opts.check, opts.watch, opts.uninstall)) > 1:
+        parser.error("choose one of --check, --watch, --uninstall")
+    if opts.interval <= 0:
+        parser.error("--interval must be positive")
+
+
 def _options(opts: argparse.Namespace, argv0: str) -> Options:
     types = [t for t in opts.plugins.split(",") if t]
-    unknown = sorted(set(types) - set(PLUGIN_TYPES))
-    if unknown or not types:
-        raise ConfigRefused(f"--plugins: {', '.join(unknown) or 'empty'} (choose from {', '.join(PLUGIN_TYPES)})")
-    if "/" in opts.conflist_name or not opts.conflist_name.endswith((".conflist", ".conf", ".json")):
-        raise ConfigRefused(f"--conflist-name: {opts.conflist_name!r} must be a file name ending in .conflist")
     return Options(bin_dir=opts.bin_dir, conf_dir=opts.conf_dir, source=opts.source or _self_path(argv0),
                    types=types, conflist=opts.conflist, conflist_name=opts.conflist_name,
                    node_subnets=opts.node_subnets)
@@ -216,8 +232,6 @@ def _install_binaries(source: bytes, options: Options) -> None:
 
 def _render(options: Options, env: dict[str, str]) -> tuple[str, list[str]]:
     """The config list's text and the plugin types it needs; :class:`ConfigRefused` when it is not valid."""
-    if not options.conflist:
-        raise ConfigRefused("--conflist: a template is required here")
     template = install_config.parse_template(_read_text(options.conflist, "--conflist"), options.conflist)
     if options.node_subnets and "POD_CIDR" not in env:
         if not env.get("NODE_NAME"):

@@ -99,3 +99,4 @@ def test_foreign_plugin_types_are_not_parsed_but_listed():
     conf = render(BRIDGE, {"POD_CIDR": "10.244.3.0/24"})
     conf["plugins"].append({"type": "tuning", "sysctl": {"net.core.somaxconn": "500"}})
     assert validate(conf)[-1] == "tuning"
+
