@@ -80,6 +80,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--installs", type=int, default=20)
     opts = parser.parse_args()
+    load_start = os.getloadavg()[0]
     with Lab(tag="u") as lab:
         builds = two_builds(lab.tmp / "builds", paths.DIST_DIR / "bridge")
         rows = {
@@ -94,6 +95,12 @@ def main() -> int:
     for name, fig in rows.items():
         summary = fig.summary()
         print(f"| {name} | " + " | ".join(str(summary.get(k, "")) for k in keys) + " |")
+    print(f"\nload average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores: the latencies "
+          "are inflated by other work; the counts are what matters)")
+    for name, fig in rows.items():
+        for what, items in (("failed call", fig.failed), ("partial file", fig.partial_files)):
+            if items:
+                print(f"- {name}, first {what}: {' '.join(items[0].split())[:300]}")
     return 0
 
 

@@ -100,14 +100,14 @@ class Options:
         return [os.path.join(self.bin_dir, t) for t in self.types]
 
 
-def main(argv: list[str]) -> int:
-    """``argv`` = [program, "install", options...] (the multi-call dispatcher passes it whole)."""
+def main(args: list[str]) -> int:
+    """``cni-suite install ARGS``: the dispatcher (plugins/multicall.py) passes the words after ``install``."""
     parser = build_parser()
-    opts = parser.parse_args(argv[2:])
+    opts = parser.parse_args(args)
     _check_combinations(parser, opts)
     configure(opts.log_level if opts.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "info")
     try:
-        options = _options(opts, argv[0])
+        options = _options(opts, sys.argv[0])  # the launcher keeps argv[0]: the single file we run from
         if opts.check:
             sys.stdout.write(_render(options, dict(os.environ))[0])
             return 0

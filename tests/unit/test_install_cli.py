@@ -17,5 +17,5 @@ def test_usage_errors_exit_2(args, message, capsys):
     from plugins.install import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["cni-suite", "install", *args])
+        main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
