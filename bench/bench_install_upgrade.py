@@ -25,11 +25,11 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.lab import Lab, ensure_cnitool  # noqa: E402
-from tests.helpers import paths  # noqa: E402
-from tests.helpers.builds import two_builds  # noqa: E402
-from tests.helpers.cnitool import Cnitool  # noqa: E402
-from tests.helpers.upgrade_load import PLUGIN_TYPES, UpgradeFigures, upgrade_under_load  # noqa: E402
+from bench.lab import Lab, ensure_cnitool
+from tests.helpers import paths
+from tests.helpers.builds import two_builds
+from tests.helpers.cnitool import Cnitool
+from tests.helpers.upgrade_load import PLUGIN_TYPES, UpgradeFigures, upgrade_under_load
 
 NET = "cnt-upgrade"
 

@@ -34,11 +34,12 @@ from cni_common.log import configure, get_logger
 from plugins import install_config, install_files
 from plugins.install_config import ConfigRefused
 from plugins.install_files import InstallError
+from plugins.multicall import PLUGINS
 
 log = get_logger("cni-suite install")
 
-#: The CNI types the single file answers to (cni_common.multicall.PLUGINS, kept here without importing it).
-PLUGIN_TYPES = ("bridge", "host-local", "portmap", "vxlan")
+#: The CNI types the single file answers to: the suite's one table.
+PLUGIN_TYPES = tuple(PLUGINS)
 EXIT_IO, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 DEFAULT_BIN_DIR = "/host/opt/cni/bin"
 DEFAULT_CONF_DIR = "/host/etc/cni/net.d"

@@ -94,7 +94,8 @@ def validate(conflist: Any) -> list[str]:
             detail = f" ({exc.details})" if exc.details else ""
             raise ConfigRefused(f"plugins[{index}] ({plugin['type']}): {exc.msg}{detail}") from exc
         types.append(plugin["type"])
-        ipam = plugin.get("ipam") if isinstance(plugin.get("ipam"), dict) else {}
+        ipam = plugin.get("ipam")
+        ipam = ipam if isinstance(ipam, dict) else {}
         ipam_type = ipam.get("type") or ("host-local" if plugin["type"] == "vxlan" else "")  # vxlan's default
         if isinstance(ipam_type, str) and ipam_type:
             types.append(ipam_type)

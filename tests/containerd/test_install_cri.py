@@ -93,7 +93,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     plugin_cache = tmp_path / "plugin-cache"
     plugin_cache.mkdir(mode=0o700)
     cd = make_containerd(bin_dir, None, extra_env={"CNI_SUITE_CACHE_DIR": str(plugin_cache)})
-    for ref, tar in images:
+    for _ref, tar in images:
         cd.ctr("images", "import", str(tar), namespace="k8s.io")
     cri = cri_client(cd)
     assert cri.status().get("NetworkReady") is False  # no network config on this node yet
@@ -139,7 +139,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
                         errors.append(f"churn-{churned[0]}: no address")
                     client.stop_pod(pod)
                     client.remove_pod(pod)
-                except Exception as exc:  # every failure is reported by the assertion below
+                except Exception as exc:  # noqa: BLE001 - every failure is reported by the assertion below
                     errors.append(f"churn-{churned[0]}: {exc}")
         finally:
             client.close()

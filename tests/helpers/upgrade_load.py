@@ -25,8 +25,8 @@ from typing import Callable
 from tests.helpers.builds import build_hash
 from tests.helpers.cnitool import Cnitool
 from tests.helpers.netns import Netns
+from tests.helpers.paths import OUR_PLUGINS as PLUGIN_TYPES
 
-PLUGIN_TYPES = ("bridge", "host-local", "portmap", "vxlan")
 BUILD_DIR = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -115,7 +115,7 @@ def upgrade_under_load(tool: Cnitool, net: str, containers: list[Netns], install
     sample_thread = threading.Thread(target=sampler, daemon=True)
     sample_thread.start()
     with ThreadPoolExecutor(max_workers=len(containers) + 1) as pool:
-        futures = [pool.submit(worker, c, n) for c, n in zip(containers, shares)]
+        futures = [pool.submit(worker, c, n) for c, n in zip(containers, shares, strict=True)]
         futures.append(pool.submit(installer))
         for f in futures:
             f.result()
