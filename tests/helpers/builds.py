@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from cni_common.bundle import pack, trailer
+from tests.helpers.paths import OUR_PLUGINS
 
 
 def build_hash(path: Path) -> str:
@@ -39,7 +40,7 @@ def repack(single_file: Path, dest: Path, tag: str, workdir: Path) -> Path:
     shutil.rmtree(bundle, ignore_errors=True)
     shutil.copytree(unpacked, bundle, symlinks=True, ignore=shutil.ignore_patterns(".in-use"))
     (bundle / "build-tag.txt").write_text(tag + "\n")
-    pack.pack(launcher, bundle, dest)
+    pack.pack(launcher, bundle, dest, list(OUR_PLUGINS))
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(bundle, ignore_errors=True)
     runner.unlink()
