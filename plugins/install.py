@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="only render and validate --conflist, print it, write nothing")
     p.add_argument("--watch", action="store_true",
-                   help="stay up and re-install when an input or an installed file changes (until SIGTERM)")
+                   help="stay up and re-install when an input or an installed file changes (until SIGTERM); with "
+                        "--uninstall: stay up after removing (a DaemonSet's container must not exit)")
     p.add_argument("--interval", type=float, default=5.0, help="--watch poll interval in seconds (default 5)")
     p.add_argument("--remove-config-on-exit", action="store_true",
                    help="with --watch: on SIGTERM/SIGINT remove the config this installer wrote")
@@ -114,7 +115,7 @@ def main(args: list[str]) -> int:
             return 0
         if opts.uninstall:
             uninstall(options, remove_binaries=opts.remove_binaries)
-            return 0
+            return _wait_for_stop() if opts.watch else 0
         installed = reconcile(options, dict(os.environ))
     except ConfigRefused as exc:
         log.error("config refused, nothing written: %s", exc)
@@ -140,8 +141,10 @@ def _check_combinations(parser: argparse.ArgumentParser, opts: argparse.Namespac
         parser.error("--remove-config-on-exit goes with --watch")
     if opts.check and not opts.conflist:
         parser.error("--check needs --conflist")
-    if sum((opts.check, opts.watch, opts.uninstall)) > 1:
-        parser.error("choose one of --check, --watch, --uninstall")
+    if opts.check and (opts.watch or opts.uninstall):
+        parser.error("--check goes alone (it writes nothing)")
+    if opts.remove_config_on_exit and opts.uninstall:
+        parser.error("--remove-config-on-exit does not go with --uninstall")
     if opts.interval <= 0:
         parser.error("--interval must be positive")
 
@@ -277,6 +280,24 @@ def uninstall(options: Options, remove_binaries: bool) -> None:
 # ------------------------------------------------------------------------------------------------- watch
 
 
+def _stop_event() -> threading.Event:
+    """Set by SIGTERM (the kubelet stopping the pod) or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for_stop() -> int:
+    """``--uninstall --watch``: the work is done; stay up until the pod is deleted (a DaemonSet's container that
+    exits is restarted, and its pod never counts as ready)."""
+    log.info("uninstalled; waiting for SIGTERM")
+    stop = _stop_event()
+    while not stop.wait(60):  # a timed wait: the signal handler runs between two waits at the latest
+        pass
+    return 0
+
+
 def watch(options: Options, installed: Installed, interval: float, remove_config_on_exit: bool) -> int:
     """Poll the inputs and the installed files every ``interval`` s; re-install when any of them changed.
 
@@ -284,9 +305,7 @@ def watch(options: Options, installed: Installed, interval: float, remove_config
     ``stat`` calls (plus reading two small text files) every few seconds cost nothing measurable. A failed
     re-install is logged and retried at the next change; the previous files stay in place meanwhile.
     """
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_event()
     seen = _fingerprint(options)
     log.info("watching every %gs", interval)
     while not stop.wait(interval):

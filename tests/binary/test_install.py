@@ -245,3 +245,19 @@ def test_uninstall_removes_the_config_and_only_our_binaries(node: Node, builds):
     res = node.install(first, "--uninstall", "--remove-binaries")
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in node.bin.iterdir()) == ["bridge"]
+
+
+def test_uninstall_watch_stays_up_until_sigterm(node: Node, builds):
+    first, _ = builds
+    assert node.install(first).returncode == 0
+    log = node.root / "uninstall.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(node.argv(first, "--uninstall", "--watch"), env=node.env(), stderr=stderr)
+    try:
+        _wait_for(lambda: "waiting for SIGTERM" in log.read_text())
+        assert not node.conflist.exists() and proc.poll() is None  # removed, and still up (a DaemonSet's pod)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

@@ -11,7 +11,8 @@ import pytest
     (["--remove-binaries"], "--remove-binaries goes with --uninstall"),
     (["--remove-config-on-exit"], "--remove-config-on-exit goes with --watch"),
     (["--check"], "--check needs --conflist"),
-    (["--watch", "--uninstall"], "choose one of"),
+    (["--check", "--conflist", "x", "--watch"], "--check goes alone"),
+    (["--uninstall", "--watch", "--remove-config-on-exit"], "does not go with --uninstall"),
 ])
 def test_usage_errors_exit_2(args, message, capsys):
     from plugins.install import main

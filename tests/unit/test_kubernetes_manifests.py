@@ -29,8 +29,11 @@ def containers(spec: dict) -> list[dict]:
     return spec.get("initContainers", []) + spec["containers"]
 
 
-def test_there_are_two_manifests():
-    assert [p.name for p in MANIFESTS] == ["bridge.yaml", "vxlan.yaml"]
+INSTALLS = [p for p in MANIFESTS if p.name != "uninstall.yaml"]
+
+
+def test_the_manifests():
+    assert [p.name for p in MANIFESTS] == ["bridge.yaml", "uninstall.yaml", "vxlan.yaml"]
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -44,7 +47,7 @@ def test_daemonset_runs_everywhere_and_rolls(path: Path):
     assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", INSTALLS, ids=lambda p: p.name)
 def test_installer_commands_parse_and_match_the_volumes(path: Path):
     docs = documents(path)
     spec = docs["DaemonSet"]["spec"]["template"]["spec"]
@@ -71,7 +74,7 @@ def test_installer_commands_parse_and_match_the_volumes(path: Path):
         assert security.get("privileged") is False
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", INSTALLS, ids=lambda p: p.name)
 def test_configmap_template_renders_and_validates(path: Path):
     data = documents(path)["ConfigMap"]["data"]
     env = {"NODE_NAME": "node-1"}
@@ -98,3 +101,21 @@ def test_vxlan_agent_reads_the_installed_config_with_net_admin_only():
     # The agent starts after one install has written the config it reads.
     assert spec["initContainers"][0]["command"][:2] == ["/cni-suite", "install"]
     assert "--watch" not in spec["initContainers"][0]["command"]
+
+
+def test_uninstall_removes_what_the_installers_wrote_and_stays_up():
+    spec = documents(next(p for p in MANIFESTS if p.name == "uninstall.yaml"))["DaemonSet"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (c,) = spec["containers"]
+    opts = build_parser().parse_args(c["command"][2:])
+    assert opts.uninstall and opts.remove_binaries and opts.watch  # a DaemonSet's container must not exit
+    for path in INSTALLS:
+        ds = documents(path)["DaemonSet"]["spec"]["template"]["spec"]
+        installer = next(i for i in ds["containers"] if i["command"][:2] == ["/cni-suite", "install"])
+        theirs = build_parser().parse_args(installer["command"][2:])
+        assert (theirs.bin_dir, theirs.conf_dir, theirs.conflist_name) == (
+            opts.bin_dir, opts.conf_dir, opts.conflist_name)
+    at = mounts(c, volumes)
+    assert at[opts.bin_dir]["hostPath"]["path"] == "/opt/cni/bin"
+    assert at[opts.conf_dir]["hostPath"]["path"] == "/etc/cni/net.d"
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
