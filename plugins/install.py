@@ -123,6 +123,9 @@ def main(args: list[str]) -> int:
     except InstallError as exc:
         log.error("%s (previous files left as they were)", exc)
         return EXIT_IO
+    except OSError as exc:  # a directory that cannot be created or listed: the same kind of failure
+        log.error("%s (previous files left as they were)", install_files.describe(exc, exc.filename or "file"))
+        return EXIT_IO
     if opts.watch:
         return watch(options, installed, opts.interval, opts.remove_config_on_exit)
     return 0
@@ -314,7 +317,7 @@ def watch(options: Options, installed: Installed, interval: float, remove_config
             continue
         try:
             installed = reconcile(options, dict(os.environ))
-        except (ConfigRefused, InstallError) as exc:
+        except (ConfigRefused, InstallError, OSError) as exc:
             log.error("re-install failed, previous files kept: %s", exc)
         seen = _fingerprint(options)
     if remove_config_on_exit and installed.config is not None:
