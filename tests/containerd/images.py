@@ -15,6 +15,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from tests.helpers.builds import unpack
+
 BUSYBOX = Path("/usr/bin/busybox")  # Debian busybox-static: no shared libraries needed
 #: Sandbox image name. It must be fully qualified: CRI normalises a bare
 #: "pause:1" to docker.io/library/pause:1 and then looks for that name.
@@ -113,23 +115,17 @@ def shared_libraries_until_self_contained(single_file: Path, workdir: Path) -> l
     image holding only the file cannot run it. Once the file is fully self-contained (static launcher, bundled
     loader and libc), this helper returns nothing to add and can be dropped with its call above.
     """
-    cache = workdir / "ldd-cache"
-    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-    runner = workdir / "cni-suite"  # a name that is no plugin: prints its usage after unpacking
-    shutil.copy2(single_file, runner)
-    subprocess.run([str(runner)], env={"CNI_SUITE_CACHE_DIR": str(cache), "PATH": os.defpath}, capture_output=True,
-                   timeout=60)
-    elves = [runner] + [p for p in cache.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
+    unpacked = unpack(single_file, workdir)
+    elves = [single_file] + [p for p in unpacked.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
     libs: set[Path] = set()
     for elf in elves:
         out = subprocess.run(["ldd", str(elf)], capture_output=True, text=True).stdout
         for line in out.splitlines():
             words = line.split()
             path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
-            if path.startswith("/") and not Path(path).is_relative_to(cache):
+            if path.startswith("/") and not Path(path).is_relative_to(unpacked):
                 libs.add(Path(path))
-    shutil.rmtree(cache, ignore_errors=True)
-    runner.unlink()
+    shutil.rmtree(unpacked.parent, ignore_errors=True)
     return sorted(libs)
 
 

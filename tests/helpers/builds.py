@@ -22,6 +22,18 @@ def build_hash(path: Path) -> str:
     return trailer.build_hash(str(path))
 
 
+def unpack(single_file: Path, workdir: Path) -> Path:
+    """The bundle folder `single_file` unpacks into (its launcher does it, into a cache under `workdir`)."""
+    cache = workdir / "cache"
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runner = workdir / "cni-suite"  # a name that is no plugin: the program prints its usage after unpacking
+    shutil.copy2(single_file, runner)
+    subprocess.run([str(runner)], env={"CNI_SUITE_CACHE_DIR": str(cache), "PATH": os.defpath},
+                   capture_output=True, timeout=60)
+    runner.unlink()
+    return cache / build_hash(single_file)
+
+
 def repack(single_file: Path, dest: Path, tag: str, workdir: Path) -> Path:
     """Write at `dest` a build equal to `single_file` plus a file `build-tag.txt` holding `tag`."""
     data = single_file.read_bytes()
@@ -29,21 +41,13 @@ def repack(single_file: Path, dest: Path, tag: str, workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     launcher = workdir / "launcher"
     launcher.write_bytes(data[:offset])
-    cache = workdir / "cache"
-    cache.mkdir(mode=0o700, exist_ok=True)
-    runner = workdir / "cni-suite"  # a name that is no plugin: the program prints its usage after unpacking
-    shutil.copy2(single_file, runner)
-    subprocess.run([str(runner)], env={"CNI_SUITE_CACHE_DIR": str(cache), "PATH": os.defpath},
-                   capture_output=True, timeout=60)
-    unpacked = cache / build_hash(single_file)
     bundle = workdir / "bundle"
     shutil.rmtree(bundle, ignore_errors=True)
-    shutil.copytree(unpacked, bundle, symlinks=True, ignore=shutil.ignore_patterns(".in-use"))
+    shutil.copytree(unpack(single_file, workdir), bundle, symlinks=True, ignore=shutil.ignore_patterns(".in-use"))
     (bundle / "build-tag.txt").write_text(tag + "\n")
     pack.pack(launcher, bundle, dest, list(OUR_PLUGINS))
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(workdir / "cache", ignore_errors=True)
     shutil.rmtree(bundle, ignore_errors=True)
-    runner.unlink()
     return dest
 
 
