@@ -1,9 +1,9 @@
 """The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
 
 An interface plugin: it creates the container's veth on a local bridge itself, with the library's bridge
-attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
-:mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
-over time (:mod:`cni_common.overlay.agent`).
+attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`).
+Node-level work (subnet, VXLAN device, liveness, peers) is in :mod:`cni_common.overlay.node`; the same
+executable run as ``vxlan agent --conf FILE`` keeps that up to date over time (:mod:`cni_common.overlay.agent`).
 
 - ADD: node setup (reserving the subnet in etcd when a store is set), liveness refresh, one peer reconcile,
   then the container (bridge + veth + IPAM over the node subnet), and optional masquerading.
@@ -43,7 +43,7 @@ def cmd_add(args: CmdArgs) -> Any:
     store = node.Store.open(conf)
     with netlink.open_conn() as host:
         state = node.prepare(host, conf, store)
-        live = []
+        live: list[Any] = []  # the live nodes' Peer records
         if store is not None:
             store.liveness.publish(state.me)
             live, _ = store.liveness.live_peers()
