@@ -40,6 +40,17 @@ def _vxlan():
 # build can run them in-process as its delegate (cni_common.invoke).
 IN_PROCESS_DELEGATES = {"host-local": _host_local}
 
+
+def _inspect():
+    from cni_common.inspect import main
+
+    return main
+
+
+# Modes that are not CNI calls: ``cni-suite <mode> ARGS...`` (under any of the program's names), given
+# ``ARGS`` only. A CNI call has no arguments, so no plugin call can be taken for one.
+MODES = {"inspect": _inspect}
+
 PLUGINS = {
     "bridge": _bridge,
     "host-local": _host_local,
@@ -55,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     as_program = argv is None
     argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and argv[1] in MODES:
+        return MODES[argv[1]]()(argv[2:])
     name = os.path.basename(argv[0])
     if name not in PLUGINS and len(argv) > 1 and argv[1] in PLUGINS:
         name = argv[1]
@@ -62,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = PLUGINS.get(name)
     if loader is None:
         sys.stderr.write(f"cni-suite: run me as one of {', '.join(sorted(PLUGINS))} "
-                         f"(a link or copy under that name), or as 'cni-suite <type>'\n")
+                         f"(a link or copy under that name), or as 'cni-suite <type>' or 'cni-suite inspect'\n")
         return 2
     is_plugin_call = len(argv) < 2  # a CNI call has no arguments; ``vxlan agent ...`` is a mode of its own
     if is_plugin_call and os.environ.get("CNI_COMMAND", "").strip() == "VERSION":

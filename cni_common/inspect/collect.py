@@ -119,7 +119,9 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     The node reports the peer as (link_netnsid, link_index); a named namespace is found from the nsid, the
     rest by looking for the interface whose own peer is this veth in namespaces held by processes.
     """
-    veths = [l for l in links if _kind(l) == "veth" and "link_netnsid" in l]
+    # A veth holding an address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a
+    # container's: the bridge plugin never addresses the node's end.
+    veths = [l for l in links if _kind(l) == "veth" and "link_netnsid" in l and not _has_global_address(l)]
     peers: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[dict[str, Any]]] = {}
     inside: dict[str, list[dict[str, Any]]] = {}
@@ -156,6 +158,10 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     for path in sorted({p["netns"] for p in peers.values()}):
         routes[path] = Runner(path, run.errors).json(["ip", "-j", "route", "show"]) or []
     return peers, routes
+
+
+def _has_global_address(link: dict[str, Any]) -> bool:
+    return any(a.get("scope") != "link" for a in link.get("addr_info", []))
 
 
 def _kind(link: dict[str, Any]) -> str:

@@ -170,14 +170,17 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "addresses": _addresses(l),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, l in sorted(links.items()) if _kind(l) == "bridge"]
+    lost_veths = [name for name, l in sorted(links.items())
+                  if _kind(l) == "veth" and "link_netnsid" in l and name not in snapshot.peers]
     others = [{"name": name, "kind": _kind(l) or l.get("link_type"), "mtu": l.get("mtu"),
                "state": l.get("operstate"), "addresses": _addresses(l)}
               for name, l in sorted(links.items())
-              if name != "lo" and _kind(l) not in ("bridge", "vxlan") and name not in snapshot.peers]
+              if name != "lo" and _kind(l) not in ("bridge", "vxlan") and name not in snapshot.peers
+              and name not in lost_veths]
     orphans = {
         "reservations": [r for r in snapshot.reservations if r["ip"] not in live_ips],
-        "veths": [{"name": name, "bridge": l.get("master"), "peer_ifindex": l.get("link_index")}
-                  for name, l in sorted(links.items()) if _kind(l) == "veth" and name not in snapshot.peers],
+        "veths": [{"name": name, "bridge": links[name].get("master"), "peer_ifindex": links[name].get("link_index")}
+                  for name in lost_veths],
         "rules": [dict(r, kind="masquerade") for r in masquerade if r["source"] not in live_ips]
                  + [dict(r, kind="portmap") for r in portmaps if r["container_ip"] not in live_ips],
         "cache": [c for c in snapshot.cache if not _cache_live(c, live_ips, containers)],

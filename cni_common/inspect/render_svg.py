@@ -16,7 +16,7 @@ LINE_H = 16
 PAD = 10
 GAP = 24
 MIN_BOX_W = 200
-FONT = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="12"'
+FONT = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace"'
 COLOURS = {"node": "#f4f6f8", "device": "#e3ecfa", "bridge": "#ffe8b3", "container": "#e2f4e2",
            "peer": "#efe3fa", "orphan": "#fde2e2", "line": "#555", "orphan_line": "#c0392b"}
 
@@ -46,8 +46,8 @@ class Canvas:
         self._grow(x + w, y + h)
         return w, h
 
-    def text(self, x: float, y: float, text: str, *, extra: str = "", anchor: str = "start") -> None:
-        self.parts.append(f'<text x="{x:.0f}" y="{y:.0f}" {FONT} text-anchor="{anchor}"{extra}>'
+    def text(self, x: float, y: float, text: str, *, extra: str = "", anchor: str = "start", size: int = 12) -> None:
+        self.parts.append(f'<text x="{x:.0f}" y="{y:.0f}" {FONT} font-size="{size}" text-anchor="{anchor}"{extra}>'
                           f"{escape(text)}</text>")
         self._grow(x + (len(text) * CHAR_W if anchor == "start" else len(text) * CHAR_W / 2), y)
 
@@ -89,7 +89,7 @@ def _orphan_lines(orphans: dict[str, list[dict[str, Any]]]) -> list[str]:
 def render(node: dict[str, Any]) -> str:
     c = Canvas()
     left, top = 30.0, 60.0
-    c.text(left, 30, f"node {node['netns'] or '(this namespace)'}", extra=' font-size="15" font-weight="bold"')
+    c.text(left, 30, f"node {node['netns'] or '(this namespace)'}", extra=' font-weight="bold"', size=15)
 
     # Row 1: the node's own devices (uplink, vxlan).
     x, row1_h, vxlan_boxes = left + PAD, 0.0, []
