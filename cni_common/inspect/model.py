@@ -170,8 +170,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "addresses": _addresses(l),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, l in sorted(links.items()) if _kind(l) == "bridge"]
-    lost_veths = [name for name, l in sorted(links.items())
-                  if _kind(l) == "veth" and "link_netnsid" in l and name not in snapshot.peers]
+    lost_veths = [name for name, l in sorted(links.items()) if _kind(l) == "veth" and "link_netnsid" in l
+                  and name not in snapshot.peers and not _addresses(l)]  # an addressed veth is an uplink
     others = [{"name": name, "kind": _kind(l) or l.get("link_type"), "mtu": l.get("mtu"),
                "state": l.get("operstate"), "addresses": _addresses(l)}
               for name, l in sorted(links.items())

@@ -29,7 +29,7 @@ class Canvas:
         self.width = 0.0
         self.height = 0.0
 
-    def _grow(self, x: float, y: float) -> None:
+    def grow(self, x: float, y: float) -> None:
         self.width, self.height = max(self.width, x), max(self.height, y)
 
     def box(self, x: float, y: float, lines: list[str], fill: str, *, width: float = 0, stroke: str = "#333",
@@ -43,13 +43,13 @@ class Canvas:
         for i, text in enumerate(lines):
             weight = ' font-weight="bold"' if i == 0 and bold_first else ""
             self.text(x + PAD, y + PAD + 8 + i * LINE_H, text, extra=weight)
-        self._grow(x + w, y + h)
+        self.grow(x + w, y + h)
         return w, h
 
     def text(self, x: float, y: float, text: str, *, extra: str = "", anchor: str = "start", size: int = 12) -> None:
         self.parts.append(f'<text x="{x:.0f}" y="{y:.0f}" {FONT} font-size="{size}" text-anchor="{anchor}"{extra}>'
                           f"{escape(text)}</text>")
-        self._grow(x + (len(text) * CHAR_W if anchor == "start" else len(text) * CHAR_W / 2), y)
+        self.grow(x + (len(text) * CHAR_W if anchor == "start" else len(text) * CHAR_W / 2), y)
 
     def line(self, x1: float, y1: float, x2: float, y2: float, *, colour: str = COLOURS["line"],
              dashed: bool = False) -> None:
@@ -131,8 +131,9 @@ def render(node: dict[str, Any]) -> str:
             veths = [i["host_veth"] for i in ctr["interfaces"] if i["bridge"] == name]
             c.text(cx + 6, (bridge_y + 28 + ctr_y) / 2 + 4, " ".join(veths), extra=' fill="#555"')
         x = max(x, group_x + group_w + GAP)
-    node_right = max(c.width, x) + PAD
+    node_right = c.width + 2 * PAD
     node_bottom = c.height + PAD
+    c.grow(node_right + PAD, node_bottom)  # the frame
 
     # Overlay peers: outside the node, joined to its vxlan device.
     px, py = node_right + 60, top

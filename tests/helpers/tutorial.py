@@ -14,7 +14,8 @@ stable (addresses, names, rule names, error codes), never MACs, veth names or ti
     .venv/bin/python -m tests.helpers.tutorial docs/tutorial/en.md            # run and check (as root)
     .venv/bin/python -m tests.helpers.tutorial --update docs/tutorial/en.md   # ... and rewrite the outputs
 
-The SVG pictures the tutorial draws with inspect land in TUTORIAL_TMP/img and are copied to docs/tutorial/img.
+The SVG pictures the tutorial draws with inspect land in TUTORIAL_TMP/img and are copied to docs/tutorial/img
+when they differ from the committed ones by more than the random veth names.
 """
 
 from __future__ import annotations
@@ -136,6 +137,17 @@ def shell_env() -> dict[str, str]:
             "LANG": "C.UTF-8", "TERM": "dumb"}
 
 
+_VETH_NAME = re.compile(r"veth[0-9a-f]{8}")
+
+
+def same_picture(new: Path, old: Path) -> bool:
+    """Equal but for the host veths' random names: the committed picture is kept (no churn on every run)."""
+    try:
+        return _VETH_NAME.sub("veth", new.read_text()) == _VETH_NAME.sub("veth", old.read_text())
+    except FileNotFoundError:
+        return False
+
+
 def cleanup(blocks: list[Block]) -> None:
     for block in blocks:
         if block.kind == "cleanup":
@@ -166,7 +178,8 @@ def run_tutorial(path: Path, *, update: bool = False) -> list[str]:
         if not failures and (TUTORIAL_TMP / "img").is_dir():
             IMG_DIR.mkdir(parents=True, exist_ok=True)
             for svg in sorted((TUTORIAL_TMP / "img").glob("*.svg")):
-                shutil.copyfile(svg, IMG_DIR / svg.name)
+                if not same_picture(svg, IMG_DIR / svg.name):
+                    shutil.copyfile(svg, IMG_DIR / svg.name)
     finally:
         shell.close()
         cleanup(blocks)
