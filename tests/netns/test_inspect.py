@@ -197,3 +197,13 @@ def masq_chain(network: str, cid: str) -> str:
     from cni_common.netfilter.names import masq_chain as chain
 
     return chain(network, cid)
+
+
+def test_inspect_mode_of_the_built_program(host_ns: Netns, plugin_dir: Path, tmp_path: Path) -> None:
+    """Any installed name runs the mode (`/opt/cni/bin/bridge inspect`): the bundle holds the inspect package."""
+    host_ns.ip("link", "add", "cntbr9", "type", "bridge")
+    out = subprocess.run([str(plugin_dir / "bridge"), "inspect", "--netns", host_ns.path, "--format", "json",
+                          "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    node = json.loads(out)
+    assert node["netns"] == host_ns.name and [b["name"] for b in node["bridges"]] == ["cntbr9"]
