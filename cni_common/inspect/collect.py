@@ -121,7 +121,7 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     """
     # A veth holding an address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a
     # container's: the bridge plugin never addresses the node's end.
-    veths = [l for l in links if _kind(l) == "veth" and "link_netnsid" in l and not _has_global_address(l)]
+    veths = [l for l in links if link_kind(l) == "veth" and "link_netnsid" in l and not _has_global_address(l)]
     peers: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[dict[str, Any]]] = {}
     inside: dict[str, list[dict[str, Any]]] = {}
@@ -164,7 +164,8 @@ def _has_global_address(link: dict[str, Any]) -> bool:
     return any(a.get("scope") != "link" for a in link.get("addr_info", []))
 
 
-def _kind(link: dict[str, Any]) -> str:
+def link_kind(link: dict[str, Any]) -> str:
+    """``bridge``, ``veth``, ``vxlan``... from ``ip -d``'s linkinfo ("" for a plain device)."""
     return str(link.get("linkinfo", {}).get("info_kind", ""))
 
 
@@ -269,7 +270,7 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     fdb: dict[str, list[dict[str, Any]]] = {}
     neighbours: dict[str, list[dict[str, Any]]] = {}
     for link in links:
-        if _kind(link) == "vxlan":
+        if link_kind(link) == "vxlan":
             fdb[link["ifname"]] = run.json(["bridge", "-j", "fdb", "show", "dev", link["ifname"]]) or []
             neighbours[link["ifname"]] = run.json(["ip", "-j", "neigh", "show", "dev", link["ifname"]]) or []
     iptables = {4: run.text(["iptables-save", "-t", "nat"]) or "", 6: run.text(["ip6tables-save", "-t", "nat"]) or ""}

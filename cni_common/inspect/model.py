@@ -14,15 +14,12 @@ from typing import Any, Optional
 
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
-from .collect import Snapshot
+from .collect import Snapshot, link_kind
 
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
 _DNAT_COMMENT = re.compile(r'^dnat name: "(?P<network>[^"]*)" id: "(?P<cid>[^"]*)"')
-_NFT_MASQ_COMMENT = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}, net: (?P<network>.*), if: (?P<ifname>.*), id: (?P<cid>.*)$")
-
-
-def _kind(link: dict[str, Any]) -> str:
-    return str(link.get("linkinfo", {}).get("info_kind", ""))
+_NFT_MASQ_COMMENT = re.compile(
+    r"^[0-9a-f]{16}-[0-9a-f]{16}, net: (?P<network>.*), if: (?P<ifname>.*), id: (?P<cid>.*)$")
 
 
 def _addresses(link: dict[str, Any]) -> list[str]:
@@ -114,7 +111,7 @@ def _overlay(snapshot: Snapshot, links: dict[str, dict[str, Any]]) -> list[dict[
     + FDB (MAC -> the peer's underlay address): the three entries flannel's vxlan backend writes per node."""
     out = []
     for name, link in sorted(links.items()):
-        if _kind(link) != "vxlan":
+        if link_kind(link) != "vxlan":
             continue
         data = link.get("linkinfo", {}).get("info_data", {})
         neigh = {n["dst"]: n.get("lladdr") for n in snapshot.neighbours.get(name, []) if "dst" in n}
@@ -169,13 +166,13 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     bridges = [{"name": name, "mac": l.get("address"), "mtu": l.get("mtu"), "state": l.get("operstate"),
                 "addresses": _addresses(l),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
-               for name, l in sorted(links.items()) if _kind(l) == "bridge"]
-    lost_veths = [name for name, l in sorted(links.items()) if _kind(l) == "veth" and "link_netnsid" in l
+               for name, l in sorted(links.items()) if link_kind(l) == "bridge"]
+    lost_veths = [name for name, l in sorted(links.items()) if link_kind(l) == "veth" and "link_netnsid" in l
                   and name not in snapshot.peers and not _addresses(l)]  # an addressed veth is an uplink
-    others = [{"name": name, "kind": _kind(l) or l.get("link_type"), "mtu": l.get("mtu"),
+    others = [{"name": name, "kind": link_kind(l) or l.get("link_type"), "mtu": l.get("mtu"),
                "state": l.get("operstate"), "addresses": _addresses(l)}
               for name, l in sorted(links.items())
-              if name != "lo" and _kind(l) not in ("bridge", "vxlan") and name not in snapshot.peers
+              if name != "lo" and link_kind(l) not in ("bridge", "vxlan") and name not in snapshot.peers
               and name not in lost_veths]
     orphans = {
         "reservations": [r for r in snapshot.reservations if r["ip"] not in live_ips],
