@@ -194,7 +194,7 @@ def with_outputs(text: str, blocks: list[Block], outputs: dict[int, str]) -> str
     for block in sorted(blocks, key=lambda b: -b.line):
         if block.output_span and block.line in outputs:
             start, end = block.output_span
-            lines[start:end] = outputs[block.line].splitlines() or ["(no output)"]
+            lines[start:end] = [line.rstrip() for line in outputs[block.line].splitlines()] or ["(no output)"]
     return "\n".join(lines) + "\n"
 
 
