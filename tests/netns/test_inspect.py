@@ -133,7 +133,7 @@ def test_inspect_changes_nothing(host_ns: Netns, tmp_path: Path) -> None:
 
 
 def test_inspect_is_off_the_plugin_path() -> None:
-    code = ("import sys, plugins.bridge, plugins.portmap, plugins.vxlan, ipam.host_local, cni_common.multicall; "
+    code = ("import sys, plugins.bridge, plugins.portmap, plugins.vxlan, ipam.host_local, plugins.multicall; "
             "print(any(m.startswith('cni_common.inspect') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
