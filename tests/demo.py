@@ -181,7 +181,7 @@ class Demo:
         show_in(self.node, ["iptables", "-t", "nat", "-S"], "node")
         tables = self.node.run(["nft", "list", "tables"], check=False).stdout.split()
         # "table <family> <name>" triples; iptables-nft's own tables were shown above in iptables syntax.
-        for family, name in zip(tables[1::3], tables[2::3]):
+        for family, name in zip(tables[1::3], tables[2::3], strict=False):
             if name not in _XTABLES_TABLES:
                 show_in(self.node, ["nft", "list", "table", family, name], "node")
 
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted: cleaning up", file=sys.stderr)
             status = 130
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: say it, then clean up
             print(f"\nFAILED: {exc}\ncleaning up", file=sys.stderr)
             status = 1
         finally:

@@ -121,7 +121,7 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     """
     # A veth holding an address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a
     # container's: the bridge plugin never addresses the node's end.
-    veths = [l for l in links if link_kind(l) == "veth" and "link_netnsid" in l and not _has_global_address(l)]
+    veths = [ln for ln in links if link_kind(ln) == "veth" and "link_netnsid" in ln and not _has_global_address(ln)]
     peers: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[dict[str, Any]]] = {}
     inside: dict[str, list[dict[str, Any]]] = {}
@@ -212,7 +212,7 @@ def read_cache(cache_dir: str) -> list[dict[str, Any]]:
     """libcni's result cache (``<cacheDir>/results/<net>-<id>-<ifname>``, JSON ``kind: cniCacheV1``)."""
     results = os.path.join(cache_dir, "results")
     directory = results if os.path.isdir(results) else cache_dir
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         names = sorted(os.listdir(directory))
     except OSError:
@@ -257,10 +257,11 @@ def read_nft(run: Runner) -> list[dict[str, Any]]:
 def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snapshot:
     """Read everything :mod:`.model` needs from the namespace ``netns`` (None: the one we run in)."""
     path = netns_path(netns) if netns else None
-    if path and not os.path.exists(path):
-        raise FileNotFoundError(f"network namespace {path} does not exist")
+    try:
+        host_ino = os.stat(path or "/proc/self/ns/net").st_ino
+    except OSError as exc:
+        raise OSError(f"network namespace {path}: {exc.strerror}") from exc
     run = Runner(path)
-    host_ino = os.stat(path or "/proc/self/ns/net").st_ino
     links = run.json(["ip", "-j", "-d", "addr", "show"]) or []
     routes = run.json(["ip", "-j", "route", "show"]) or []
     routes6 = run.json(["ip", "-j", "-6", "route", "show"]) or []

@@ -47,7 +47,7 @@ def _route(r: dict[str, Any]) -> dict[str, Any]:
 def _iptables_rules(snapshot: Snapshot) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Masquerade entries (POSTROUTING jumps to ``CNI-<hash>``) and port mappings (``CNI-DN-<hash>`` DNATs)."""
     masq, ports = [], []
-    for family, text in snapshot.iptables.items():
+    for text in snapshot.iptables.values():
         table = parse_save(text)
         for rule in table.rules("POSTROUTING"):
             m = _MASQ_COMMENT.match(option_value(rule, "--comment"))
@@ -135,7 +135,7 @@ def _overlay(snapshot: Snapshot, links: dict[str, dict[str, Any]]) -> list[dict[
 # --------------------------------------------------------------------------------------------- the node
 def build(snapshot: Snapshot) -> dict[str, Any]:
     """The node model (see docs/inspect.md for every key)."""
-    links = {l["ifname"]: l for l in snapshot.links}
+    links = {ln["ifname"]: ln for ln in snapshot.links}
     cache_by_ip = {ip: c for c in snapshot.cache for ip in c["ips"]}
     reservation_by_ip = {r["ip"]: r for r in snapshot.reservations}
     masq_ipt, ports_ipt = _iptables_rules(snapshot)
@@ -159,20 +159,20 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     live_ips = {_ip_only(a) for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     for pm in portmaps:
-        ctr = by_ip.get(pm["container_ip"])
-        if ctr is not None:
-            ctr["ports"].append({k: pm[k] for k in ("protocol", "host_ip", "host_port", "container_port", "backend")})
+        target = by_ip.get(pm["container_ip"])
+        if target is not None:
+            target["ports"].append({k: pm[k] for k in ("protocol", "host_ip", "host_port", "container_port", "backend")})
 
-    bridges = [{"name": name, "mac": l.get("address"), "mtu": l.get("mtu"), "state": l.get("operstate"),
-                "addresses": _addresses(l),
+    bridges = [{"name": name, "mac": ln.get("address"), "mtu": ln.get("mtu"), "state": ln.get("operstate"),
+                "addresses": _addresses(ln),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
-               for name, l in sorted(links.items()) if link_kind(l) == "bridge"]
-    lost_veths = [name for name, l in sorted(links.items()) if link_kind(l) == "veth" and "link_netnsid" in l
-                  and name not in snapshot.peers and not _addresses(l)]  # an addressed veth is an uplink
-    others = [{"name": name, "kind": link_kind(l) or l.get("link_type"), "mtu": l.get("mtu"),
-               "state": l.get("operstate"), "addresses": _addresses(l)}
-              for name, l in sorted(links.items())
-              if name != "lo" and link_kind(l) not in ("bridge", "vxlan") and name not in snapshot.peers
+               for name, ln in sorted(links.items()) if link_kind(ln) == "bridge"]
+    lost_veths = [name for name, ln in sorted(links.items()) if link_kind(ln) == "veth" and "link_netnsid" in ln
+                  and name not in snapshot.peers and not _addresses(ln)]  # an addressed veth is an uplink
+    others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
+               "state": ln.get("operstate"), "addresses": _addresses(ln)}
+              for name, ln in sorted(links.items())
+              if name != "lo" and link_kind(ln) not in ("bridge", "vxlan") and name not in snapshot.peers
               and name not in lost_veths]
     orphans = {
         "reservations": [r for r in snapshot.reservations if r["ip"] not in live_ips],

@@ -206,10 +206,16 @@ def masq_chain(network: str, cid: str) -> str:
 
 
 def test_inspect_mode_of_the_built_program(host_ns: Netns, plugin_dir: Path, tmp_path: Path) -> None:
-    """Any installed name runs the mode (`/opt/cni/bin/bridge inspect`): the bundle holds the inspect package."""
+    """The installed program run as `cni-suite inspect` (a link of that name, here argv[0]): the bundle holds the
+    inspect package and both lazily imported renderers."""
     host_ns.ip("link", "add", "cntbr9", "type", "bridge")
-    out = subprocess.run([str(plugin_dir / "bridge"), "inspect", "--netns", host_ns.path, "--format", "json",
-                          "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    node = json.loads(out)
+    argv = ["cni-suite", "inspect", "--netns", host_ns.path, "--data-dir", str(tmp_path), "--cache-dir",
+            str(tmp_path)]
+
+    def run(*extra: str) -> str:
+        return subprocess.run([*argv, *extra], executable=plugin_dir / "bridge", capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+
+    node = json.loads(run("--format", "json"))
     assert node["netns"] == host_ns.name and [b["name"] for b in node["bridges"]] == ["cntbr9"]
+    assert "bridge cntbr9" in run("--format", "svg") and "bridge cntbr9" in run()

@@ -16,7 +16,8 @@ IPTABLES_NAT = """*nat
 :CNI-aaa - [0:0]
 -A POSTROUTING -s 10.1.0.2/32 -m comment --comment "name: \\"n1\\" id: \\"live\\"" -j CNI-aaa
 -A POSTROUTING -s 10.1.0.9/32 -m comment --comment "name: \\"n1\\" id: \\"gone\\"" -j CNI-bbb
--A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"n1\\" id: \\"live\\"" -m multiport --destination-ports 8080 -j CNI-DN-1
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"n1\\" id: \\"live\\"" -m multiport \
+--destination-ports 8080 -j CNI-DN-1
 -A CNI-DN-1 -d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.0.2:80
 COMMIT
 """
@@ -69,7 +70,7 @@ def test_joins_and_orphans() -> None:
     assert (ctr["netns"], ctr["container_id"], ctr["interfaces"][0]["host_veth"]) == ("ctr", "live", "vethlive")
     assert ctr["ports"] == [{"protocol": "tcp", "host_ip": "192.0.2.1", "host_port": 8080, "container_port": 80,
                              "backend": "iptables"}]
-    assert [l["name"] for l in node["links"]] == ["uplink"]  # addressed: an uplink, not a lost container
+    assert [ln["name"] for ln in node["links"]] == ["uplink"]  # addressed: an uplink, not a lost container
     orphans = node["orphans"]
     assert [r["ip"] for r in orphans["reservations"]] == ["10.1.0.9"]
     assert [v["name"] for v in orphans["veths"]] == ["vethlost"]
