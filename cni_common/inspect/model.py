@@ -16,6 +16,7 @@ from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
 from .collect import Snapshot, link_kind
 
+_PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
 _DNAT_COMMENT = re.compile(r'^dnat name: "(?P<network>[^"]*)" id: "(?P<cid>[^"]*)"')
 _NFT_MASQ_COMMENT = re.compile(
@@ -161,7 +162,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     for pm in portmaps:
         target = by_ip.get(pm["container_ip"])
         if target is not None:
-            target["ports"].append({k: pm[k] for k in ("protocol", "host_ip", "host_port", "container_port", "backend")})
+            target["ports"].append({k: pm[k] for k in _PORT_KEYS})
 
     bridges = [{"name": name, "mac": ln.get("address"), "mtu": ln.get("mtu"), "state": ln.get("operstate"),
                 "addresses": _addresses(ln),
