@@ -123,41 +123,59 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     # container's: the bridge plugin never addresses the node's end.
     veths = [ln for ln in links if link_kind(ln) == "veth" and "link_netnsid" in ln and not _has_global_address(ln)]
     peers: dict[str, dict[str, Any]] = {}
-    routes: dict[str, list[dict[str, Any]]] = {}
-    inside: dict[str, list[dict[str, Any]]] = {}
-
-    def links_in(path: str) -> list[dict[str, Any]]:
-        if path not in inside:
-            inside[path] = Runner(path, run.errors).json(["ip", "-j", "-d", "addr", "show"]) or []
-        return inside[path]
-
-    def match(path: str, veth: dict[str, Any]) -> Optional[dict[str, Any]]:
-        for other in links_in(path):
-            if other.get("ifindex") == veth.get("link_index") and other.get("link_index") == veth["ifindex"]:
-                return other
-        return None
-
     unresolved = []
     for veth in veths:
         path = nsids.get(veth["link_netnsid"])
-        other = match(path, veth) if path else None
+        other = _peer_in(_addr_show(Runner(path, run.errors)), veth) if path else None
         if other is None:
             unresolved.append(veth)
         else:
             peers[veth["ifname"]] = {"netns": path, "link": other}
     if unresolved:
-        named = _named_namespaces()
-        for path in _process_namespaces({host_ino, *named}).values():
-            for veth in list(unresolved):
-                other = match(path, veth)
-                if other is not None:
-                    peers[veth["ifname"]] = {"netns": path, "link": other}
-                    unresolved.remove(veth)
-            if not unresolved:
-                break
-    for path in sorted({p["netns"] for p in peers.values()}):
-        routes[path] = Runner(path, run.errors).json(["ip", "-j", "route", "show"]) or []
+        peers.update(_search_process_namespaces(run.path, unresolved, host_ino))
+    routes = {path: Runner(path, run.errors).json(["ip", "-j", "route", "show"]) or []
+              for path in sorted({p["netns"] for p in peers.values()})}
     return peers, routes
+
+
+def _addr_show(inside: Runner) -> list[dict[str, Any]]:
+    return inside.json(["ip", "-j", "-d", "addr", "show"]) or []
+
+
+def _peer_in(links: list[dict[str, Any]], veth: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The interface among ``links`` (another namespace's) that is the other end of the node's ``veth``."""
+    for other in links:
+        if other.get("ifindex") == veth.get("link_index") and other.get("link_index") == veth["ifindex"]:
+            return other
+    return None
+
+
+def _search_process_namespaces(host_path: Optional[str], veths: list[dict[str, Any]],
+                               host_ino: int) -> dict[str, dict[str, Any]]:
+    """Peers of ``veths`` in namespaces that only processes hold (Docker's, say), found by interface indexes.
+
+    Indexes alone could match a pair between two other namespaces on a machine that runs several "nodes" in
+    namespaces; when the node is a named namespace, the candidate must also name it as its peer's namespace.
+    A process that ends meanwhile is no error worth reporting: those failures are dropped.
+    """
+    host_name = os.path.basename(host_path) if host_path and host_path.startswith(NETNS_DIR + "/") else None
+    found: dict[str, dict[str, Any]] = {}
+    for path in _process_namespaces({host_ino, *_named_namespaces()}).values():
+        inside = Runner(path, [])
+        links = _addr_show(inside)
+        for veth in [v for v in veths if v["ifname"] not in found]:
+            other = _peer_in(links, veth)
+            if other is not None and (host_name is None or _names_nsid(inside, other, host_name)):
+                found[veth["ifname"]] = {"netns": path, "link": other}
+        if len(found) == len(veths):
+            break
+    return found
+
+
+def _names_nsid(inside: Runner, link: dict[str, Any], name: str) -> bool:
+    """Whether, seen from ``inside``, the namespace ``link``'s peer lives in is the one named ``name``."""
+    ids = inside.json(["ip", "-j", "netns", "list-id"]) or []
+    return any(e.get("nsid") == link.get("link_netnsid") and e.get("name") == name for e in ids)
 
 
 def _has_global_address(link: dict[str, Any]) -> bool:
