@@ -161,8 +161,9 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     for pm in portmaps:
         target = by_ip.get(pm["container_ip"])
-        if target is not None:
-            target["ports"].append({k: pm[k] for k in _PORT_KEYS})
+        port = {k: pm[k] for k in _PORT_KEYS}
+        if target is not None and port not in target["ports"]:  # a dual-stack mapping: one per family
+            target["ports"].append(port)
 
     bridges = [{"name": name, "mac": ln.get("address"), "mtu": ln.get("mtu"), "state": ln.get("operstate"),
                 "addresses": _addresses(ln),

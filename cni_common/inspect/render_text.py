@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 
+def host_port(ip: Any, port: Any) -> str:
+    """``ip:port``, with an IPv6 address in brackets as in a URL."""
+    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+
 def _ports(ctr: dict[str, Any]) -> str:
-    return ", ".join(f"{p['host_ip'] + ':' if p['host_ip'] else ''}{p['host_port']}/{p['protocol']} -> "
-                     f"{p['container_port']} ({p['backend']})" for p in ctr["ports"])
+    return ", ".join(f"{host_port(p['host_ip'], p['host_port']) if p['host_ip'] else p['host_port']}"
+                     f"/{p['protocol']} -> {p['container_port']} ({p['backend']})" for p in ctr["ports"])
 
 
 def render(node: dict[str, Any]) -> str:
@@ -38,8 +43,8 @@ def render(node: dict[str, Any]) -> str:
     out += [f"  {m['backend']}: {m['source']} ({m['network']}, {m['container_id']})" for m in node["masquerade"]] \
         or ["  (none)"]
     out.append("port mappings:")
-    out += [f"  {p['backend']}: {p['host_ip'] or '*'}:{p['host_port']}/{p['protocol']} -> "
-            f"{p['container_ip']}:{p['container_port']} ({p['container_id']})" for p in node["portmaps"]] \
+    out += [f"  {p['backend']}: {host_port(p['host_ip'] or '*', p['host_port'])}/{p['protocol']} -> "
+            f"{host_port(p['container_ip'], p['container_port'])} ({p['container_id']})" for p in node["portmaps"]] \
         or ["  (none)"]
     out.append("host-local reservations:")
     out += [f"  {r['network']}: {r['ip']} -> {r['container_id']} {r['ifname'] or ''}".rstrip()

@@ -87,3 +87,20 @@ def test_renderers_name_everything() -> None:
     for needle in ("container ctr", "eth0  10.1.0.2/24", "port 192.0.2.1:8080/tcp -&gt; 80", "bridge br0 10.1.0.1/24",
                    "reservation n1/10.1.0.9"):
         assert needle in svg
+
+
+def test_dual_stack_mapping_is_one_port_and_ipv6_in_brackets() -> None:
+    snap = snapshot()
+    snap.links[2]["addr_info"] = []
+    peer = snap.peers["vethlive"]["link"]
+    peer["addr_info"].append(addr("fd00::2/64"))
+    snap.iptables[6] = IPTABLES_NAT.replace("192.0.2.1/32", "2001:db8::1/128").replace(
+        "10.1.0.2:80", "[fd00::2]:80").replace("10.1.0.2/32", "fd00::2/128")
+    node = build(snap)
+    assert len(node["containers"][0]["ports"]) == 2  # the host address differs per family; no duplicate
+    snap.iptables[6] = snap.iptables[6].replace("-d 2001:db8::1/128 ", "")
+    snap.iptables[4] = snap.iptables[4].replace("-d 192.0.2.1/32 ", "")
+    node = build(snap)
+    assert node["containers"][0]["ports"] == [{"protocol": "tcp", "host_ip": None, "host_port": 8080,
+                                               "container_port": 80, "backend": "iptables"}]
+    assert "iptables: *:8080/tcp -> [fd00::2]:80 (live)" in render_text(node)
