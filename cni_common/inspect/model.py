@@ -200,6 +200,11 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def host_port(ip: Any, port: Any) -> str:
+    """``ip:port`` for the renderers, with an IPv6 address in brackets as in a URL."""
+    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+
 def _cache_live(entry: dict[str, Any], live_ips: set[str], containers: dict[str, dict[str, Any]]) -> bool:
     """A cache entry has state when one of its addresses is live, or (no addresses: L2 only) its netns is."""
     if entry["ips"]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
+from .model import host_port
+
 CHAR_W = 7.3  # width of one character of 12 px monospace
 LINE_H = 16
 PAD = 10
@@ -72,8 +74,8 @@ def _container_lines(ctr: dict[str, Any]) -> list[str]:
     for iface in ctr["interfaces"]:
         lines.append(f"{iface['name']}  {' '.join(iface['addresses']) or '(no address)'}")
     for p in ctr["ports"]:
-        lines.append(f"port {p['host_ip'] + ':' if p['host_ip'] else ''}{p['host_port']}/{p['protocol']}"
-                     f" -> {p['container_port']}")
+        lines.append(f"port {host_port(p['host_ip'], p['host_port']) if p['host_ip'] else p['host_port']}"
+                     f"/{p['protocol']} -> {p['container_port']}")
     return lines
 
 

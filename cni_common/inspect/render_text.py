@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def host_port(ip: Any, port: Any) -> str:
-    """``ip:port``, with an IPv6 address in brackets as in a URL."""
-    return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+from .model import host_port
 
 
 def _ports(ctr: dict[str, Any]) -> str:
