@@ -40,6 +40,7 @@ IN_PROCESS_DELEGATES = ("host-local",)
 MODES = {
     ("vxlan", "agent"): "cni_common.overlay.agent:run_cli",
     ("install",): "plugins.install:main",
+    ("inspect",): "cni_common.inspect:main",
 }
 
 
