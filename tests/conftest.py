@@ -113,6 +113,15 @@ def go_plugin_dir() -> Path:
     return paths.GO_PLUGIN_DIR
 
 
+@pytest.fixture(scope="session")
+def suite_builds(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path) -> tuple[Path, Path]:
+    """Two different builds of the single file, each named `cni-suite` (tests/helpers/builds.py): the one in
+    dist/ and a repacked one with another build hash, for upgrade tests."""
+    from tests.helpers.builds import two_builds
+
+    return two_builds(tmp_path_factory.mktemp("builds"), plugin_dir / "bridge")
+
+
 @pytest.fixture
 def make_cnitool(cnitool_bin: Path, host_ns: Netns, tmp_path: Path) -> Callable[..., Cnitool]:
     """Factory `make_cnitool(cni_path, host=host_ns) -> Cnitool`, each with its own conf/cache dirs."""
