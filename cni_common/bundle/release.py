@@ -43,8 +43,9 @@ def readme(arch: str, info: dict[str, str], plugins: list[str]) -> str:
     return f"""CNI plugins (Python suite) v{__version__} for linux/{arch}
 
 Plugins: {", ".join(plugins)}. Drop-in compatible with the upstream containernetworking plugins of the same
-names: install with
+names: check and install with
 
+    sha256sum -c {tarball_name(arch)}.sha256
     tar -C /opt/cni/bin -xzf {tarball_name(arch)}
 
 Each file is the whole suite (it picks the plugin from the name it runs as) and needs nothing from the node
