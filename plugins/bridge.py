@@ -22,6 +22,7 @@ from cni_common.log import get_logger
 from cni_common.record import field, record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Interface, Result, Route
+from cni_common.version import about_line
 
 if TYPE_CHECKING:
     from cni_common.netlink import Conn, Link
@@ -619,7 +620,7 @@ def cmd_gc(args: CmdArgs) -> None:
 
 def main() -> int:
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status, gc=cmd_gc),
-                       about="CNI bridge plugin (Python)")
+                       about=about_line("bridge"))
 
 
 if __name__ == "__main__":

@@ -25,14 +25,14 @@ def dist() -> Path:
 
 
 def run(binary, cache: Path, command: str = "", argv0: str | None = None) -> subprocess.CompletedProcess:
-    """One call; without a command the Python program itself answers (code 4: CNI_COMMAND missing)."""
+    """One call; without a command the Python program itself answers (its about line, as upstream's)."""
     env = {"CNI_COMMAND": command, "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
     return subprocess.run([argv0 or str(binary)], executable=str(binary), env=env, capture_output=True,
                           text=True, timeout=60)
 
 
 def reaches_python(proc: subprocess.CompletedProcess) -> bool:
-    return proc.returncode == 1 and '"code": 4' in proc.stdout and "CNI_COMMAND" in proc.stdout
+    return proc.returncode == 0 and not proc.stdout and "CNI protocol versions supported" in proc.stderr
 
 
 def test_every_type_answers_version_without_unpacking(dist, tmp_path):
@@ -46,10 +46,13 @@ def test_every_type_answers_version_without_unpacking(dist, tmp_path):
 
 
 def test_every_type_runs_the_python_program(dist, tmp_path):
+    from cni_common import __version__
+
     for plugin_type in TYPES:
         proc = run(dist / plugin_type, tmp_path / "cache")
         assert reaches_python(proc), proc.stdout + proc.stderr
-        assert plugin_type in proc.stderr or "CNI protocol versions supported" in proc.stderr
+        assert proc.stderr.startswith(f"CNI {plugin_type} plugin v{__version__}\n"), proc.stderr
+        assert "Bundled (Debian package versions): linux/" in proc.stderr and " glibc 2." in proc.stderr
 
 
 def test_unpacks_once_into_a_private_cache(dist, tmp_path):
