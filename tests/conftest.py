@@ -27,7 +27,7 @@ MARKERS = {
 }
 
 # End-to-end folders change kernel state the same way as tests/netns (they also drive the built binaries).
-FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "arm64": "netns"}
+FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "portability": "binary"}
 
 _pool = NetnsPool()
 

@@ -38,6 +38,8 @@ def read_build_info(path: Path) -> dict[str, str]:
 
 def readme(arch: str, info: dict[str, str], plugins: list[str]) -> str:
     """What a user of the tarball needs first: what is inside, what it needs, what C library it carries."""
+    python = info.get("python", "?")
+    python_package = f"libpython{'.'.join(python.split('.')[:2])}-stdlib"
     return f"""CNI plugins (Python suite) v{__version__} for linux/{arch}
 
 Plugins: {", ".join(plugins)}. Drop-in compatible with the upstream containernetworking plugins of the same
@@ -52,7 +54,7 @@ itself once into /var/cache/cni-suite/<hash>/ (root only).
 Bundled (the files carry their own C library, used instead of the node's; a security fix in any of these
 needs a new build of the suite):
     GNU C Library (glibc)   Debian package libc6 {info.get("glibc", "?")}
-    Python                  Debian package libpython3-stdlib {info.get("python", "?")}
+    Python                  Debian package {python_package} {python}
     zlib                    Debian package zlib1g {info.get("zlib", "?")}
     OpenSSL                 Debian package libssl3 {info.get("openssl", "?")}
 
