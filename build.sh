@@ -37,14 +37,19 @@ WORK=build/pyinstaller
 #   PY_STATIC_LIB PY_INCLUDE PY_LIBS   the target's static libpython, its headers, the libraries it needs
 arch_config() {
     case $1 in
-        amd64)
-            CC=gcc STRIP=strip TRIPLET=x86_64-linux-gnu ;;
-        arm64)  # cross build: Debian's gcc-aarch64-linux-gnu and the :arm64 packages (.ci/setup)
-            CC=aarch64-linux-gnu-gcc STRIP=aarch64-linux-gnu-strip TRIPLET=aarch64-linux-gnu ;;
+        amd64) TRIPLET=x86_64-linux-gnu ;;
+        arm64) TRIPLET=aarch64-linux-gnu ;;
         *)
             echo "build.sh: unknown architecture '$1' (known: ${ARCHES[*]})" >&2
             exit 2 ;;
     esac
+    # Another architecture is cross-built with Debian's cross toolchain for it (gcc-aarch64-linux-gnu...) and
+    # its :arch packages, installed by .ci/setup beside the build machine's (multiarch; docs/packaging.md).
+    if [ "$1" = "$NATIVE_ARCH" ]; then
+        CC=gcc STRIP=strip
+    else
+        CC=$TRIPLET-gcc STRIP=$TRIPLET-strip
+    fi
     # The target's build settings: the running interpreter's own, or for another architecture the same Python
     # version's settings file from that architecture's libpython package (/usr/lib/python3.X/_sysconfigdata_*).
     read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" - "$1" "$NATIVE_ARCH" "$TRIPLET" <<'PY'
