@@ -10,7 +10,7 @@
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
 #   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
 #
-# All types are one multi-call program (cni_common/multicall.py picks the plugin from the name it runs as),
+# All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),
 # frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec). Per architecture,
 # the bundle gets its runner (cni_common/bundle/runner.c: the static interpreter), the dynamic loader and C
 # library it was linked against (cni_common/bundle/clibs.py), and is packed behind a statically linked launcher
@@ -23,7 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-.venv/bin/python}
-PLUGIN_TYPES=(bridge host-local portmap vxlan)
+# The suite's one table of CNI types (plugins/multicall.py), read with the Python that builds.
+read -r -a PLUGIN_TYPES < <("$PYTHON" -c 'from plugins.multicall import PLUGINS; print(*PLUGINS)')
+if ((${#PLUGIN_TYPES[@]} == 0)); then
+    echo "build.sh: cannot read the plugin types from plugins/multicall.py with $PYTHON (run bash .ci/setup)" >&2
+    exit 1
+fi
 # Every architecture a plain ./build.sh builds. Each needs a branch in arch_config (and, when it is not the build
 # machine's, in retarget_bundle).
 ARCHES=(amd64 arm64)
@@ -107,11 +112,15 @@ write_build_info() {
     python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     {
         echo "platform=linux/$arch"
-        echo "python=$(dpkg-query -W -f='${Version}' "libpython$python-stdlib:$arch")"
-        echo "glibc=$(dpkg-query -W -f='${Version}' "libc6:$arch")"
-        echo "zlib=$(dpkg-query -W -f='${Version}' "zlib1g:$arch")"
-        echo "openssl=$(dpkg-query -W -f='${Version}' "libssl3:$arch")"
+        echo "python=$(package_version "libpython$python-stdlib:$arch")"
+        echo "glibc=$(package_version "libc6:$arch")"
+        echo "zlib=$(package_version "zlib1g:$arch")"
+        echo "openssl=$(package_version "libssl3:$arch")"
     } > "$dir/_internal/cni_common/bundle/build-info"
+}
+
+package_version() {
+    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
 }
 
 # PyInstaller once for all architectures: the .pyc files are the same for all; its binaries are the build
@@ -134,7 +143,8 @@ build_arch() {
     loader=$("$PYTHON" -m cni_common.bundle.clibs "$dir/bundle" "${LIBDIRS[@]}")
     write_build_info "$arch" "$dir/bundle"
     build_launcher "$loader" "$dir/launcher"
-    "$PYTHON" -m cni_common.bundle.pack "$dir/launcher" "$dir/bundle" "$dir/cni-suite" >/dev/null
+    "$PYTHON" -m cni_common.bundle.pack "$dir/launcher" "$dir/bundle" "$dir/cni-suite" \
+        "${PLUGIN_TYPES[@]}" >/dev/null
     for type in "${PLUGIN_TYPES[@]}"; do
         install -m 0755 "$dir/cni-suite" "$WORK/out/linux-$arch/$type"
     done

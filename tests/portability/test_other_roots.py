@@ -9,6 +9,7 @@ environment as that node's runtime would exec it (tests/portability/rootfs.py).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,6 +32,15 @@ def root(request: pytest.FixtureRequest) -> Iterator[Path]:
     path = rootfs(request.param)
     install_plugins(path)
     yield path
+
+
+@pytest.fixture(autouse=True)
+def fresh_data_dir(root: Path) -> Iterator[None]:
+    """The root filesystems are kept between runs (build/rootfs): every test starts with no IPAM state."""
+    data = root / DATA_DIR.lstrip("/")
+    shutil.rmtree(data, ignore_errors=True)
+    yield
+    shutil.rmtree(data, ignore_errors=True)
 
 
 def ipam_conf(subnet: str = "10.93.0.0/24") -> dict[str, Any]:
