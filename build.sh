@@ -18,7 +18,7 @@
 # run the file unpacks the bundle into a root-only cache keyed by its hash; later runs only exec it.
 #
 # Reproducible: two builds of the same commit give byte-identical files and tarballs. SOURCE_DATE_EPOCH (default:
-# the commit's time) is the only time that enters them; paths inside are relative to the checkout.
+# the commit's time) is the only time that enters them, and no path of the build machine is inside.
 set -euo pipefail
 cd "$(dirname "$0")"
 

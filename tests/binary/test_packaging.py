@@ -150,3 +150,30 @@ def test_a_running_call_holds_its_build(dist, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_launcher_is_static_and_the_program_runs_on_the_bundles_c_library(dist, tmp_path):
+    """Portable files (docs/packaging.md): no loader requested by the file itself, and the running program's
+    loader and libc are the bundle's copies, whatever the machine has; the process carries the plugin's name."""
+    headers = subprocess.run(["readelf", "--program-headers", "--wide", str(dist / "host-local")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "INTERP" not in headers and "DYNAMIC" not in headers
+    cache = tmp_path / "cache"
+    env = {"CNI_COMMAND": "ADD", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin",
+           "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/1/ns/net", "CNI_IFNAME": "eth0"}
+    proc = subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        maps = ""
+        while time.time() < deadline and "libc.so.6" not in maps:  # until the loader mapped it
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            time.sleep(0.05)
+        (bundle,) = [p for p in cache.iterdir() if len(p.name) == 64]
+        libraries = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
+        assert str(bundle / "_internal" / "libc.so.6") in libraries
+        assert [lib for lib in libraries if lib.startswith(str(bundle / "_internal" / "ld-linux"))]
+        assert not [lib for lib in libraries if not lib.startswith(str(bundle))], libraries
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "host-local"
+    finally:
+        proc.kill()
+        proc.wait()

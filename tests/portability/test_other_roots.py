@@ -25,22 +25,35 @@ ROOTS = ("bullseye", "musl")
 DATA_DIR = "/var/lib/cni-test-networks"  # inside the root
 
 
-@pytest.fixture(scope="module", params=ROOTS)
-def root(request: pytest.FixtureRequest) -> Iterator[Path]:
+def prepared_root(name: str) -> Iterator[Path]:
+    """A root filesystem with the plugins installed and no IPAM state (the roots are kept between runs, in
+    build/rootfs); afterwards, no bind mount of a call may be left under it."""
     if os.geteuid() != 0:
         pytest.skip("chroot needs root")
-    path = rootfs(request.param)
+    path = rootfs(name)
     install_plugins(path)
+    data = path / DATA_DIR.lstrip("/")
+    shutil.rmtree(data, ignore_errors=True)
     yield path
+    shutil.rmtree(data, ignore_errors=True)
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    assert not [m for m in mounts if m.startswith(str(path))], "a call's bind mounts outlived it"
 
 
-@pytest.fixture(autouse=True)
-def fresh_data_dir(root: Path) -> Iterator[None]:
-    """The root filesystems are kept between runs (build/rootfs): every test starts with no IPAM state."""
-    data = root / DATA_DIR.lstrip("/")
-    shutil.rmtree(data, ignore_errors=True)
-    yield
-    shutil.rmtree(data, ignore_errors=True)
+@pytest.fixture(params=ROOTS)
+def root(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Each root filesystem in turn."""
+    yield from prepared_root(request.param)
+
+
+@pytest.fixture
+def bullseye() -> Iterator[Path]:
+    yield from prepared_root("bullseye")
+
+
+@pytest.fixture
+def musl() -> Iterator[Path]:
+    yield from prepared_root("musl")
 
 
 def ipam_conf(subnet: str = "10.93.0.0/24") -> dict[str, Any]:
@@ -53,13 +66,11 @@ def reservations(root: Path) -> list[str]:
     return sorted(n for n in os.listdir(folder) if n[0].isdigit()) if folder.exists() else []
 
 
-def test_the_root_has_no_glibc_of_its_own_when_musl(root: Path) -> None:
+def test_the_musl_root_has_no_glibc(musl: Path) -> None:
     """The premise of the musl case: nothing in that root but busybox, musl and our files."""
-    if root.name != "musl":
-        pytest.skip("only the musl root is glibc-free")
-    found = [str(p) for p in root.rglob("*") if p.name.startswith(("libc.so.6", "ld-linux"))
+    found = [str(p) for p in musl.rglob("*") if p.name.startswith(("libc.so.6", "ld-linux"))
              and "cni-suite" not in p.parts]
-    assert found == [] and (root / "lib" / "ld-musl-x86_64.so.1").exists()
+    assert found == [] and (musl / "lib" / "ld-musl-x86_64.so.1").exists()
 
 
 def test_version_and_about(root: Path) -> None:
@@ -127,9 +138,8 @@ def leftovers(root: Path, host: Netns, needles: list[str]) -> list[str]:
     return found + reservations(root).copy()
 
 
-def test_bridge_portmap_chain_with_traffic(root: Path, host_ns: Netns, make_container_ns) -> None:
-    if root.name != "bullseye":
-        pytest.skip("the chain needs the node's iptables: only the Debian 11 root has them")
+def test_bridge_portmap_chain_with_traffic(bullseye: Path, host_ns: Netns, make_container_ns) -> None:
+    root = bullseye
     a, b = make_container_ns(lo_up=True), make_container_ns(lo_up=True)
     mappings = [{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}]
     result_a = chain(root, host_ns, "ADD", "cntp-a", a, mappings=mappings)
@@ -152,10 +162,8 @@ def test_bridge_portmap_chain_with_traffic(root: Path, host_ns: Netns, make_cont
     assert leftovers(root, host_ns, [ip_a, ip_b, "cntp-a", "cntp-b"]) == []
 
 
-def test_the_plugins_ran_the_roots_iptables(root: Path) -> None:
+def test_the_plugins_ran_the_roots_iptables(bullseye: Path) -> None:
     """The node's tools are what the plugins run: the Debian 11 root's iptables is 1.8.7 (the machine's is
     newer), so the chain above used the root's."""
-    if root.name != "bullseye":
-        pytest.skip("only the Debian 11 root has iptables")
-    proc = run_in_root(root, ["/usr/sbin/iptables", "--version"])
+    proc = run_in_root(bullseye, ["/usr/sbin/iptables", "--version"])
     assert proc.returncode == 0 and "v1.8.7" in proc.stdout, proc.stdout + proc.stderr
