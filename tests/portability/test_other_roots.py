@@ -97,17 +97,22 @@ def test_host_local_add_check_del(root: Path) -> None:
 
 
 # The chain a node's runtime runs for a pod: bridge (host-local in it) then portmap, each with the previous
-# result; CHECK and DEL with the final one, DEL in reverse order.
-CHAIN = {"cniVersion": "1.0.0", "name": "cnt-p-chain", "plugins": [
-    {"type": "bridge", "bridge": "cntp0", "isGateway": True, "ipMasq": True,
-     "ipam": {"type": "host-local", "subnet": "10.94.0.0/24", "dataDir": DATA_DIR}},
-    {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-]}
+# result; CHECK and DEL with the final one, DEL in reverse order. Once with the iptables backend (the root's
+# iptables 1.8.7), once with nftables (the root's nft 0.9.8).
+def chain_plugins(backend: str) -> list[dict[str, Any]]:
+    nft = {"iptables": {}, "nftables": {"backend": "nftables"}}[backend]
+    return [{"type": "bridge", "bridge": "cntp0", "isGateway": True, "ipMasq": True,
+             **({"ipMasqBackend": "nftables"} if nft else {}),
+             "ipam": {"type": "host-local", "subnet": "10.94.0.0/24", "dataDir": DATA_DIR}},
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True, **nft}]
+
+
+CHAIN_NAME = "cnt-p-chain"
 HOST_PORT = 18080
 
 
 def _plugin_conf(plugin: dict[str, Any], prev: Any, mappings: list[dict[str, Any]]) -> dict[str, Any]:
-    conf = {"cniVersion": CHAIN["cniVersion"], "name": CHAIN["name"], **plugin}
+    conf = {"cniVersion": "1.0.0", "name": CHAIN_NAME, **plugin}
     if plugin.get("capabilities", {}).get("portMappings"):
         conf["runtimeConfig"] = {"portMappings": mappings}
     if prev is not None:
@@ -115,9 +120,9 @@ def _plugin_conf(plugin: dict[str, Any], prev: Any, mappings: list[dict[str, Any
     return conf
 
 
-def chain(root: Path, host: Netns, verb: str, cid: str, ns: Netns, prev: Any = None,
-          mappings: list[dict[str, Any]] = ()) -> Any:
-    order = CHAIN["plugins"] if verb != "DEL" else list(reversed(CHAIN["plugins"]))
+def chain(root: Path, host: Netns, plugins: list[dict[str, Any]], verb: str, cid: str, ns: Netns,
+          prev: Any = None, mappings: list[dict[str, Any]] = ()) -> Any:
+    order = plugins if verb != "DEL" else list(reversed(plugins))
     result = prev
     for plugin in order:
         conf = _plugin_conf(plugin, result if verb == "ADD" else prev, list(mappings))
@@ -131,25 +136,26 @@ def chain(root: Path, host: Netns, verb: str, cid: str, ns: Netns, prev: Any = N
 def leftovers(root: Path, host: Netns, needles: list[str]) -> list[str]:
     """What a DEL should have removed: veths on the host, rules naming the pods, IP reservations."""
     found = [link["ifname"] for link in net.links(host) if link["ifname"].startswith("veth")]
-    for tool in ("iptables-save", "ip6tables-save"):
-        proc = run_in_root(root, [f"/usr/sbin/{tool}"], host=host)
+    for tool in (["iptables-save"], ["ip6tables-save"], ["nft", "list", "ruleset"]):
+        proc = run_in_root(root, [f"/usr/sbin/{tool[0]}", *tool[1:]], host=host)
         assert proc.returncode == 0, proc.stderr
         found += [line for line in proc.stdout.splitlines() if any(n in line for n in needles)]
     return found + reservations(root).copy()
 
 
-def test_bridge_portmap_chain_with_traffic(bullseye: Path, host_ns: Netns, make_container_ns) -> None:
-    root = bullseye
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_bridge_portmap_chain_with_traffic(bullseye: Path, backend: str, host_ns: Netns, make_container_ns) -> None:
+    root, plugins = bullseye, chain_plugins(backend)
     a, b = make_container_ns(lo_up=True), make_container_ns(lo_up=True)
     mappings = [{"hostPort": HOST_PORT, "containerPort": 80, "protocol": "tcp"}]
-    result_a = chain(root, host_ns, "ADD", "cntp-a", a, mappings=mappings)
-    result_b = chain(root, host_ns, "ADD", "cntp-b", b)
+    result_a = chain(root, host_ns, plugins, "ADD", "cntp-a", a, mappings=mappings)
+    result_b = chain(root, host_ns, plugins, "ADD", "cntp-b", b)
     try:
         ip_a = result_a["ips"][0]["address"].split("/")[0]
         ip_b = result_b["ips"][0]["address"].split("/")[0]
         gateway = result_a["ips"][0]["gateway"]
         for cid, ns, result, maps in (("cntp-a", a, result_a, mappings), ("cntp-b", b, result_b, [])):
-            chain(root, host_ns, "CHECK", cid, ns, prev=result, mappings=maps)
+            chain(root, host_ns, plugins, "CHECK", cid, ns, prev=result, mappings=maps)
         assert net.ping(a, ip_b) and net.ping(b, ip_a)
         with net.serve(a, "tcp", 80, accepts=2):
             assert net.tcp_connect(host_ns, gateway, HOST_PORT) is not None  # the node, to its host port
@@ -157,13 +163,15 @@ def test_bridge_portmap_chain_with_traffic(bullseye: Path, host_ns: Netns, make_
         up = leftovers(root, host_ns, [ip_a, "cntp-a"])  # the counters below do see a pod's traces
         assert any("18080" in line for line in up) and len([n for n in up if n.startswith("veth")]) == 2, up
     finally:
-        chain(root, host_ns, "DEL", "cntp-a", a, prev=result_a, mappings=mappings)
-        chain(root, host_ns, "DEL", "cntp-b", b, prev=result_b)
+        chain(root, host_ns, plugins, "DEL", "cntp-a", a, prev=result_a, mappings=mappings)
+        chain(root, host_ns, plugins, "DEL", "cntp-b", b, prev=result_b)
     assert leftovers(root, host_ns, [ip_a, ip_b, "cntp-a", "cntp-b"]) == []
 
 
-def test_the_plugins_ran_the_roots_iptables(bullseye: Path) -> None:
-    """The node's tools are what the plugins run: the Debian 11 root's iptables is 1.8.7 (the machine's is
-    newer), so the chain above used the root's."""
+def test_the_plugins_ran_the_roots_netfilter_tools(bullseye: Path) -> None:
+    """The node's tools are what the plugins run: the Debian 11 root's iptables is 1.8.7 and its nft 0.9.8 (the
+    machine's are newer), so the chains above used the root's."""
     proc = run_in_root(bullseye, ["/usr/sbin/iptables", "--version"])
     assert proc.returncode == 0 and "v1.8.7" in proc.stdout, proc.stdout + proc.stderr
+    proc = run_in_root(bullseye, ["/usr/sbin/nft", "--version"])
+    assert proc.returncode == 0 and "v0.9.8" in proc.stdout, proc.stdout + proc.stderr
