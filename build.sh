@@ -31,7 +31,7 @@ if ((${#PLUGIN_TYPES[@]} == 0)); then
 fi
 # Every architecture a plain ./build.sh builds. Each needs a branch in arch_config (and, when it is not the build
 # machine's, in retarget_bundle).
-ARCHES=(amd64)
+ARCHES=(amd64 arm64)
 NATIVE_ARCH=$(dpkg --print-architecture)
 WORK=build/pyinstaller
 
@@ -42,18 +42,32 @@ WORK=build/pyinstaller
 #   PY_STATIC_LIB PY_INCLUDE PY_LIBS   the target's static libpython, its headers, the libraries it needs
 arch_config() {
     case $1 in
-        amd64)
-            CC=gcc STRIP=strip TRIPLET=x86_64-linux-gnu ;;
+        amd64) TRIPLET=x86_64-linux-gnu ;;
+        arm64) TRIPLET=aarch64-linux-gnu ;;
         *)
             echo "build.sh: unknown architecture '$1' (known: ${ARCHES[*]})" >&2
             exit 2 ;;
     esac
+    # Another architecture is cross-built with Debian's cross toolchain for it (gcc-aarch64-linux-gnu...) and
+    # its :arch packages, installed by .ci/setup beside the build machine's (multiarch; docs/packaging.md).
     if [ "$1" = "$NATIVE_ARCH" ]; then
-        read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" -c 'import sysconfig
-v = sysconfig.get_config_var
-libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
-print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))')
+        CC=gcc STRIP=strip
+    else
+        CC=$TRIPLET-gcc STRIP=$TRIPLET-strip
     fi
+    # The target's build settings: the running interpreter's own, or for another architecture the same Python
+    # version's settings file from that architecture's libpython package (/usr/lib/python3.X/_sysconfigdata_*).
+    read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" - "$1" "$NATIVE_ARCH" "$TRIPLET" <<'PY'
+import runpy, sys, sysconfig
+arch, native, triplet = sys.argv[1:]
+if arch == native:
+    v = sysconfig.get_config_var
+else:
+    v = runpy.run_path(f"{sysconfig.get_path('stdlib')}/_sysconfigdata__linux_{triplet}.py")["build_time_vars"].get
+libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
+print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))
+PY
+)
     LIBDIRS=("/lib/$TRIPLET" "/usr/lib/$TRIPLET")
 }
 
@@ -63,8 +77,7 @@ print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))')
 retarget_bundle() {
     local arch=$1
     [ "$arch" = "$NATIVE_ARCH" ] && return
-    echo "build.sh: no cross build defined for $arch" >&2
-    exit 2
+    "$PYTHON" -m cni_common.bundle.cross "$2" "$arch"
 }
 
 # The bundle's program: the distribution's static interpreter (the one the venv runs, whose modules PyInstaller
