@@ -15,7 +15,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from tests.helpers.builds import unpack
 
 BUSYBOX = Path("/usr/bin/busybox")  # Debian busybox-static: no shared libraries needed
 #: Sandbox image name. It must be fully qualified: CRI normalises a bare
@@ -94,41 +93,12 @@ def oci_image_archive(rootfs: Path, dest: Path, ref: str = SANDBOX_IMAGE,
 INSTALLER_IMAGE = "cnt.test/cnt-cni-suite:{tag}"
 
 
-def installer_rootfs(single_file: Path, dest: Path, workdir: Path) -> Path:
-    """The installer image's file system: the single file as `/cni-suite`, `/var/cache` (an emptyDir in the
-    DaemonSet: the launcher unpacks its bundle there), `/tmp`, and the host libraries the file still needs."""
+def installer_rootfs(single_file: Path, dest: Path) -> Path:
+    """The installer image's file system: the single file as `/cni-suite` and nothing of the host's (the file
+    is self-contained: a static launcher, and the bundle carries its own loader and C library), plus
+    `/var/cache` (an emptyDir in the DaemonSet: the launcher unpacks its bundle there) and `/tmp`."""
     (dest / "var" / "cache").mkdir(parents=True, exist_ok=True)
     (dest / "tmp").mkdir(exist_ok=True)
     (dest / "tmp").chmod(0o1777)
     shutil.copy2(single_file, dest / "cni-suite")
-    for lib in shared_libraries_until_self_contained(single_file, workdir):
-        target = dest / lib.relative_to("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(lib, target)  # follows the host's symlink: the image gets the real file under that name
     return dest
-
-
-def shared_libraries_until_self_contained(single_file: Path, workdir: Path) -> list[Path]:
-    """Host libraries (glibc, zlib, ...) the single file and its unpacked bundle load, by `ldd`.
-
-    TEMPORARY: today the launcher and the bundle's runner are dynamically linked against the host's glibc, so an
-    image holding only the file cannot run it. Once the file is fully self-contained (static launcher, bundled
-    loader and libc), this helper returns nothing to add and can be dropped with its call above.
-    """
-    unpacked = unpack(single_file, workdir)
-    elves = [single_file] + [p for p in unpacked.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
-    libs: set[Path] = set()
-    for elf in elves:
-        out = subprocess.run(["ldd", str(elf)], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            words = line.split()
-            path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
-            if path.startswith("/") and not Path(path).is_relative_to(unpacked):
-                libs.add(Path(path))
-    shutil.rmtree(unpacked.parent, ignore_errors=True)
-    return sorted(libs)
-
-
-def _is_elf(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"\x7fELF"

@@ -86,7 +86,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     first, second = suite_builds
     images = []
     for tag, build in (("a", first), ("b", second)):
-        rootfs = installer_rootfs(build, tmp_path / f"rootfs-{tag}", tmp_path / f"work-{tag}")
+        rootfs = installer_rootfs(build, tmp_path / f"rootfs-{tag}")
         images.append((INSTALLER_IMAGE.format(tag=tag), oci_image_archive(
             rootfs, tmp_path / f"installer-{tag}.tar", INSTALLER_IMAGE.format(tag=tag), ("/cni-suite", "install"))))
     bin_dir = go_bin_dir(tmp_path / "bin", ("loopback",))  # the node's own loopback; the DaemonSet brings ours
