@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import invoke
-from ..errors import CNIError, ErrorCode
+from ..errors import CNIError, ErrorCode, PluginCode
 from ..types import Result
 
 if TYPE_CHECKING:
@@ -70,4 +70,4 @@ def _check_ips_and_routes(cont: Conn, index: int, ifname: str, cont_idx: int, pr
 
 
 def _check_failed(msg: str) -> CNIError:
-    return CNIError(ErrorCode.INTERNAL, msg)
+    return CNIError(PluginCode.CHECK_FAILED, msg)
