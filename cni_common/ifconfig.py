@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from . import sysctl
-from .errors import CNIError, ErrorCode, PluginCode
+from .errors import CNIError, PluginCode
 
 if TYPE_CHECKING:
     from .netlink import Conn, Link
@@ -70,7 +70,7 @@ def settle_dad(cont: Conn, index: int, ifname: str) -> None:
         return not any(a.tentative for a in addrs)
 
     if not wait_until(settled, DAD_TIMEOUT) and nl.get_link(cont, index).up:
-        raise CNIError(ErrorCode.INTERNAL, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
+        raise CNIError(PluginCode.LINK_FAILURE, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
 
 
 def wait_oper_up(conn: Conn, link: Link) -> None:
