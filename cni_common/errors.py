@@ -39,6 +39,9 @@ class PluginCode(enum.IntEnum):
     NETFILTER_FAILURE = 103
     DELEGATE_NOT_FOUND = 104
     STORE_FAILURE = 105
+    #: CHECK found the attachment differs from its prevResult. Upstream answers 999 here, but 999 says "a bug of
+    #: the plugin" and this is the container's state, so the runtime gets a code of its own (same verdict).
+    CHECK_FAILED = 106
 
 
 class CNIError(Exception):

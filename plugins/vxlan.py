@@ -1,13 +1,13 @@
 """The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
 
-An interface plugin: it creates the container's veth on a local bridge itself, with the bridge plugin's code
-(:mod:`cni_common.overlay.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
-:mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
-over time (:mod:`cni_common.overlay.agent`).
+An interface plugin: it creates the container's veth on a local bridge itself, with the library's bridge
+attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`).
+Node-level work (subnet, VXLAN device, liveness, peers) is in :mod:`cni_common.overlay.node`; the same
+executable run as ``vxlan agent --conf FILE`` keeps that up to date over time (:mod:`cni_common.overlay.agent`).
 
 - ADD: node setup (reserving the subnet in etcd when a store is set), liveness refresh, one peer reconcile,
   then the container (bridge + veth + IPAM over the node subnet), and optional masquerading.
-- DEL: only the container's own state (interface, IPAM, masquerading); never talks to the store.
+- DEL: only the container's own state (interface, IPAM, masquerading), best effort; never talks to the store.
 - CHECK: bridge's CHECK (IPAM, bridge, veth ends, addresses, routes), then the node's VXLAN device.
 - GC: passed to IPAM; masquerading of stale attachments removed.
 - STATUS: 50 when the store is unreachable and no static peers are configured; then IPAM STATUS.
@@ -22,6 +22,7 @@ from typing import Any, Optional
 from cni_common.errors import BestEffort, CNIError, ErrorCode
 from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
+from cni_common.version import about_line
 
 log = get_logger(__name__)
 
@@ -29,7 +30,7 @@ log = get_logger(__name__)
 #: CNI timeout, and short enough for a frozen or unreachable cluster (see "Faults" in docs/vxlan.md).
 STORE_ANSWER_WITHIN = 1.0
 
-ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
+ABOUT = f"{about_line('vxlan')}\nA multi-node overlay; 'vxlan agent --conf FILE' runs its agent."
 
 
 def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:
@@ -80,15 +81,24 @@ def _sync_peers(host: Any, conf: Any, store: Any, state: Any, remove: bool) -> N
 
 
 def cmd_del(args: CmdArgs) -> None:
+    """Best effort, as bridge's DEL: the container side (interface, IPAM lease) and the masquerading are each
+    removed even when another step failed; the failures are reported together at the end."""
     from cni_common import netfilter
     from cni_common.overlay import attach, config
 
     conf = config.parse(args.conf)
-    addresses = attach.container_addresses(args) if conf.ip_masq else []
-    attach.delete(args, conf)
+    steps = BestEffort()
+    addresses: list[Any] = []
     if conf.ip_masq:
-        netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
-                                      _masq_ips(conf, addresses))
+        with steps:
+            addresses = attach.container_addresses(args)
+    with steps:
+        attach.delete(args, conf)
+    if conf.ip_masq:
+        with steps:  # without the addresses, the rules are still found by their names and comments
+            netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
+                                          _masq_ips(conf, addresses))
+    steps.raise_if_failed("vxlan DEL failed")
 
 
 def cmd_check(args: CmdArgs) -> None:
@@ -138,15 +148,9 @@ def cmd_status(args: CmdArgs) -> None:
     delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """CNI plugin, or the agent when the first argument is ``agent`` (``vxlan agent --conf FILE``)."""
-    rest = list(sys.argv if argv is None else argv)[1:]
-    if rest[:1] == ["vxlan"]:  # run as "cni-suite vxlan agent ..."
-        rest = rest[1:]
-    if rest[:1] == ["agent"]:
-        from cni_common.overlay.agent import run_cli
-
-        return run_cli(rest[1:])
+def main() -> int:
+    """The CNI plugin. ``vxlan agent --conf FILE`` is a mode of the program (``plugins/multicall.py``) that runs
+    :func:`cni_common.overlay.agent.run_cli` instead."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
                        about=ABOUT)
 

@@ -75,10 +75,19 @@ def test_all_missing_variables_are_named_together():
     assert rec.calls == []
 
 
-def test_missing_command_names_it():
-    rc, out, err, _ = run(None, CONF)
-    assert rc == 1 and out["code"] == 4 and "CNI_COMMAND" in out["msg"]
-    assert "CNI protocol versions supported" in err
+def test_run_by_hand_says_what_it_is_and_succeeds_as_upstream():
+    """Upstream's skel, with CNI_COMMAND unset: the about line and the versions on stderr, nothing on stdout,
+    exit 0 (``/usr/lib/cni/bridge`` run by hand does exactly that)."""
+    rc, out, err, rec = run(None, CONF)
+    assert rc == 0 and out is None and rec.calls == []
+    assert err.startswith("test plugin\nCNI protocol versions supported: 0.1.0, ")
+
+
+def test_about_line_is_upstreams_with_the_one_version():
+    from cni_common import __version__
+    from cni_common.version import about_line
+
+    assert about_line("bridge") == f"CNI bridge plugin v{__version__}"
 
 
 def test_del_does_not_need_netns():
@@ -117,15 +126,17 @@ def test_bad_input_table(command, conf, code, fragment):
     ({"CNI_CONTAINERID": "../x"}, "CNI_CONTAINERID"),
 ])
 def test_bad_identifiers(env, fragment):
-    rc, out, _, _ = run("ADD", CONF, env=env)
+    rc, out, _, rec = run("ADD", CONF, env=env)
     assert rc == 1 and out["code"] == 4 and fragment in out["msg"]
+    assert rec.calls == []  # refused before the plugin runs
 
 
 def test_own_netns_is_refused_unless_overridden():
-    rc, out, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net"})
-    assert rc == 1 and out["code"] == 8
-    rc, _, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net", "CNI_NETNS_OVERRIDE": "1"})
-    assert rc == 0
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net"})
+    assert rc == 1 and out["code"] == 8 and rec.calls == []
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net", "CNI_NETNS_OVERRIDE": "1"})
+    assert rc == 0 and out["ips"][0]["address"] == "10.0.0.2/24"
+    assert [(verb, args.netns) for verb, args in rec.calls] == [("ADD", "/proc/self/ns/net")]
 
 
 def test_missing_cni_version_means_010():
@@ -147,8 +158,10 @@ def test_unexpected_exceptions_become_999_without_traceback():
 def test_unknown_request_keys_are_tolerated():
     conf = dict(CONF, capabilities={"portMappings": True}, **{"cni.dev/valid-attachments": []},
                 runtimeConfig={"io.kubernetes.cri.pod-annotations": {}}, args={"cni": {}})
-    rc, _, _, _ = run("ADD", conf)
-    assert rc == 0
+    rc, out, _, rec = run("ADD", conf)
+    assert rc == 0 and out["ips"][0]["address"] == "10.0.0.2/24"
+    (verb, args), = rec.calls
+    assert verb == "ADD" and args.conf == conf  # handed to the plugin as they came, for it to read or ignore
 
 
 def test_log_level_comes_from_the_given_environment():
