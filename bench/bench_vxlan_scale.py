@@ -40,11 +40,12 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.lab import Lab as BenchLab, ensure_cnitool  # noqa: E402
-from tests.helpers import net  # noqa: E402
-from tests.helpers.etcd import EtcdCluster, store_conf  # noqa: E402
-from tests.helpers.overlay_watch import observe  # noqa: E402
-from tests.helpers.vxlan_lab import NET_NAME, Cluster, Lab, Node, source_bin_dir  # noqa: E402
+from bench.lab import Lab as BenchLab
+from bench.lab import ensure_cnitool
+from tests.helpers import net
+from tests.helpers.etcd import EtcdCluster, store_conf
+from tests.helpers.overlay_watch import observe
+from tests.helpers.vxlan_lab import NET_NAME, Cluster, Lab, Node, source_bin_dir
 
 PREFIX = "/cnt-x/scale"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -211,9 +212,8 @@ class Scale:
             neigh_ips = {ln.split()[0] for ln in neigh if "PERMANENT" in ln}
             fdb = json.loads(node.ns.run(["bridge", "-j", "fdb", "show", "dev", "cnivx.1"]).stdout or "[]")
             fdb_dsts = {e["dst"] for e in fdb if "dst" in e and e.get("mac") != "00:00:00:00:00:00"}
-            for kind, have, wanted in (("route", routes, {i["subnet"] for i in want}),
-                                       ("neigh", neigh_ips, {i["gateway"] for i in want}),
-                                       ("fdb", fdb_dsts, {i["underlay"] for i in want})):
+            for have, wanted in ((routes, {i["subnet"] for i in want}), (neigh_ips, {i["gateway"] for i in want}),
+                                 (fdb_dsts, {i["underlay"] for i in want})):
                 stale += len(have - wanted)
                 missing += len(wanted - have)
         return {"stale": stale, "missing": missing}

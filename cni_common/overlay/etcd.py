@@ -368,7 +368,9 @@ class EtcdClient:
         if self._username and not self._token:
             self._authenticate()
         resp = self._open("/v3/watch", body, idle_timeout, stream=True)
-        with resp, contextlib.closing(self._watch_conn):
+        conn = self._watch_conn
+        assert conn is not None  # set by _open_stream
+        with resp, contextlib.closing(conn):
             try:
                 yield from self._watch_events(resp)
             except http.client.HTTPException as exc:  # a chunk cut short (interrupted, member gone)

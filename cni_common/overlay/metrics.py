@@ -74,7 +74,7 @@ def serve(listen: tuple[str, int], health: Health) -> http.server.ThreadingHTTPS
     """Serve the three paths on ``listen`` from a daemon thread; returns the server (``server_address``)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._reply(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)

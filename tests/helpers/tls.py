@@ -33,8 +33,9 @@ def make_certs(dest: Path, server_ip: str = "127.0.0.1") -> Certs:
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=cnt test CA",
              cwd=dest)
-    for name, subj, ext in (("server", "/O=cnt etcd", f"subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth,clientAuth"),
-                          ("client", "/O=cnt vxlan client", "extendedKeyUsage=clientAuth")):
+    server_ext = f"subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth,clientAuth"
+    for name, subj, ext in (("server", "/O=cnt etcd", server_ext),
+                            ("client", "/O=cnt vxlan client", "extendedKeyUsage=clientAuth")):
         (dest / f"{name}.ext").write_text(ext + "\n")
         _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=dest)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
