@@ -40,7 +40,7 @@ LOCK_NAME = "lock"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
 INDEX_NAME = ".cni-index.json"
 _INDEX_VERSION = 1
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 
 # ip name -> [inode, container id, ifname or None]; kept as the JSON lists they are stored as, so loading
 # and saving the index is one json call each (it is read and written on every operation).
