@@ -91,6 +91,7 @@ class IPAMConfig:
     data_dir: str = DEFAULT_DATA_DIR
     resolv_conf: str = ""
     requested_ips: list[IPAddress] = field(default_factory=list)
+    reclaim_after_reboot: bool = True
 
 
 def _parse_ip(value: Any, label: str) -> IPAddress:
@@ -216,12 +217,27 @@ def ipam_section(conf: Mapping[str, Any]) -> Mapping[str, Any]:
     ipam = get_key(conf, "ipam")
     if not isinstance(ipam, Mapping):
         raise _invalid("IPAM config missing 'ipam' key" if ipam is None else f"invalid ipam: {ipam!r}")
+    for key in ("type", "name"):  # decoded by Go's host-local in every verb: a number there fails it too
+        value = get_key(ipam, key)
+        if value is not None and not isinstance(value, str):
+            raise _invalid(f"invalid ipam {key}: {value!r} is not a string")
     return ipam
 
 
 def data_dir(conf: Mapping[str, Any]) -> str:
     """Just ``ipam.dataDir``: what DEL and GC need, so they work even when the ranges no longer validate."""
     return _string(ipam_section(conf), "dataDir", DEFAULT_DATA_DIR)
+
+
+def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
+    """``ipam.reclaimAfterReboot`` (ours; default true): release the reservations of an earlier boot on the
+    first call after a reboot (see docs/host-local.md). Go's host-local ignores the key."""
+    value = get_key(ipam_section(conf), "reclaimAfterReboot")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise _invalid(f"invalid ipam reclaimAfterReboot: {value!r} is not a boolean")
+    return value
 
 
 def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Any]:
@@ -262,7 +278,7 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str)
     return IPAMConfig(name=str(conf.get("name", "")), range_sets=range_sets, routes=_routes(get_key(ipam, "routes")),
                       data_dir=_string(ipam, "dataDir", DEFAULT_DATA_DIR),
                       resolv_conf=_string(ipam, "resolvConf", ""),
-                      requested_ips=_requested_ips(conf, cni_args))
+                      requested_ips=_requested_ips(conf, cni_args), reclaim_after_reboot=reclaim_after_reboot(conf))
 
 
 def parse_resolv_conf(path: str) -> DNS:
