@@ -139,6 +139,7 @@ def parse_conf(args: CmdArgs) -> PortMapConf:
     from cni_common.netfilter import PortMapSpec
 
     conf = args.conf
+    cfg.check_netconf_types(conf)
     prev_raw = cfg.get_key(conf, "prevResult")
     prev = Result.from_dict(prev_raw, args.cni_version) if prev_raw else None
     snat = cfg.get_bool(conf, "snat", True)
@@ -254,9 +255,10 @@ def cmd_gc(args: CmdArgs) -> None:
         netfilter.gc_ports(args.network_name, {cid for cid, _ in valid})
 
 
-def main() -> int:
+def main(**streams: Any) -> int:
+    """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc),
-                       about="CNI portmap plugin (Python)")
+                       about="CNI portmap plugin (Python)", **streams)
 
 
 if __name__ == "__main__":

@@ -118,8 +118,9 @@ def cmd_status(args: CmdArgs) -> None:
     delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """CNI plugin, or the agent when the first argument is ``agent`` (``vxlan agent --conf FILE``)."""
+def main(argv: Optional[list[str]] = None, **streams: Any) -> int:
+    """CNI plugin, or the agent when the first argument is ``agent`` (``vxlan agent --conf FILE``); ``streams``
+    (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     rest = list(sys.argv if argv is None else argv)[1:]
     if rest[:1] == ["vxlan"]:  # run as "cni-suite vxlan agent ..."
         rest = rest[1:]
@@ -128,7 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         return run_cli(rest[1:])
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
-                       about=ABOUT)
+                       about=ABOUT, **streams)
 
 
 if __name__ == "__main__":

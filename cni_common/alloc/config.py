@@ -175,7 +175,8 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
     if cni_args.get("IP"):
         texts += [(t, "CNI_ARGS IP") for t in cni_args["IP"].split(",") if t.strip()]
     for source, block in (("args.cni.ips", args_cni(conf)), ("runtimeConfig.ips", runtime_config(conf))):
-        values = get_key(block, "ips") or []
+        values = get_key(block, "ips")
+        values = [] if values is None else values  # "" or {} is a wrong type (Go refuses it), not "none"
         if not isinstance(values, list):
             raise _invalid(f"invalid {source}: expected a list, got {values!r}")
         texts += [(v, source) for v in values]
@@ -242,13 +243,15 @@ def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
 
 def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Any]:
     """runtimeConfig.ipRanges first, then the legacy top-level range, then ``ranges``, as upstream orders them."""
-    runtime_ranges = get_key(runtime_config(conf), "ipRanges") or []
+    runtime_ranges = get_key(runtime_config(conf), "ipRanges")
+    runtime_ranges = [] if runtime_ranges is None else runtime_ranges
     if not isinstance(runtime_ranges, list):
         raise _invalid(f"invalid runtimeConfig.ipRanges: expected a list, got {runtime_ranges!r}")
     yield from runtime_ranges
     if get_key(ipam, "subnet"):
         yield [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
-    ranges = get_key(ipam, "ranges") or []
+    ranges = get_key(ipam, "ranges")
+    ranges = [] if ranges is None else ranges
     if not isinstance(ranges, list):
         raise _invalid(f"invalid ipam ranges: expected a list of range sets, got {ranges!r}")
     yield from ranges
