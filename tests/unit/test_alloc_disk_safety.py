@@ -277,3 +277,19 @@ def test_status_after_a_reboot_does_not_report_the_earlier_boots_addresses(conf,
     assert rc == 1 and out["code"] == 50
     boot(boot_file, "boot-b")
     assert run("STATUS", conf, boot_file) == (0, None)
+
+
+# ------------------------------------------------------------------------------------------ other files we write
+
+def test_log_file_is_never_written_through_a_symlink(tmp_path, victim):
+    from cni_common import log
+
+    link = tmp_path / "cni.log"
+    os.symlink(victim, link)
+    err = io.StringIO()
+    try:
+        log.configure("info", str(link), err)
+        log.get_logger("t").info("must not reach the victim")
+    finally:
+        log.configure()
+    assert victim.read_bytes() == b"precious" and "cannot open logFile" in err.getvalue()
