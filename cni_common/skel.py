@@ -153,6 +153,11 @@ def _nesting_depth_exceeds(text: str, limit: int) -> bool:
     return False
 
 
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (Python's decoder accepts them; Go's, code 6, does not)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
     """stdin as UTF-8 JSON, as Go's decoder reads it: no UTF-16/32 detection and no byte-order mark
     (``json.loads(bytes)`` would guess the encoding and accept what every Go plugin refuses; code 6)."""
@@ -169,7 +174,7 @@ def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
         raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
                        f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        conf = json.loads(text)
+        conf = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
                        str(exc)) from exc

@@ -97,22 +97,23 @@ def parse_mappings(conf: dict[str, Any]) -> list[Any]:
     from cni_common.netfilter import PortMapping
 
     out = []
-    for entry in cfg.get_list(cfg.runtime_config(conf), "portMappings", where="runtimeConfig"):
+    for i, entry in enumerate(cfg.get_list(cfg.runtime_config(conf), "portMappings", where="runtimeConfig")):
         if not isinstance(entry, dict):
             raise _invalid("invalid config: runtimeConfig.portMappings entries must be objects")
-        where = "runtimeConfig.portMappings"
+        where = f"runtimeConfig.portMappings[{i}]"
         container_port = cfg.get_int(entry, "containerPort", 0, where)
         host_port = cfg.get_int(entry, "hostPort", 0, where)
+        # upstream's messages, with the key they are about
         if container_port <= 0:
-            raise _invalid(f"Invalid container port number: {container_port}")
+            raise _invalid(f"Invalid container port number: {container_port} ({where}.containerPort)")
         if host_port <= 0:
-            raise _invalid(f"Invalid host port number: {host_port}")
+            raise _invalid(f"Invalid host port number: {host_port} ({where}.hostPort)")
         host_ip = cfg.get_str(entry, "hostIP", "", where)
         if host_ip:
             try:
                 ipaddress.ip_address(host_ip)
             except ValueError as exc:
-                raise _invalid(f"Invalid host IP: {host_ip!r}") from exc
+                raise _invalid(f"Invalid host IP: {host_ip!r} ({where}.hostIP)") from exc
         protocol = (cfg.get_str(entry, "protocol", "", where) or "tcp").lower()
         out.append(PortMapping(host_port, container_port, protocol, host_ip))
     return out
@@ -209,7 +210,7 @@ def cmd_add(args: CmdArgs) -> Result:
 
     pm = _parse_for(args)
     if pm.prev_result is None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "must be called as chained plugin")
+        raise CNIError(ErrorCode.INVALID_CONFIG, "must be called as chained plugin (the config has no prevResult)")
     if not pm.spec.mappings or not pm.ips:
         return pm.prev_result
     netfilter.forward_ports(netfilter.select_backend(pm.backend or None), pm.spec, pm.ips)

@@ -1,7 +1,7 @@
 """Drive a plugin's ``main`` in this process (no exec: ~1000x faster than the built files), never the kernel.
 
 ``kernel_guard`` replaces every entry point through which a plugin would change the kernel (the bridge's
-attach/detach, the netfilter calls of portmap, the overlay) with one that raises :class:`ReachedKernel`: an
+attach/detach, the netfilter calls of portmap, the overlay and its etcd client) with one that raises :class:`ReachedKernel`: an
 in-process call runs in the test runner's own network namespace, the machine's, which tests must never change.
 A call that gets that far was accepted by validation; :func:`call` reports it as ``reached_kernel``.
 """
@@ -49,6 +49,10 @@ def install_guard(monkeypatch: pytest.MonkeyPatch) -> None:
         for name in names:
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, refuse)
+    from cni_common.overlay import node
+
+    # vxlan: the etcd client would connect to whatever endpoints a generated config names.
+    monkeypatch.setattr(node.Store, "open", classmethod(lambda cls, *a, **k: refuse()))
 
 
 def main_of(plugin: str) -> Callable[..., int]:
