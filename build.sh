@@ -4,7 +4,7 @@
 #   ./build.sh                 build dist/bridge, dist/host-local, dist/portmap, dist/vxlan
 #   ./build.sh install DIR     build if needed, then install them into DIR (e.g. /opt/cni/bin) atomically
 #
-# All types are one multi-call program (cni_common/multicall.py picks the plugin from the name it runs as),
+# All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),
 # frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec), then packed
 # behind a small C launcher (cni_common/bundle/launcher.c) into ONE file. On its first run the file unpacks
 # the bundle into a root-only cache keyed by its hash; later runs only exec it. See docs/packaging.md.
@@ -12,7 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-.venv/bin/python}
-PLUGIN_TYPES=(bridge host-local portmap vxlan)
+# The suite's one table of CNI types (plugins/multicall.py), read with the Python that builds.
+read -r -a PLUGIN_TYPES < <("$PYTHON" -c 'from plugins.multicall import PLUGINS; print(*PLUGINS)')
+if ((${#PLUGIN_TYPES[@]} == 0)); then
+    echo "build.sh: cannot read the plugin types from plugins/multicall.py with $PYTHON (run bash .ci/setup)" >&2
+    exit 1
+fi
 WORK=build/pyinstaller
 
 # The bundle's program: the distribution's static interpreter (the one the venv runs, whose modules PyInstaller
@@ -48,7 +53,8 @@ build() {
     build_runner "$WORK/dist/cni-suite/cni-suite"
     gcc -O2 -Wall -Wno-format-truncation -o "$WORK/launcher" cni_common/bundle/launcher.c -lz
     strip "$WORK/launcher"
-    "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" >/dev/null
+    "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" \
+        "${PLUGIN_TYPES[@]}" >/dev/null
     for type in "${PLUGIN_TYPES[@]}"; do
         install -m 0755 "$WORK/cni-suite" "$WORK/out/$type"
     done

@@ -4,10 +4,11 @@ The delegate is found by scanning ``CNI_PATH`` in order, and runs with the calle
 ``CNI_COMMAND`` changed) and the caller's stdin bytes unchanged: the whole request, not just the ``ipam``
 section. Its stderr flows to ours; its stdout is the result or the error JSON, which becomes our error.
 
-When the file found is this very build of the suite (same bundle hash: see :mod:`cni_common.bundle.trailer`),
-the delegate runs in this process instead, through the same :func:`cni_common.skel.plugin_main` with the same
-environment and stdin bytes, and its output is parsed exactly as a child's would be. That saves a process start
-per ADD and DEL; any other binary (the Go host-local, another version of ours) is executed as the spec says.
+When the file found is this very build of the suite (same bundle hash: see :mod:`cni_common.bundle.trailer`)
+and the program registered that type as able to (:mod:`cni_common.inprocess`), the delegate runs in this
+process instead, through the same :func:`cni_common.skel.plugin_main` with the same environment and stdin bytes,
+and its output is parsed exactly as a child's would be. That saves a process start per ADD and DEL; any other
+binary (the Go host-local, another version of ours) is executed as the spec says.
 ``CNI_SUITE_EXEC_DELEGATES=1`` turns the shortcut off.
 """
 
@@ -62,15 +63,16 @@ def _in_process_main(plugin_type: str, binary: str) -> Optional[Callable[..., in
     """The delegate's ``main`` when ``binary`` is this same build and that plugin can run in-process."""
     if not getattr(sys, "frozen", False) or os.environ.get("CNI_SUITE_EXEC_DELEGATES", "") == "1":
         return None
+    from . import inprocess
     from .bundle.trailer import build_hash
-    from .multicall import IN_PROCESS_DELEGATES
 
-    if plugin_type not in IN_PROCESS_DELEGATES:
+    load_main = inprocess.loader_of(plugin_type)
+    if load_main is None:
         return None
     own_build = os.path.basename(os.path.dirname(sys.executable))
     if build_hash(binary) != own_build:
         return None
-    return IN_PROCESS_DELEGATES[plugin_type]()
+    return load_main()
 
 
 def _run_in_process(main: Callable[..., int], env: dict[str, str], stdin_data: bytes) -> Outcome:

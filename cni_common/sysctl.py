@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 
 from .errors import CNIError, ErrorCode
+from .log import get_logger
+
+log = get_logger(__name__)
 
 _ROOT = "/proc/sys/net"
 
@@ -47,6 +50,15 @@ def ensure(value: str | int, *parts: str) -> bool:
         return False
     write(value, *parts)
     return True
+
+
+def write_best_effort(value: str | int, *parts: str) -> None:
+    """:func:`write` for the settings upstream sets without checking: a host with IPv6 disabled has no
+    ``ipv6/conf`` to write, and that must not fail an ADD. A failure is logged at debug level."""
+    try:
+        write(value, *parts)
+    except CNIError as exc:
+        log.debug("ignored: %s", exc)
 
 
 def iface(family: str, ifname: str, name: str) -> tuple[str, str, str, str]:

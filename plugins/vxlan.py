@@ -1,7 +1,7 @@
 """The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
 
-An interface plugin: it creates the container's veth on a local bridge itself, with the bridge plugin's code
-(:mod:`cni_common.overlay.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
+An interface plugin: it creates the container's veth on a local bridge itself, with the library's bridge
+attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
 :mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
 over time (:mod:`cni_common.overlay.agent`).
 
@@ -118,16 +118,10 @@ def cmd_status(args: CmdArgs) -> None:
     delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
 
 
-def main(argv: Optional[list[str]] = None, **streams: Any) -> int:
-    """CNI plugin, or the agent when the first argument is ``agent`` (``vxlan agent --conf FILE``); ``streams``
-    (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
-    rest = list(sys.argv if argv is None else argv)[1:]
-    if rest[:1] == ["vxlan"]:  # run as "cni-suite vxlan agent ..."
-        rest = rest[1:]
-    if rest[:1] == ["agent"]:
-        from cni_common.overlay.agent import run_cli
-
-        return run_cli(rest[1:])
+def main(**streams: Any) -> int:
+    """The CNI plugin. ``vxlan agent --conf FILE`` is a mode of the program (``plugins/multicall.py``) that runs
+    :func:`cni_common.overlay.agent.run_cli` instead. ``streams`` (environ, stdin, stdout, stderr) let tests
+    drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
                        about=ABOUT, **streams)
 

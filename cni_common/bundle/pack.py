@@ -1,9 +1,9 @@
 """Pack a PyInstaller one-folder bundle behind the launcher into one self-installing executable.
 
-Usage: ``python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT``. The format is documented in
-``launcher.c``, the only reader. The meta block carries the plugin names and the VERSION answer, both taken from
-the code (:mod:`cni_common.multicall`, :mod:`cni_common.version`), so the launcher can answer VERSION itself
-without a second source of truth. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
+Usage: ``python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT TYPE...``. The format is documented in
+``launcher.c``, the only reader. The meta block carries the plugin names (build.sh passes the suite's table of
+types, ``plugins/multicall.py``) and the VERSION answer (:mod:`cni_common.version`), so the launcher can answer
+VERSION itself without a second source of truth. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
 matters); the trailer carries the SHA-256 of the payload, which names the launcher's cache folder, so every
 build unpacks into a folder of its own and identical builds share one.
 """
@@ -48,20 +48,19 @@ def payload(bundle_dir: Path) -> bytes:
     return b"".join(parts)
 
 
-def meta() -> bytes:
+def meta(plugin_types: list[str]) -> bytes:
     """Plugin names (NUL-terminated, then an empty one) followed by the VERSION answer."""
-    from cni_common.multicall import PLUGINS
     from cni_common.version import version_info_json
 
-    names = b"".join(name.encode() + b"\0" for name in sorted(PLUGINS))
+    names = b"".join(name.encode() + b"\0" for name in sorted(plugin_types))
     return names + b"\0" + version_info_json().encode()
 
 
-def pack(launcher: Path, bundle_dir: Path, output: Path) -> str:
+def pack(launcher: Path, bundle_dir: Path, output: Path, plugin_types: list[str]) -> str:
     """Write ``output`` = launcher + payload + meta + trailer; returns the payload hash."""
     head = launcher.read_bytes()
     body = payload(bundle_dir)
-    info = meta()
+    info = meta(plugin_types)
     digest = hashlib.sha256(body).hexdigest()
     trailer = MAGIC + struct.pack("<QQQ", len(head), len(body), len(info)) + digest.encode()
     tmp = output.with_name(output.name + ".tmp")
@@ -72,7 +71,7 @@ def pack(launcher: Path, bundle_dir: Path, output: Path) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.stderr.write("usage: python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT\n")
+    if len(sys.argv) < 5:
+        sys.stderr.write("usage: python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT TYPE...\n")
         sys.exit(2)
-    print(pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
+    print(pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]))

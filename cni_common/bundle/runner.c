@@ -19,7 +19,7 @@
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
  * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite with setns(). The
- * script is the compiled entry.py inside the bundle.
+ * script is the compiled plugins/__main__.py inside the bundle.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,7 +32,7 @@
 #define ERROR_SOURCE "cni-suite runner"
 #include "cni_error.h"
 
-#define ENTRY_SCRIPT "cni_common/bundle/entry.pyc"
+#define ENTRY_SCRIPT "plugins/__main__.pyc"
 #define LIB_DYNLOAD "python" PYTHON_VERSION_DIR "/lib-dynload"
 #define PYTHON_VERSION_DIR STRINGIFY(PY_MAJOR_VERSION) "." STRINGIFY(PY_MINOR_VERSION)
 #define STRINGIFY(x) STRINGIFY_(x)

@@ -9,6 +9,6 @@ Modules, each with one job:
 - :mod:`.peers`    the pure diff between the wanted peers and what the kernel holds;
 - :mod:`.vtep`     the stable VTEP MAC of a node (derived from the VNI and its underlay address);
 - :mod:`.datapath` kernel programming of the VXLAN device and per-peer entries;
-- :mod:`.attach`   the container side (bridge + veth + IPAM), through plugins/bridge.py's attach/detach/check;
+- :mod:`.attach`   the container side (bridge + veth + IPAM), through the library's :mod:`cni_common.attach`;
 - :mod:`.agent`    the long-running ``vxlan agent`` loop (lease keep-alive, watch-driven reconciliation).
 """

@@ -1,7 +1,8 @@
-"""The container side of a vxlan attachment, done by the bridge plugin's own code (no second copy of it).
+"""The container side of a vxlan attachment: the library's bridge attachment (:mod:`cni_common.attach`, the
+bridge plugin's engine too), with the vxlan config's settings.
 
-The vxlan config gives a :class:`plugins.bridge.BridgeConf` (the node's bridge as gateway, the overlay MTU)
-for ``bridge.attach/detach/check``, and IPAM its request (host-local over the node subnet, see
+The vxlan config gives a :class:`~cni_common.attach.conf.BridgeConf` (the node's bridge as gateway, the overlay
+MTU) for the attachment's ADD, DEL and CHECK, and IPAM its request (host-local over the node subnet, see
 :func:`ipam_args`). Masquerading is left to the vxlan plugin, whose exemption is the whole pod network rather
 than the node subnet.
 """
@@ -10,18 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional, Union
 
 from .. import netlink
+from ..attach.conf import BridgeConf
 from ..config import get_dict
 from ..netns import NetNS, NetNSGone
 from ..record import replace
 from ..skel import CmdArgs
 from ..types import DNS, Result
 from .config import VxlanConf
-
-if TYPE_CHECKING:
-    from plugins.bridge import BridgeConf
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -55,33 +54,32 @@ def ipam_args(args: CmdArgs, conf: VxlanConf, subnet: Optional[IPNetwork]) -> Cm
 def bridge_conf(args: CmdArgs, conf: VxlanConf, mtu: int = 0, mac: str = "") -> BridgeConf:
     """The bridge attachment of a vxlan network: the node bridge as the pods' gateway (not their default
     route: IPAM's route to the pod network is the one), no masquerading of its own."""
-    from plugins.bridge import BridgeConf
-
     return BridgeConf(network=conf.name, bridge=conf.bridge, is_gateway=True, mtu=mtu,
                       ipam_type=str(ipam_conf(conf, None).get("type", "")),
                       dns=DNS.from_dict(get_dict(args.conf, "dns")), mac=mac)
 
 
 def add(args: CmdArgs, conf: VxlanConf, subnet: IPNetwork, mtu: int) -> Result:
-    """Bridge + veth + IPAM + addresses and routes, all undone by bridge itself if a step fails."""
-    from plugins import bridge
+    """Bridge + veth + IPAM + addresses and routes, all undone by the attachment itself if a step fails."""
+    from ..attach.add import attach
+    from ..attach.conf import requested_mac
 
-    mac = bridge.requested_mac(args.conf, args.cni_args())
-    return bridge.attach(ipam_args(args, conf, subnet), bridge_conf(args, conf, mtu, mac))
+    mac = requested_mac(args.conf, args.cni_args())
+    return attach(ipam_args(args, conf, subnet), bridge_conf(args, conf, mtu, mac))
 
 
 def delete(args: CmdArgs, conf: VxlanConf) -> None:
-    """The container interface and its IPAM lease; a missing netns or link is fine (bridge's DEL rules)."""
-    from plugins import bridge
+    """The container interface and its IPAM lease; a missing netns or link is fine (the attachment's DEL rules)."""
+    from ..attach.delete import detach
 
-    bridge.detach(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
+    detach(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
 
 
 def check(args: CmdArgs, conf: VxlanConf) -> None:
-    """IPAM CHECK, the bridge, both veth ends, the prevResult's addresses and routes (bridge's CHECK)."""
-    from plugins import bridge
+    """IPAM CHECK, the bridge, both veth ends, the prevResult's addresses and routes (the attachment's CHECK)."""
+    from ..attach import check as attachment
 
-    bridge.check(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf), bridge.prev_result(args))
+    attachment.check(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf), attachment.prev_result(args))
 
 
 def container_addresses(args: CmdArgs) -> list[Any]:

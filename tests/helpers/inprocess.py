@@ -15,7 +15,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 import pytest
 
 KERNEL_ENTRY_POINTS = {
-    "plugins.bridge": ("attach", "detach", "check"),
+    "cni_common.attach.add": ("attach",),
+    "cni_common.attach.delete": ("detach",),
+    "cni_common.attach.check": ("check",),
     "cni_common.netfilter": ("forward_ports", "unforward_ports", "check_ports", "gc_ports", "flush_udp_conntrack",
                              "gc_masquerade", "teardown_masquerade", "setup_masquerade"),
     "cni_common.overlay.node": ("prepare", "sync"),

@@ -11,13 +11,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from plugins.multicall import PLUGINS
+
 REPO = Path(__file__).resolve().parents[2]
 DIST_DIR = REPO / "dist"
 GO_PLUGIN_DIR = Path("/usr/lib/cni")
 CNITOOL_BIN = REPO / "tests" / "bin" / "cnitool"
 CNITOOL_BUILD = REPO / "tests" / "cnitool" / "build.sh"
-#: The plugin binaries this repo ships (CNI `type` == binary name).
-OUR_PLUGINS = ("bridge", "host-local", "portmap", "vxlan")
+#: The plugin binaries this repo ships (CNI `type` == binary name): the suite's table of types.
+OUR_PLUGINS = tuple(PLUGINS)
 
 
 def in_ci() -> bool:

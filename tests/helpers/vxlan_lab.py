@@ -97,7 +97,7 @@ def source_wrappers(dest: Path, *plugin_types: str) -> Path:
         wrapper = dest / plugin_type
         wrapper.write_text("#!/bin/sh\n"
                            f"PYTHONPATH={paths.REPO} exec {PYTHON} -c 'import sys; sys.argv[0] = \"{plugin_type}\"; "
-                           "from cni_common.multicall import main; sys.exit(main())' \"$@\"\n")
+                           "from plugins.multicall import main; sys.exit(main())' \"$@\"\n")
         wrapper.chmod(0o755)
     return dest
 

@@ -84,7 +84,7 @@ def test_bridge_attachment_and_ipam_request() -> None:
     """bridge gets an explicit BridgeConf (the node bridge as gateway, the overlay MTU); IPAM gets the request
     with only its ``ipam`` section rewritten."""
     from cni_common.skel import CmdArgs
-    from plugins.bridge import BridgeConf
+    from cni_common.attach.conf import BridgeConf
 
     raw = _conf(dns={"nameservers": ["10.96.0.10"]}, ipMasq=True)
     args = CmdArgs(command="ADD", container_id="c1", netns="/run/netns/x", ifname="eth0", args="", path=[],

@@ -1,11 +1,12 @@
-"""The bridge ADD's waits for kernel state (host veth oper-up, IPv6 DAD): check at once, then after 1 ms,
-doubling up to 50 ms apart, until the budget is spent (upstream sleeps 50 ms before its first re-check)."""
+"""The attachment ADD's waits for kernel state (host veth oper-up, IPv6 DAD; cni_common.ifconfig): check at
+once, then after 1 ms, doubling up to 50 ms apart, until the budget is spent (upstream sleeps 50 ms before its
+first re-check)."""
 
 from __future__ import annotations
 
 import pytest
 
-from plugins import bridge
+from cni_common import ifconfig
 
 
 @pytest.fixture
@@ -17,22 +18,22 @@ def clock(monkeypatch):
         state["pauses"].append(seconds)
         state["now"] += seconds
 
-    monkeypatch.setattr(bridge.time, "sleep", sleep)
-    monkeypatch.setattr(bridge.time, "monotonic", lambda: state["now"])
+    monkeypatch.setattr(ifconfig.time, "sleep", sleep)
+    monkeypatch.setattr(ifconfig.time, "monotonic", lambda: state["now"])
     return state
 
 
 def test_ready_at_once_does_not_sleep(clock):
-    assert bridge._wait_until(lambda: True, 1.0)
+    assert ifconfig.wait_until(lambda: True, 1.0)
     assert clock["pauses"] == []
 
 
 def test_pauses_double_from_one_millisecond_up_to_fifty(clock):
     answers = iter([False] * 8 + [True])
-    assert bridge._wait_until(lambda: next(answers), 5.0)
+    assert ifconfig.wait_until(lambda: next(answers), 5.0)
     assert clock["pauses"] == [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05]
 
 
 def test_gives_up_after_the_budget(clock):
-    assert not bridge._wait_until(lambda: False, 0.5)
-    assert 0.5 <= clock["now"] < 0.5 + bridge.MAX_PAUSE + 1e-9
+    assert not ifconfig.wait_until(lambda: False, 0.5)
+    assert 0.5 <= clock["now"] < 0.5 + ifconfig.MAX_PAUSE + 1e-9

@@ -1,0 +1,76 @@
+"""DEL of a bridge attachment: best effort and idempotent.
+
+Every step runs even when an earlier one failed (the IPAM lease is always released), and the first failure is
+reported at the end. A gone or empty netns only skips the veth; the rules are still removed (found by their
+names and comments, so the container's addresses are not needed). Beyond upstream: masquerading is removed
+even when the netns is gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .. import invoke
+from ..errors import BestEffort
+
+if TYPE_CHECKING:
+    from ..parallel import Task
+    from ..skel import CmdArgs
+    from ..types import IPInterface
+    from .conf import BridgeConf
+
+
+def detach(args: CmdArgs, conf: BridgeConf) -> None:
+    """Undo :func:`cni_common.attach.add.attach` for ``args``; IPAM is delegated ``args`` as they are.
+
+    The masquerade teardown runs while the kernel deletes the veth (both mostly wait: for RCU grace periods,
+    for ``ip(6)tables-restore``), as soon as the container's addresses are known.
+    """
+    from ..parallel import Task
+
+    steps = BestEffort()
+    masquerade: Optional[Task] = None
+
+    def start_masquerade_teardown(addrs: list[IPInterface]) -> None:
+        nonlocal masquerade
+        if conf.ip_masq and masquerade is None:
+            from .. import netfilter
+
+            masquerade = Task(netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname, addrs)
+
+    with steps:
+        delete_container_link(args, before_delete=start_masquerade_teardown)
+    start_masquerade_teardown([])  # no link (or no netns): the rules are found by their names and comments
+    if conf.ipam_type:
+        with steps:
+            invoke.delegate("DEL", conf.ipam_type, args)
+    if conf.macspoofchk:
+        from .. import netfilter
+
+        with steps:
+            netfilter.teardown_macspoofchk(args.container_id, args.ifname)
+    if masquerade is not None:
+        with steps:
+            masquerade.wait()
+    steps.raise_if_failed("bridge DEL failed")
+
+
+def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterface]], None]) -> None:
+    """Delete ``CNI_IFNAME`` in the netns (its host end goes with it); a missing netns or link is fine.
+    ``before_delete`` first gets the link's global unicast addresses (the masquerade rules match them) and is
+    called from the host's namespace."""
+    if not args.netns:
+        return
+    from .. import netlink as nl
+    from ..netns import NetNS, NetNSGone
+
+    try:
+        ns = NetNS(args.netns)
+    except NetNSGone:
+        return
+    with ns, nl.open_conn(ns) as cont:
+        link = nl.find_link(cont, args.ifname)
+        if link is None:
+            return
+        before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
+        nl.delete_link(cont, link.index)

@@ -1,0 +1,94 @@
+"""Layer 3 of one interface from a CNI result: addresses, link up, DAD, routes (upstream's ``ConfigureIface``,
+kept in its ipam package), and the waits for kernel state that an ADD needs before it answers.
+
+Nothing here knows bridges: the caller has put the link where it belongs and entered the namespace it lives in
+where a sysctl has to be written there.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+from . import sysctl
+from .errors import CNIError, ErrorCode, PluginCode
+
+if TYPE_CHECKING:
+    from .netlink import Conn, Link
+    from .types import IPAddress, Result
+
+#: How long a link may take to become operationally up (upstream's budget for the bridge's host veth).
+OPER_UP_TIMEOUT = 2.55
+#: How long an IPv6 address may stay tentative before routes via an IPv6 gateway are added.
+DAD_TIMEOUT = 5.0
+#: Kernel state the ADD waits for usually settles within a few milliseconds (the container's link-local
+#: address leaves "tentative" once the veth has carrier): re-check after 1 ms, doubling the pause up to 50 ms.
+#: Upstream sleeps 50 ms before its first re-check, which every dual-stack pod paid.
+FIRST_PAUSE = 0.001
+MAX_PAUSE = 0.05
+
+#: The interface index that CNI results give a container interface (the host bridge and veth are 0 and 1).
+CONTAINER_INTERFACE = 2
+
+
+def configure_iface(cont: Conn, index: int, ifname: str, result: Result) -> None:
+    """Upstream's ConfigureIface: IPv6 sysctls, addresses, link up, wait for DAD, routes (ECMP append).
+
+    Only the result's IPs that point at the container interface are added. Call inside the container's
+    namespace (``cont`` is a connection to it): the sysctls act on the current namespace.
+    """
+    from . import netlink as nl
+
+    ips = [ip for ip in result.ips if ip.interface == CONTAINER_INTERFACE]
+    if any(ip.address.version == 6 for ip in ips):
+        sysctl.write_best_effort(0, "ipv6", "conf", "lo", "disable_ipv6")
+        sysctl.write_best_effort(0, "ipv6", "conf", ifname, "disable_ipv6")
+        sysctl.write_best_effort(1, "ipv6", "conf", ifname, "keep_addr_on_down")
+    first_gw: dict[int, IPAddress] = {}
+    for ip in ips:
+        nl.add_addr(cont, index, ip.address)
+        if ip.gateway is not None:
+            first_gw.setdefault(ip.gateway.version, ip.gateway)
+    nl.set_up(cont, index)
+    if 6 in first_gw:
+        settle_dad(cont, index, ifname)
+    for r in result.routes:
+        gw = r.gw if r.gw is not None else first_gw.get(r.dst.version)
+        nl.add_route(cont, nl.Route(r.dst, gw, oif=index, priority=r.priority, table=r.table or 254,
+                                    scope=r.scope, mtu=r.mtu or 0, advmss=r.advmss or 0))
+
+
+def settle_dad(cont: Conn, index: int, ifname: str) -> None:
+    """Wait until no IPv6 address of the link is tentative, so routes via an IPv6 gateway can be added."""
+    from . import netlink as nl
+
+    def settled() -> bool:
+        addrs = nl.list_addrs(cont, index, nl.AF_INET6)
+        failed = [str(a.address) for a in addrs if a.dad_failed]
+        if failed:
+            raise CNIError(PluginCode.ADDRESS_UNAVAILABLE, f"DAD failed on {ifname!r} for {', '.join(failed)}")
+        return not any(a.tentative for a in addrs)
+
+    if not wait_until(settled, DAD_TIMEOUT) and nl.get_link(cont, index).up:
+        raise CNIError(ErrorCode.INTERNAL, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
+
+
+def wait_oper_up(conn: Conn, link: Link) -> None:
+    """Wait until ``link`` is operationally up (a veth once its peer is up): traffic before that is lost."""
+    from . import netlink as nl
+
+    if not wait_until(lambda: nl.get_link(conn, link.index).oper_up, OPER_UP_TIMEOUT):
+        raise CNIError(PluginCode.LINK_FAILURE, f"bridge port in error state: {link.name}")
+
+
+def wait_until(ready: Callable[[], bool], timeout: float) -> bool:
+    """Check ``ready`` now and then after 1, 2, 4... ms (at most 50 ms apart) until it is true; False when
+    ``timeout`` seconds passed first."""
+    deadline = time.monotonic() + timeout
+    pause = FIRST_PAUSE
+    while not ready():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_PAUSE)
+    return True
