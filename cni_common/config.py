@@ -83,10 +83,10 @@ def _check_str_list(d: Mapping[str, Any], key: str, where: str) -> None:
 
 def check_netconf_types(conf: Mapping[str, Any]) -> None:
     """The JSON types of the keys every Go plugin decodes into ``types.NetConf`` (``type``, ``capabilities``,
-    ``ipam.type``, ``dns``, ``prevResult``, and the ``runtimeConfig`` object): Go refuses a config whose value there has another type (its
-    decoder error, code 999 there), so a config the Go plugins refuse is refused here too, as code 7 naming
-    the key. ``null`` is allowed everywhere, as Go's decoder allows it. ``name`` and ``cniVersion`` are
-    checked by the skel. host-local does not call this: Go's host-local decodes only ``ipam``, ``args`` and
+    ``ipam.type``, ``dns``, ``prevResult``) and of the ``runtimeConfig`` object: Go refuses a config whose value
+    there has another type (its decoder error, code 999 there), so a config the Go plugins refuse is refused
+    here too, as code 7 naming the key. ``null`` is allowed everywhere, as Go's decoder allows it. ``name``
+    and ``cniVersion`` are checked by the skel. host-local does not call this: Go's host-local decodes only ``ipam``, ``args`` and
     ``runtimeConfig`` (a ``"type": 5`` passes there), and a delegate must give the same verdict."""
     get_typed(conf, "type", str, "")
     for cap, value in get_typed(conf, "capabilities", dict, {}).items():

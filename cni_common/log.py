@@ -39,7 +39,7 @@ def configure(level: str = "", log_file: str = "", stderr=None) -> None:
             _Sinks.streams[0].write(f"cannot open logFile {log_file!r}: {exc}\n")
 
 
-def _open_log_file(path: str):  # noqa: ANN202 - a text stream; typing would cost an import
+def _open_log_file(path: str):  # a text stream (annotating it would cost the typing import)
     """Append to ``path`` (created 0600), never through a symlink and never to a FIFO or device: the config
     names the file, an unexpected link in its place must not redirect root's writes elsewhere."""
     import os
@@ -49,7 +49,7 @@ def _open_log_file(path: str):  # noqa: ANN202 - a text stream; typing would cos
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(f"{path} is not a regular file")
-    return open(fd, "a", encoding="utf-8")  # noqa: SIM115 - open for the process
+    return open(fd, "a", encoding="utf-8")
 
 
 class Logger:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
+from .. import version as versions
 from ..config import args_cni, get_key, runtime_config
 from ..errors import CNIError, ErrorCode
 from ..record import field, record
 from ..types import DNS, IPAddress, IPNetwork, Route
-from .. import version as versions
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:

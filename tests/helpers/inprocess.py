@@ -1,9 +1,9 @@
 """Drive a plugin's ``main`` in this process (no exec: ~1000x faster than the built files), never the kernel.
 
-``kernel_guard`` replaces every entry point through which a plugin would change the kernel (the bridge's
-attach/detach, the netfilter calls of portmap, the overlay and its etcd client) with one that raises :class:`ReachedKernel`: an
-in-process call runs in the test runner's own network namespace, the machine's, which tests must never change.
-A call that gets that far was accepted by validation; :func:`call` reports it as ``reached_kernel``.
+``install_guard`` replaces every entry point through which a plugin would change the kernel (the bridge's
+attach/detach/check, portmap's netfilter calls, the overlay and its etcd client) with one that raises
+:class:`ReachedKernel`: an in-process call runs in the test runner's own network namespace, the machine's,
+which tests must never change. A call that gets that far was accepted by validation; :func:`call` reports it as ``reached_kernel``.
 """
 
 from __future__ import annotations
@@ -65,9 +65,7 @@ def main_of(plugin: str) -> Callable[..., int]:
     elif plugin == "portmap":
         from plugins.portmap import main
     elif plugin == "vxlan":
-        from plugins.vxlan import main as vxlan_main
-
-        return lambda **streams: vxlan_main([], **streams)
+        from plugins.vxlan import main
     else:
         raise ValueError(plugin)
     return main

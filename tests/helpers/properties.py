@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -111,7 +111,8 @@ def mutated_config(draw: st.DrawFn, plugin: str, data_dir: str) -> tuple[dict[st
                 value = os.path.join(data_dir, "p" + value.encode().hex()[:40])
             _set(conf, path, value)
         changed.append(path)
-    for key, value in draw(st.dictionaries(st.text(max_size=8).map(lambda k: "x-" + k), JSON_VALUES, max_size=2)).items():
+    extra_keys = st.text(max_size=8).map(lambda k: "x-" + k)  # never a key the plugins read
+    for key, value in draw(st.dictionaries(extra_keys, JSON_VALUES, max_size=2)).items():
         conf[key] = value
     return conf, changed
 
