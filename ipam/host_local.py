@@ -73,6 +73,7 @@ def cmd_del(args: CmdArgs) -> None:
     """Release the attachment's reservations; nothing to release is success (DEL is idempotent).
 
     Only ``dataDir`` is read from the config, so a DEL still works when the ranges no longer validate.
+    An address of ``prevResult`` whose reservation file a crash left empty is released too.
     """
     from cni_common.alloc import config
 
@@ -80,7 +81,22 @@ def cmd_del(args: CmdArgs) -> None:
     with store.lock():
         _reclaim(args, store, config.reclaim_after_reboot(args.conf))
         released = store.release_by_id(args.container_id, args.ifname)
+        released += [ip for ip in _prev_result_ips(args) if ip not in released and store.release_if_ownerless(ip)]
     _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+
+
+def _prev_result_ips(args: CmdArgs) -> list[Any]:
+    """The addresses ``prevResult`` gives this attachment (none when it is absent or unreadable: DEL must
+    not fail on it)."""
+    prev = args.conf.get("prevResult")
+    if not isinstance(prev, dict) or not prev:
+        return []
+    try:
+        result = Result.from_dict(prev, args.cni_version)
+    except CNIError:
+        return []
+    ours = {i for i, itf in enumerate(result.interfaces) if itf.name == args.ifname and itf.sandbox}
+    return [ip.address.ip for ip in result.ips if ip.interface is None or ip.interface in ours]
 
 
 def cmd_check(args: CmdArgs) -> None:

@@ -348,6 +348,16 @@ class DiskStore:
             raise _store_error("release", self._path(name), exc) from exc
         self._forget(name)
 
+    def release_if_ownerless(self, ip: IPAddress) -> bool:
+        """Release ``ip`` when its file names no owner (empty or blank: torn by a crash), so the DEL of the
+        attachment that the runtime says held it (its ``prevResult``) still frees it. A file naming anyone is
+        left alone: the address may have been handed to someone else since."""
+        owner = self._read_owner(str(ip))
+        if owner is None or owner.container_id:
+            return False
+        self.release_ip(ip)
+        return True
+
     def _matching(self, container_id: str, ifname: str) -> list[str]:
         """Index entries of the attachment, each confirmed by reading its file (the source of truth)."""
         container_id = container_id.strip()

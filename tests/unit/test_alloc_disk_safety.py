@@ -293,3 +293,16 @@ def test_log_file_is_never_written_through_a_symlink(tmp_path, victim):
     finally:
         log.configure()
     assert victim.read_bytes() == b"precious" and "cannot open logFile" in err.getvalue()
+
+
+def test_del_releases_a_torn_reservation_that_prev_result_names(conf, tmp_path):
+    boot_file = boot(tmp_path / "boot_id", "boot-a")
+    rc, out = run("ADD", conf, boot_file, "c1")
+    assert rc == 0
+    assert run("ADD", conf, boot_file, "c2")[0] == 0
+    net = Path(conf["ipam"]["dataDir"], conf["name"])
+    (net / "10.5.0.2").write_bytes(b"")            # c1's reservation torn by a power cut
+    prev = {"cniVersion": "1.1.0", "ips": [{"address": "10.5.0.2/29"}, {"address": "10.5.0.3/29"}]}
+    assert run("DEL", dict(conf, prevResult=prev), boot_file, "c1")[0] == 0
+    assert "10.5.0.2" not in files(conf)
+    assert (net / "10.5.0.3").read_bytes() == b"c2\r\neth0"  # named in prevResult, but c2's: kept
