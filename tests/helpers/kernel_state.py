@@ -28,7 +28,8 @@ def snapshot(ns: Netns) -> dict[str, str]:
         return ns.run(list(argv), check=False).stdout
 
     links = [(link.get("ifname"), link.get("linkinfo", {}).get("info_kind"), link.get("mtu"), link.get("master"),
-              link.get("address"), link.get("promiscuity")) for link in json.loads(run("ip", "-j", "-d", "link") or "[]")]
+              link.get("address"), link.get("promiscuity"))
+             for link in json.loads(run("ip", "-j", "-d", "link") or "[]")]
     return {
         "links": json.dumps(links),
         "addrs": _LIFETIMES.sub("", _no_link_local(run("ip", "-o", "addr", "show"))),

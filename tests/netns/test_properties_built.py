@@ -7,8 +7,6 @@ An accepted call is undone with a DEL and the picture retaken.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
