@@ -64,7 +64,11 @@ def cmd_del(args: CmdArgs) -> None:
     from cni_common.overlay import attach, config
 
     conf = config.parse(args.conf)
-    addresses = attach.container_addresses(args) if conf.ip_masq else []
+    addresses = []
+    if conf.ip_masq:  # every source: the interface's may have been removed or replaced before the DEL
+        from cni_common.attach.delete import union_of_addresses
+
+        addresses = union_of_addresses(attach.container_addresses(args), attach.recorded_addresses(args, conf))
     attach.delete(args, conf)
     if conf.ip_masq:
         netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
