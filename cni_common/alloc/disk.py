@@ -160,6 +160,7 @@ class DiskStore:
         self.dir = os.path.join(data_dir, network)
         self._index: Optional[dict[str, _Entry]] = None
         self._index_dirty = False
+        self._unsynced: list[str] = []  # reservations written under the current lock, not yet fsync-ed
 
     # ----------------------------------------------------------------- locking and the index cache
     def ensure_dir(self) -> None:
@@ -192,14 +193,35 @@ class DiskStore:
                 raise CNIError(PluginCode.STORE_FAILURE, f"{path} is not a regular file",
                                "the lock must be a regular file: remove what is there")
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._index, self._index_dirty = None, False
+            self._index, self._index_dirty, self._unsynced = None, False, []
             try:
                 yield
+                self._make_durable()
                 self._save_index()
             finally:
-                self._index = None
+                self._index, self._unsynced = None, []
         finally:
             os.close(fd)  # closing drops the flock
+
+    def _make_durable(self) -> None:
+        """fsync the reservations written under this lock, then the directory (their names, and the renamed
+        ``last_reserved_ip.N``), before the lock is released and the ADD returns: an address handed to a pod
+        must not be handed out again after a power cut. Once per ADD, whatever the number of range sets (one
+        journal commit, not one per file: ~2-5 ms each on a VM disk)."""
+        if not self._unsynced:
+            return
+        try:
+            for path in self._unsynced:
+                fd = os.open(path, _READ_FLAGS)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(self.dir)
+        except OSError as exc:
+            raise _store_error("sync reservations in", self.dir, exc) from exc
+        finally:
+            self._unsynced = []
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -286,7 +308,6 @@ class DiskStore:
         try:
             try:
                 _write_all(fd, f"{container_id}\r\n{ifname}".encode())
-                os.fsync(fd)  # on disk before the result is returned: a power cut must not hand it out twice
                 inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
@@ -296,10 +317,10 @@ class DiskStore:
             raise _store_error("write reservation", path, exc) from exc
         index[name] = [inode, container_id, ifname]
         self._index_dirty = True
+        self._unsynced.append(path)
         last_path = self._path(f"{LAST_RESERVED_PREFIX}{range_id}")
         try:
             _atomic_write(last_path, name.encode())
-            _fsync_dir(self.dir)  # the new name (and the rename) durable too
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -138,7 +138,7 @@ def test_gc_reclaims_torn_and_empty_files(store):
     assert sorted(map(str, released)) == ["10.0.0.2", "10.0.0.3"]
 
 
-def test_a_reservation_is_fsynced_with_its_directory_before_reserve_returns(store, monkeypatch):
+def test_reservations_are_fsynced_with_their_directory_before_the_lock_is_released(store, monkeypatch):
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -148,9 +148,15 @@ def test_a_reservation_is_fsynced_with_its_directory_before_reserve_returns(stor
         real_fsync(fd)
 
     monkeypatch.setattr(disk.os, "fsync", recording_fsync)
-    with store.lock():
+    real_flock = disk.fcntl.flock
+    monkeypatch.setattr(disk.fcntl, "flock", lambda fd, op: synced.append("locked") or real_flock(fd, op))
+    with store.lock():  # a dual-stack ADD: one sync point for both (one journal commit), under the lock
         assert store.reserve("c1", "eth0", ip("10.0.0.2"), 0)
-        assert "10.0.0.2" in synced and synced[-1] == "dir"
+        assert store.reserve("c1", "eth0", ip("fd00::2"), 1)
+    assert synced[0] == "locked" and sorted(synced[1:3]) == ["10.0.0.2", "fd00::2"] and synced[3] == "dir"
+    with store.lock():  # a DEL promises nothing to a power cut: a reservation back from the dead is reclaimed
+        store.release_by_id("c1", "eth0")
+    assert synced[4:] == ["locked"]
 
 
 # ------------------------------------------------------------------------------------------ dataDir faults
