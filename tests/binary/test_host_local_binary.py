@@ -203,3 +203,19 @@ def test_gc_releases_go_reservations(host_local_cmd, go_cmd, tmp_path):
     names = set(os.listdir(tmp_path / "cnt-i-net"))
     assert {"lock", "last_reserved_ip.0"} <= names
 
+
+
+def test_go_ignores_the_boot_id_record(host_local_cmd, go_cmd, tmp_path):
+    """Issue 12: .cni-boot-id sits beside the reservations; Go's ADD, CHECK, DEL and duplicate check (which read
+    every file of the directory) neither choke on it nor remove it, whatever container ID they look for."""
+    conf = make_conf(tmp_path)
+    assert run(host_local_cmd, "ADD", conf, cid="py1")[0] == 0
+    record = tmp_path / "cnt-i-net" / ".cni-boot-id"
+    text = record.read_text()
+    assert text.startswith("boot_id: ")
+    for cid in ("go1", text.split()[1]):  # even a container ID equal to the boot ID itself
+        assert run(go_cmd, "ADD", conf, cid=cid)[0] == 0
+        assert run(go_cmd, "CHECK", conf, cid=cid)[0] == 0
+        assert run(go_cmd, "DEL", conf, cid=cid)[0] == 0
+    assert record.read_text() == text
+    assert list(ip_files(tmp_path).values()) == [b"py1\r\neth0"]
