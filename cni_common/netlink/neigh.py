@@ -98,12 +98,19 @@ def _delete(conn: Conn, body: bytes, what: str) -> bool:
 
 
 def list_neighbours(conn: Conn, index: int) -> list[Neighbour]:
-    """``ip neigh show dev <index>``: the ARP and NDP entries of link ``index``, in the kernel's order."""
+    """``ip neigh show dev <index>``: the unicast ARP and NDP entries of link ``index``, in the kernel's order.
+
+    Multicast entries (``ff02::16`` appears once the link sends its first MLD report) are the kernel's own
+    NOARP bookkeeping: nobody programs them, so a reconcile must neither count nor remove them.
+    """
     out: list[Neighbour] = []
     for m in _dump(conn, AF_UNSPEC, index, "failed to list neighbours"):
         dst = m.get_attr("NDA_DST")
-        if m["family"] in (AF_INET, AF_INET6) and dst:
-            out.append(Neighbour(index, ipaddress.ip_address(dst), m.get_attr("NDA_LLADDR") or "", m["state"]))
+        if m["family"] not in (AF_INET, AF_INET6) or not dst:
+            continue
+        ip = ipaddress.ip_address(dst)
+        if not ip.is_multicast:
+            out.append(Neighbour(index, ip, m.get_attr("NDA_LLADDR") or "", m["state"]))
     return out
 
 
