@@ -40,7 +40,9 @@ class Outcome(NamedTuple):
         return isinstance(self.out, dict) and "ReachedKernel" in str(self.out.get("details", ""))
 
 
-def install_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+def install_guard(monkeypatch: pytest.MonkeyPatch, data_root: str = "") -> None:
+    """Stop every call at the kernel; with ``data_root``, also refuse a host-local data dir outside it (a
+    generated stdin may have a flipped byte in ``dataDir``: the plugins run as root)."""
     import importlib
 
     def refuse(*_a: Any, **_k: Any) -> None:
@@ -55,6 +57,19 @@ def install_guard(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # vxlan: the etcd client would connect to whatever endpoints a generated config names.
     monkeypatch.setattr(node.Store, "open", classmethod(lambda cls, *a, **k: refuse()))
+    if data_root:
+        from cni_common.alloc import disk
+
+        real_ensure_dir = disk.DiskStore.ensure_dir
+
+        def ensure_dir_inside(store: disk.DiskStore) -> None:
+            import os
+
+            if not os.path.realpath(store.dir).startswith(os.path.realpath(data_root) + os.sep):
+                raise ReachedKernel(f"data dir {store.dir!r} outside the test's {data_root!r}")
+            real_ensure_dir(store)
+
+        monkeypatch.setattr(disk.DiskStore, "ensure_dir", ensure_dir_inside)
 
 
 def main_of(plugin: str) -> Callable[..., int]:

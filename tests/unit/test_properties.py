@@ -25,15 +25,16 @@ PLUGINS = ("bridge", "host-local", "portmap", "vxlan")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
 
 
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
-
-
 @pytest.fixture(scope="module")
 def data_dir():
     with tempfile.TemporaryDirectory(prefix="cnt-prop-") as path:
         yield path
+
+
+@pytest.fixture(autouse=True)
+def guard(monkeypatch, data_dir):
+    inprocess.install_guard(monkeypatch, data_root=data_dir)
+    monkeypatch.chdir(data_dir)  # a relative path in a generated config lands here
 
 
 def _call(plugin, verb, stdin, env=None):
