@@ -14,9 +14,12 @@ import contextlib
 import errno
 import functools
 import os
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import CNIError, ErrorCode
+
+if TYPE_CHECKING:
+    import ctypes
 
 CLONE_NEWNET = 0x40000000
 #: ioctl(NS_GET_NSTYPE) = _IO(0xb7, 0x3): answers the namespace type of an nsfs fd (Linux >= 4.11).
@@ -130,7 +133,7 @@ def _setns(fd: int) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _libc():  # type: ignore[no-untyped-def]
+def _libc() -> ctypes.CDLL:
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)

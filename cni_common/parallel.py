@@ -33,7 +33,7 @@ class Task:
     def _run(self, action: Callable[..., None], *args: Any) -> None:
         try:
             action(*args)
-        except BaseException as exc:  # handed to the waiting thread, which decides
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which decides
             self._error = exc
 
     def wait(self) -> None:

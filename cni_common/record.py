@@ -17,16 +17,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Any, Callable, TypeVar, dataclass_transform, overload
+    from typing import Any, TypeVar, dataclass_transform
 
     _T = TypeVar("_T")
 else:
     def dataclass_transform(**_kwargs: object):
         """Only the type checker reads it (it then checks records as dataclasses): at run time, nothing."""
         return lambda decorator: decorator
-
-    def overload(func):
-        return func
 
 _MISSING = object()
 
@@ -48,14 +45,6 @@ def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, compare: 
     return _Field(default, default_factory, compare)
 
 
-@overload
-def record(cls: type[_T], *, frozen: bool = False) -> type[_T]: ...
-
-
-@overload
-def record(cls: None = None, *, frozen: bool = False) -> Callable[[type[_T]], type[_T]]: ...
-
-
 @dataclass_transform(field_specifiers=(field,))
 def record(cls: Any = None, *, frozen: bool = False) -> Any:
     """Class decorator: ``@record`` or ``@record(frozen=True)``."""
@@ -66,7 +55,7 @@ def record(cls: Any = None, *, frozen: bool = False) -> Any:
 
 def fields_of(obj_or_cls: object) -> tuple[str, ...]:
     """The field names of a record (class or instance), in order."""
-    return obj_or_cls.__record_fields__  # type: ignore[attr-defined,no-any-return]
+    return obj_or_cls.__record_fields__  # type: ignore[attr-defined]
 
 
 def replace(obj: _T, **changes: object) -> _T:
@@ -144,6 +133,9 @@ def _build(cls: type, frozen: bool) -> type:
 
         cls.__setattr__ = __setattr__  # type: ignore[assignment]
         cls.__delattr__ = __delattr__  # type: ignore[assignment]
+    def __hash__(self: object) -> int:  # noqa: N807
+        return hash(_values(self))
+
     if cls.__dict__.get("__hash__") is None:  # not written in the class body (or voided by its own __eq__)
-        cls.__hash__ = (lambda self: hash(_values(self))) if frozen else None  # type: ignore[assignment]
+        cls.__hash__ = __hash__ if frozen else None  # type: ignore[assignment]
     return cls

@@ -30,6 +30,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ROUTE_EXTRAS_V11 = ("mtu", "advmss", "priority", "table", "scope")
 
 
+def subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
+    """``inner.subnet_of(outer)`` for networks of either family, False across families (where ``ipaddress``
+    raises TypeError). The ``isinstance`` tests are what lets a type checker see that both are one family."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 def _decode_error(what: str, value: Any, exc: Exception | None = None) -> CNIError:
     detail = str(exc) if exc else ""
     return CNIError(ErrorCode.DECODING_FAILURE, f"invalid {what} {value!r} in result", detail)

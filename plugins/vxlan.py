@@ -1,13 +1,13 @@
 """The ``vxlan`` plugin: pods on different nodes reach each other over a VXLAN overlay.
 
 An interface plugin: it creates the container's veth on a local bridge itself, with the library's bridge
-attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`). Node-level work (subnet, VXLAN device, liveness, peers) is in
-:mod:`cni_common.overlay.node`; the same executable run as ``vxlan agent --conf FILE`` keeps that up to date
-over time (:mod:`cni_common.overlay.agent`).
+attachment, the bridge plugin's engine too (:mod:`cni_common.overlay.attach`, :mod:`cni_common.attach`).
+Node-level work (subnet, VXLAN device, liveness, peers) is in :mod:`cni_common.overlay.node`; the same
+executable run as ``vxlan agent --conf FILE`` keeps that up to date over time (:mod:`cni_common.overlay.agent`).
 
 - ADD: node setup (reserving the subnet in etcd when a store is set), liveness refresh, one peer reconcile,
   then the container (bridge + veth + IPAM over the node subnet), and optional masquerading.
-- DEL: only the container's own state (interface, IPAM, masquerading); never talks to the store.
+- DEL: only the container's own state (interface, IPAM, masquerading), best effort; never talks to the store.
 - CHECK: bridge's CHECK (IPAM, bridge, veth ends, addresses, routes), then the node's VXLAN device.
 - GC: passed to IPAM; masquerading of stale attachments removed.
 - STATUS: 50 when the store is unreachable and no static peers are configured; then IPAM STATUS.
@@ -43,7 +43,7 @@ def cmd_add(args: CmdArgs) -> Any:
     store = node.Store.open(conf)
     with netlink.open_conn() as host:
         state = node.prepare(host, conf, store)
-        live = []
+        live: list[Any] = []  # the live nodes' Peer records
         if store is not None:
             store.liveness.publish(state.me)
             live, _ = store.liveness.live_peers()
@@ -60,19 +60,27 @@ def cmd_add(args: CmdArgs) -> Any:
 
 
 def cmd_del(args: CmdArgs) -> None:
+    """Best effort, as bridge's DEL: the container side (interface, IPAM lease) and the masquerading are each
+    removed even when another step failed; the failures are reported together at the end."""
     from cni_common import netfilter
     from cni_common.overlay import attach, config
 
     conf = config.parse(args.conf)
-    addresses = []
-    if conf.ip_masq:  # every source: the interface's may have been removed or replaced before the DEL
+    steps = BestEffort()
+    addresses: list[Any] = []
+    if conf.ip_masq:  # every source: the interface's address may have been removed or replaced before the DEL
         from cni_common.attach.delete import union_of_addresses
 
-        addresses = union_of_addresses(attach.container_addresses(args), attach.recorded_addresses(args, conf))
-    attach.delete(args, conf)
+        with steps:
+            addresses = attach.container_addresses(args)
+        addresses = union_of_addresses(addresses, attach.recorded_addresses(args, conf))
+    with steps:
+        attach.delete(args, conf)
     if conf.ip_masq:
-        netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
-                                      _masq_ips(conf, addresses))
+        with steps:  # without the addresses, the rules are still found by their names and comments
+            netfilter.teardown_masquerade(args.network_name, args.container_id, args.ifname,
+                                          _masq_ips(conf, addresses))
+    steps.raise_if_failed("vxlan DEL failed")
 
 
 def cmd_check(args: CmdArgs) -> None:

@@ -103,7 +103,7 @@ def allocate(range_sets: Sequence[RangeSet], store: Store, container_id: str, if
                        f"each needs a range set of its own that contains it; range sets: {sets}")
     done: list[IPConfig] = []
     try:
-        for idx, (rs, want) in enumerate(zip(range_sets, per_set)):
+        for idx, (rs, want) in enumerate(zip(range_sets, per_set, strict=True)):
             try:
                 done.append(Allocator(rs, store, idx).get(container_id, ifname, want))
             except CNIError as exc:

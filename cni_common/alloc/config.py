@@ -39,11 +39,11 @@ class Range:
 
     def contains(self, ip: IPAddress) -> bool:
         """Whether ``ip`` may be allocated from this range (inside the subnet and the bounds)."""
-        return ip.version == self.start.version and self.start <= ip <= self.end
+        return ip.version == self.start.version and int(self.start) <= int(ip) <= int(self.end)
 
     def overlaps(self, other: "Range") -> bool:
         return (self.start.version == other.start.version
-                and self.start <= other.end and other.start <= self.end)
+                and int(self.start) <= int(other.end) and int(other.start) <= int(self.end))
 
     def size(self) -> int:
         """Number of allocatable addresses (the gateway excluded when it lies inside the bounds)."""
@@ -139,7 +139,7 @@ def parse_range(raw: Any, where: str) -> Range:
 
     start = bound("rangeStart", first)
     end = bound("rangeEnd", last)
-    if start > end:
+    if int(start) > int(end):  # one family: both are bounds inside the same subnet
         raise _invalid(f"invalid {where}: rangeStart {start} is after rangeEnd {end}")
     gw_raw = get_key(raw, "gateway")
     gateway = _parse_ip(gw_raw, f"{where} gateway") if gw_raw else first

@@ -3,9 +3,9 @@
 Usage: ``python -m cni_common.bundle.pack LAUNCHER BUNDLE_DIR OUTPUT TYPE...``. The format is documented in
 ``launcher.c``, the only reader. The meta block carries the plugin names (build.sh passes the suite's table of
 types, ``plugins/multicall.py``) and the VERSION answer (:mod:`cni_common.version`), so the launcher can answer
-VERSION itself without a second source of truth. Files are zlib-compressed one by one (the suite's footprint in /opt/cni/bin
-matters); the trailer carries the SHA-256 of the payload, which names the launcher's cache folder, so every
-build unpacks into a folder of its own and identical builds share one.
+VERSION itself without a second source of truth. Files are zlib-compressed one by one (the suite's footprint in
+/opt/cni/bin matters); the trailer carries the SHA-256 of the payload, which names the launcher's cache folder,
+so every build unpacks into a folder of its own and identical builds share one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The trailer that ends every single-file build: how to tell which build a file on disk is.
 
-Layout (shared with ``launcher.c`` and ``pack.py``): 8-byte magic, u64 payload offset, u64 payload size, u64 meta
-size, then the payload's SHA-256 as 64 hex characters. The hash also names the launcher's cache folder, so a running plugin
-knows its own build from ``sys.executable`` and can recognise a delegate of the same build without running it.
+Layout (shared with ``launcher.c`` and ``pack.py``): 8-byte magic, u64 payload offset, u64 payload size, u64
+meta size, then the payload's SHA-256 as 64 hex characters. The hash also names the launcher's cache folder, so
+a running plugin knows its own build from ``sys.executable`` and can recognise a delegate of the same build
+without running it.
 """
 
 from __future__ import annotations

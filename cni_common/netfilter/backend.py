@@ -7,8 +7,8 @@ made by an older version, by the Go plugins, or under another configuration.
 
 from __future__ import annotations
 
-from . import masquerade, portmap, runner
 from ..errors import CNIError, ErrorCode
+from . import masquerade, portmap, runner
 from .masquerade import IPInterface
 from .portmap import PortMapSpec
 
@@ -25,7 +25,8 @@ NFTABLES = "nftables"
 class Backend(Protocol):
     """What a netfilter backend does for the plugins; one implementation per upstream layout."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def setup_masq(self, network: str, container_id: str, ifname: str, ips: list[IPInterface]) -> None: ...
 
@@ -167,7 +168,8 @@ def select_backend(preference: Optional[str] = None) -> Backend:
     if preference == NFTABLES:
         return NFTablesBackend()
     if preference is not None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, f"unknown netfilter backend {preference!r} (want {IPTABLES!r} or {NFTABLES!r})")
+        raise CNIError(ErrorCode.INVALID_CONFIG,
+                       f"unknown netfilter backend {preference!r} (want {IPTABLES!r} or {NFTABLES!r})")
     if runner.on_path("iptables"):
         return DefaultBackend()
     if runner.supports_nftables():

@@ -18,7 +18,7 @@ from .runner import NetfilterError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
 TABLE = "bridge nat"
 BASE_CHAIN = "PREROUTING"
@@ -33,13 +33,13 @@ def _check_name(name: str) -> str:
     return name
 
 
-def jump_handles(listing: Optional[list[dict]], comment: str) -> list[int]:  # type: ignore[type-arg]
+def jump_handles(listing: Optional[list[dict[str, Any]]], comment: str) -> list[int]:
     """Handles of PREROUTING rules carrying ``comment``."""
     return [int(o["rule"]["handle"]) for o in listing or []
             if "rule" in o and o["rule"].get("chain") == BASE_CHAIN and o["rule"].get("comment") == comment]
 
 
-def chain_names(listing: Optional[list[dict]]) -> set[str]:  # type: ignore[type-arg]
+def chain_names(listing: Optional[list[dict[str, Any]]]) -> set[str]:
     return {o["chain"]["name"] for o in listing or [] if "chain" in o}
 
 
@@ -67,7 +67,7 @@ def setup_script(host_ifname: str, mac: str, container_id: str, ifname: str, sta
     return "\n".join(lines) + "\n"
 
 
-def teardown_script(listing: Optional[list[dict]], container_id: str,  # type: ignore[type-arg]
+def teardown_script(listing: Optional[list[dict[str, Any]]], container_id: str,
                     ifname: str) -> Optional[str]:
     """Delete the jump rule and both chains, whichever of them exist (None: nothing to do)."""
     iface = names.macspoof_iface_chain(container_id, ifname)

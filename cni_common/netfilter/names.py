@@ -7,7 +7,7 @@ so every name here is derived exactly as upstream's ``pkg/utils`` and ``knftable
 from __future__ import annotations
 
 # The built-in SHA-512, not hashlib: hashlib loads OpenSSL's libcrypto first (~5 ms per plugin exec).
-from _sha512 import sha512
+from _sha512 import sha512  # type: ignore[import-not-found]  # CPython-internal, no stub
 
 # iptables chain names are limited to 28 characters (upstream utils.maxChainLength).
 MAX_CHAIN_LEN = 28

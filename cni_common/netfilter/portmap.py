@@ -30,7 +30,7 @@ from .xtables import RestoreBatch, Rule, SavedTable, option_value, parse_save, t
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
 log = get_logger(__name__)
 
@@ -232,7 +232,7 @@ def ipt_forward_new_batch(spec: PortMapSpec, ip: IPInterface) -> RestoreBatch:
 def ipt_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
     """Per family, both at once: the usual ADD in one exec (:func:`ipt_forward_new_batch`), else
     read-modify-write."""
-    by_family = {ip.version: ip for ip in ips}  # at most one address per family (see forward_ports)
+    by_family: dict[int, IPInterface] = {ip.version: ip for ip in ips}  # at most one per family (forward_ports)
 
     def forward(family: int) -> None:
         ip = by_family[family]
@@ -281,7 +281,7 @@ def _nft_family(family: int) -> str:
     return "ip" if family == 4 else "ip6"
 
 
-def nft_owned_handles(listing: Optional[list[dict]], container_id: str) -> list[tuple[str, int]]:  # type: ignore[type-arg]
+def nft_owned_handles(listing: Optional[list[dict[str, Any]]], container_id: str) -> list[tuple[str, int]]:
     """(chain, handle) of the rules of this container in the chains portmap owns."""
     out = []
     for obj in listing or []:
@@ -327,7 +327,7 @@ def nft_forward_lines(spec: PortMapSpec, ip: IPInterface, stale: list[tuple[str,
     return lines
 
 
-def _nft_table(family: int) -> Optional[list[dict]]:  # type: ignore[type-arg]
+def _nft_table(family: int) -> Optional[list[dict[str, Any]]]:
     return runner.nft_list("table", _nft_family(family), NFT_TABLE)
 
 

@@ -92,7 +92,7 @@ def _deferred(name: str) -> Callable[[], ModuleType]:
     def make() -> ModuleType:
         module = ModuleType(name)
 
-        def __getattr__(attr: str) -> Any:
+        def __getattr__(attr: str) -> Any:  # noqa: N807 - a module's own __getattr__ (PEP 562)
             if sys.modules.get(name) is module:  # still loading: the real module must not be asked for now
                 raise AttributeError(attr)
             import importlib

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Union
 from ..config import check_netconf_types, get_bool, get_dict, get_int, get_list, get_str
 from ..errors import CNIError, ErrorCode
 from ..record import field, record
+from ..types import subnet_of
 from .peers import Peer
 from .vtep import normalize_mac, vtep_mac
 
@@ -110,7 +111,7 @@ def _subnet_len(conf: Mapping[str, Any], network: IPNetwork) -> int:
 def _node_subnet(conf: Mapping[str, Any], network: IPNetwork, subnet_len: int) -> Optional[IPNetwork]:
     subnet = _net(conf, "nodeSubnet")
     if subnet is not None and (subnet.version != network.version or subnet.prefixlen != subnet_len
-                               or not subnet.subnet_of(network)):
+                               or not subnet_of(subnet, network)):
         raise _bad("nodeSubnet", f"must be a /{subnet_len} inside network {network}", str(subnet))
     return subnet
 
@@ -125,7 +126,7 @@ def _peers(conf: Mapping[str, Any], vni: int, network: IPNetwork) -> tuple[Peer,
         subnet = _net(entry, "subnet", where)
         if underlay is None or subnet is None:
             raise _bad(where, "needs both underlayIP and subnet", entry)
-        if subnet.version != network.version or not subnet.subnet_of(network):
+        if subnet.version != network.version or not subnet_of(subnet, network):
             raise _bad(f"{where}.subnet", f"must be inside network {network}", str(subnet))
         raw_mac = get_str(entry, "vtepMAC", where=where)
         try:

@@ -9,7 +9,7 @@ import errno
 import ipaddress
 import socket
 import urllib.parse
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 from .. import netlink
 from ..errors import CNIError, ErrorCode, PluginCode
@@ -77,15 +77,15 @@ def resolve_underlay(conn: Conn, conf: VxlanConf) -> Underlay:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: underlayIP {conf.underlay_ip} is not an "
                        "address of any interface on this node")
     if conf.underlay_interface:
-        link = netlink.find_link(conn, conf.underlay_interface)
-        if link is None:
+        named = netlink.find_link(conn, conf.underlay_interface)
+        if named is None:
             raise CNIError(ErrorCode.INVALID_CONFIG,
                            f"invalid config: underlayInterface {conf.underlay_interface!r} does not exist")
-        ips = sorted(_global_addresses(conn, link.index), key=lambda ip: ip.version)
+        ips = sorted(_global_addresses(conn, named.index), key=lambda ip: ip.version)
         if not ips:
-            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: underlayInterface {link.name!r} has no "
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: underlayInterface {named.name!r} has no "
                            "global address (set underlayIP)")
-        return Underlay(link.index, link.name, ips[0], link.mtu)
+        return Underlay(named.index, named.name, ips[0], named.mtu)
     addrs = netlink.list_addrs(conn)
     for peer in conf.peers:  # this node listed in its own static peers: that address is the underlay
         for addr in addrs:
@@ -196,7 +196,7 @@ def apply(conn: Conn, index: int, changes: Plan) -> list[str]:
     return failures
 
 
-def _quietly(failures: list[str], func, *args) -> None:  # type: ignore[no-untyped-def]
+def _quietly(failures: list[str], func: Callable[..., object], *args: object) -> None:
     try:
         func(*args)
     except CNIError as exc:

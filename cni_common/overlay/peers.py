@@ -13,6 +13,7 @@ import ipaddress
 from typing import Iterable, Union
 
 from ..record import field, record
+from ..types import subnet_of
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -63,7 +64,7 @@ def select(candidates: Iterable[Peer], *, own_subnet: IPNetwork, own_ips: Iterab
     for peer in candidates:
         if peer.underlay_ip in own or peer.subnet == own_subnet:
             continue
-        if peer.subnet.version != network.version or not peer.subnet.subnet_of(network):
+        if peer.subnet.version != network.version or not subnet_of(peer.subnet, network):
             continue
         chosen.setdefault(peer.subnet, peer)
     return sorted(chosen.values(), key=lambda p: (int(p.subnet.network_address), p.subnet.prefixlen))
@@ -91,5 +92,5 @@ def _inside(item: Union[IPAddress, IPNetwork], network: IPNetwork) -> bool:
         return False
     if isinstance(item, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return item in network
-    return item.subnet_of(network)  # type: ignore[arg-type]
+    return subnet_of(item, network)
 

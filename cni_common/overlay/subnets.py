@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, Optional, Union
 
 from ..errors import CNIError, ErrorCode
 from ..log import get_logger
+from ..types import subnet_of
 from .etcd import EtcdClient, KeyValue, cmp_absent, cmp_mod_revision, op_delete, op_put
 
 log = get_logger(__name__)
@@ -45,7 +46,7 @@ def candidates(network: IPNetwork, subnet_len: int) -> Iterator[IPNetwork]:
 
 def fits(subnet: IPNetwork, network: IPNetwork, subnet_len: int) -> bool:
     """Whether ``subnet`` is a valid node subnet of ``network`` (same family, inside it, the right length)."""
-    return subnet.version == network.version and subnet.prefixlen == subnet_len and subnet.subnet_of(network)
+    return subnet.version == network.version and subnet.prefixlen == subnet_len and subnet_of(subnet, network)
 
 
 def first_free(network: IPNetwork, subnet_len: int, taken: Mapping[IPNetwork, str]) -> Optional[IPNetwork]:

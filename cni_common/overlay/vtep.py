@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 try:  # the interpreter's own SHA-256: hashlib would load OpenSSL's libcrypto first (~10 ms per vxlan call)
-    from _sha256 import sha256  # Python 3.11 (3.12 renamed it _sha2)
+    from _sha256 import sha256  # type: ignore[import-not-found]  # Python 3.11 (3.12: _sha2); no stub
 except ImportError:  # pragma: no cover - another interpreter build
     from hashlib import sha256
 

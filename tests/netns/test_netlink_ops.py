@@ -90,6 +90,7 @@ def test_ensure_bridge_refuses_a_non_bridge(host, ctr):
     host_veth, _ = nl.setup_veth(hconn, cconn, "eth0")
     with pytest.raises(CNIError, match=f"'{host_veth.name}' already exists but is not a bridge"):
         nl.ensure_bridge(hconn, host_veth.name)
+    assert nl.get_link(hconn, host_veth.index).kind == "veth"  # left as it was, not replaced
 
 
 def test_first_pods_racing_for_the_bridge_and_its_address_all_succeed(host):

@@ -14,6 +14,7 @@ from tests.helpers import net
 from tests.helpers.etcd import EtcdServer, free_port, store_conf
 from tests.helpers.netns import NetnsPool
 from tests.helpers.plugin import run_plugin
+from tests.helpers.recorder import recorded_calls, recording_bin_dir
 from tests.helpers.vxlan_lab import NET_NAME, NETWORK, Cluster, Lab, eventually, source_bin_dir
 
 
@@ -98,24 +99,57 @@ def _status(bin_dir: Path, ns, conf: dict[str, Any]):
     return run_plugin(bin_dir / "vxlan", "STATUS", conf, in_netns=ns, cni_path=bin_dir)
 
 
+def _recording_ipam(bin_dir: Path, log_dir: Path) -> Path:
+    """``bin_dir/host-local`` becomes a wrapper that records each call, then runs the real one; returns
+    ``log_dir`` for :func:`recorded_calls`."""
+    (bin_dir / "real").mkdir()
+    real = (bin_dir / "host-local").rename(bin_dir / "real" / "host-local")  # the program runs as its file name
+    recording_bin_dir(bin_dir, {"host-local": real}, log_dir)
+    return log_dir
+
+
 def test_status_is_50_without_store_and_peers(lab: Lab, tmp_path: Path) -> None:
     node = lab.add_node(1)
     bin_dir = source_bin_dir(tmp_path / "bin")
+    calls = _recording_ipam(bin_dir, tmp_path / "calls")
     conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
             "store": {"etcd": {"endpoints": [f"http://{lab.address(250)}:{free_port()}"]}}}
     res = _status(bin_dir, node.ns, conf)
     assert res.rc == 1 and res.out["code"] == 50, res
+    assert "vxlan store not available" in res.out["msg"]
+    assert recorded_calls(calls) == []  # not ready: IPAM is not asked
 
 
 def test_status_passes_to_ipam_when_static_peers_remain(lab: Lab, tmp_path: Path) -> None:
+    """The store is unreachable but static peers still work: STATUS is IPAM's, with the request vxlan gives it
+    (its ``ipam`` section filled with the pod network as range and route, no store needed)."""
     node = lab.add_node(1)
     bin_dir = source_bin_dir(tmp_path / "bin")
+    calls = _recording_ipam(bin_dir, tmp_path / "calls")
     conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
             "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}],
             "store": {"etcd": {"endpoints": [f"http://{lab.address(250)}:{free_port()}"]}}}
     res = _status(bin_dir, node.ns, conf)
-    assert res.rc == 0, res
+    assert res.rc == 0 and not res.out, res
+    (call,) = recorded_calls(calls)
+    assert call.command == "STATUS" and call.conf["name"] == NET_NAME
+    assert call.conf["ipam"] == {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                                 "ranges": [[{"subnet": NETWORK}]], "routes": [{"dst": NETWORK}]}
+
+
+def test_status_returns_the_ipams_error(lab: Lab, tmp_path: Path) -> None:
+    """An IPAM that is not ready makes vxlan not ready, with IPAM's own code and message."""
+    node = lab.add_node(1)
+    bin_dir = source_bin_dir(tmp_path / "bin")
+    data_dir = tmp_path / "not-a-dir"
+    data_dir.write_text("a file where host-local wants its folder")
+    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
+            "ipam": {"type": "host-local", "dataDir": str(data_dir)},
+            "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    res = _status(bin_dir, node.ns, conf)
+    assert res.rc == 1, res
+    assert res.out["code"] != 999 and str(data_dir) in res.out["msg"] + res.out.get("details", ""), res
 
 
 def _alive(lab: Lab, etcd: EtcdServer, node: str) -> bool:

@@ -78,7 +78,14 @@ def test_empty_cni_path_is_an_env_error():
 
 
 def test_non_executable_files_are_skipped(tmp_path):
-    (tmp_path / "fake").write_text("x")
-    os.chmod(tmp_path / "fake", 0o644)
-    with pytest.raises(CNIError):
-        find_in_path("fake", [str(tmp_path)])
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "fake").write_text("x")
+    os.chmod(first / "fake", 0o644)
+    with pytest.raises(CNIError) as err:
+        find_in_path("fake", [str(first)])
+    assert err.value.code == PluginCode.DELEGATE_NOT_FOUND
+    (second / "fake").write_text("x")
+    os.chmod(second / "fake", 0o755)
+    assert find_in_path("fake", [str(first), str(second)]) == str(second / "fake")  # the search goes on

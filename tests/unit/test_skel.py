@@ -150,15 +150,17 @@ def test_container_id_with_a_trailing_newline_inside_is_refused():
     ({"CNI_CONTAINERID": "../x"}, "CNI_CONTAINERID"),
 ])
 def test_bad_identifiers(env, fragment):
-    rc, out, _, _ = run("ADD", CONF, env=env)
+    rc, out, _, rec = run("ADD", CONF, env=env)
     assert rc == 1 and out["code"] == 4 and fragment in out["msg"]
+    assert rec.calls == []  # refused before the plugin runs
 
 
 def test_own_netns_is_refused_unless_overridden():
-    rc, out, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net"})
-    assert rc == 1 and out["code"] == 8
-    rc, _, _, _ = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net", "CNI_NETNS_OVERRIDE": "1"})
-    assert rc == 0
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net"})
+    assert rc == 1 and out["code"] == 8 and rec.calls == []
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_NETNS": "/proc/self/ns/net", "CNI_NETNS_OVERRIDE": "1"})
+    assert rc == 0 and out["ips"][0]["address"] == "10.0.0.2/24"
+    assert [(verb, args.netns) for verb, args in rec.calls] == [("ADD", "/proc/self/ns/net")]
 
 
 def test_missing_cni_version_means_010():
@@ -180,8 +182,10 @@ def test_unexpected_exceptions_become_999_without_traceback():
 def test_unknown_request_keys_are_tolerated():
     conf = dict(CONF, capabilities={"portMappings": True}, **{"cni.dev/valid-attachments": []},
                 runtimeConfig={"io.kubernetes.cri.pod-annotations": {}}, args={"cni": {}})
-    rc, _, _, _ = run("ADD", conf)
-    assert rc == 0
+    rc, out, _, rec = run("ADD", conf)
+    assert rc == 0 and out["ips"][0]["address"] == "10.0.0.2/24"
+    (verb, args), = rec.calls
+    assert verb == "ADD" and args.conf == conf  # handed to the plugin as they came, for it to read or ignore
 
 
 def test_log_level_comes_from_the_given_environment():
