@@ -86,8 +86,9 @@ def check_netconf_types(conf: Mapping[str, Any]) -> None:
     ``ipam.type``, ``dns``, ``prevResult``) and of the ``runtimeConfig`` object: Go refuses a config whose value
     there has another type (its decoder error, code 999 there), so a config the Go plugins refuse is refused
     here too, as code 7 naming the key. ``null`` is allowed everywhere, as Go's decoder allows it. ``name``
-    and ``cniVersion`` are checked by the skel. host-local does not call this: Go's host-local decodes only ``ipam``, ``args`` and
-    ``runtimeConfig`` (a ``"type": 5`` passes there), and a delegate must give the same verdict."""
+    and ``cniVersion`` are checked by the skel. host-local does not call this: Go's host-local decodes only
+    ``ipam``, ``args`` and ``runtimeConfig`` (a ``"type": 5`` passes there), and a delegate must give the same
+    verdict."""
     get_typed(conf, "type", str, "")
     for cap, value in get_typed(conf, "capabilities", dict, {}).items():
         if value is not None and not isinstance(value, bool):

@@ -70,7 +70,7 @@ class BestEffort:
 
     def __init__(self) -> None:
         self.failures: list[str] = []
-        self.codes: list[int] = []
+        self.first: CNIError | None = None
 
     def __enter__(self) -> "BestEffort":
         return self
@@ -78,7 +78,7 @@ class BestEffort:
     def __exit__(self, kind: object, exc: object, tb: object) -> bool:
         if isinstance(exc, CNIError):
             self.failures.append(str(exc))
-            self.codes.append(exc.code)
+            self.first = self.first or exc
             return True
         return False
 
@@ -86,5 +86,5 @@ class BestEffort:
         """Every recorded failure in ``details``, under the code of the first: the code says whose fault it is
         (a delegate's code 7 for its config, 4 for a missing ``CNI_PATH``), and 999 would blame our code for
         the runtime's or the operator's mistake."""
-        if self.failures:
-            raise CNIError(self.codes[0], f"{msg}: {self.failures[0]}", "; ".join(self.failures))
+        if self.first is not None:
+            raise CNIError(self.first.code, f"{msg}: {self.first.msg}", "; ".join(self.failures))
