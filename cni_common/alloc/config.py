@@ -148,9 +148,10 @@ def parse_range(raw: Any, where: str) -> Range:
     return Range(subnet=subnet, start=start, end=end, gateway=gateway)
 
 
-def parse_range_set(raw: Any, index: int) -> RangeSet:
-    """Validate one range set: non-empty, one family, no two ranges overlapping."""
-    where = f"range set {index}"
+def parse_range_set(raw: Any, index: int, source: str = "") -> RangeSet:
+    """Validate one range set: non-empty, one family, no two ranges overlapping. ``source`` names the key it
+    came from (``ipam.ranges[1]``, ``runtimeConfig.ipRanges[0]``) for the messages."""
+    where = f"range set {index} ({source})" if source else f"range set {index}"
     if not isinstance(raw, list):
         raise _invalid(f"invalid {where}: expected a list of ranges, got {raw!r}")
     if not raw:
@@ -241,20 +242,21 @@ def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
     return value
 
 
-def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Any]:
-    """runtimeConfig.ipRanges first, then the legacy top-level range, then ``ranges``, as upstream orders them."""
+def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """runtimeConfig.ipRanges first, then the legacy top-level range, then ``ranges``, as upstream orders them;
+    each with the key it came from."""
     runtime_ranges = get_key(runtime_config(conf), "ipRanges")
     runtime_ranges = [] if runtime_ranges is None else runtime_ranges
     if not isinstance(runtime_ranges, list):
         raise _invalid(f"invalid runtimeConfig.ipRanges: expected a list, got {runtime_ranges!r}")
-    yield from runtime_ranges
+    yield from ((f"runtimeConfig.ipRanges[{i}]", raw) for i, raw in enumerate(runtime_ranges))
     if get_key(ipam, "subnet"):
-        yield [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
+        yield "ipam.subnet", [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
     ranges = get_key(ipam, "ranges")
     ranges = [] if ranges is None else ranges
     if not isinstance(ranges, list):
         raise _invalid(f"invalid ipam ranges: expected a list of range sets, got {ranges!r}")
-    yield from ranges
+    yield from ((f"ipam.ranges[{i}]", raw) for i, raw in enumerate(ranges))
 
 
 def check_version_limits(range_sets: Sequence[RangeSet], cni_version: str) -> None:
@@ -270,7 +272,7 @@ def check_version_limits(range_sets: Sequence[RangeSet], cni_version: str) -> No
 def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str) -> IPAMConfig:
     """Parse and validate the full IPAM config of an ADD/CHECK/STATUS request."""
     ipam = ipam_section(conf)
-    range_sets = [parse_range_set(raw, i) for i, raw in enumerate(_raw_range_sets(conf, ipam))]
+    range_sets = [parse_range_set(raw, i, source) for i, (source, raw) in enumerate(_raw_range_sets(conf, ipam))]
     if not range_sets:
         raise _invalid("no IP ranges specified", "set ipam.ranges (or the legacy ipam.subnet)")
     for i, a in enumerate(range_sets):
