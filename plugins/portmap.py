@@ -150,7 +150,7 @@ def parse_conf(args: CmdArgs) -> PortMapConf:
         raise _invalid("Cannot specify externalSetMarkChain and markMasqBit")
     mark_bit = DEFAULT_MARK_BIT if mark_bit is None else mark_bit
     if not 0 <= mark_bit <= 31:
-        raise _invalid("MasqMarkBit must be between 0 and 31")
+        raise _invalid(f"MasqMarkBit must be between 0 and 31 (markMasqBit: {mark_bit})")  # upstream's, + the key
     cond_v4, cond_v6 = _conditions(conf, "conditionsV4"), _conditions(conf, "conditionsV6")
     backend = choose_backend(conf, cond_v4, cond_v6, external_chain)
     spec = PortMapSpec(network=args.network_name, container_id=args.container_id, mappings=parse_mappings(conf),

@@ -219,3 +219,29 @@ def test_go_ignores_the_boot_id_record(host_local_cmd, go_cmd, tmp_path):
         assert run(go_cmd, "DEL", conf, cid=cid)[0] == 0
     assert record.read_text() == text
     assert list(ip_files(tmp_path).values()) == [b"py1\r\neth0"]
+
+
+def test_the_built_file_reclaims_after_a_faked_reboot(tmp_path):
+    """Issue 12, reboot reclaim, through the built file (the test-only boot ID file reaches the frozen build)."""
+    from tests.helpers.plugin import run_plugin
+    from tests.helpers.skip import require_dist
+
+    binary = require_dist() / "host-local"
+    boot_file = tmp_path / "boot_id"
+    conf = make_conf(tmp_path / "data")
+
+    def add(cid: str) -> Any:
+        res = run_plugin(binary, "ADD", conf, netns="/var/run/netns/cnt-i-none", container_id=cid,
+                         env={"CNI_SUITE_TEST_BOOT_ID_FILE": str(boot_file)})
+        assert res.rc == 0, res
+        return res.out["ips"][0]["address"]
+
+    boot_file.write_text("boot-a\n")
+    assert add("before") == "10.77.0.2/24"
+    from cni_common.alloc.disk import boot_time
+
+    stamp = boot_time() - 3600  # made an hour before this boot
+    os.utime(tmp_path / "data" / "cnt-i-net" / "10.77.0.2", (stamp, stamp))
+    boot_file.write_text("boot-b\n")
+    assert add("after") == "10.77.0.3/24"
+    assert list(ip_files(tmp_path / "data").values()) == [b"after\r\neth0"]

@@ -44,8 +44,8 @@ def test_parse_defaults_and_case_insensitive_keys() -> None:
 @pytest.mark.parametrize("conf,message", [
     ({"markMasqBit": 5, "externalSetMarkChain": "KUBE-MARK-MASQ"},
      "Cannot specify externalSetMarkChain and markMasqBit"),
-    ({"markMasqBit": 32}, "MasqMarkBit must be between 0 and 31"),
-    ({"markMasqBit": -1}, "MasqMarkBit must be between 0 and 31"),
+    ({"markMasqBit": 32}, "MasqMarkBit must be between 0 and 31 (markMasqBit: 32)"),
+    ({"markMasqBit": -1}, "MasqMarkBit must be between 0 and 31 (markMasqBit: -1)"),
     ({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 0}]}},
      "Invalid container port number: 0 (runtimeConfig.portMappings[0].containerPort)"),
     ({"runtimeConfig": {"portMappings": [{"hostPort": -1, "containerPort": 80}]}},
