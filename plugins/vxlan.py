@@ -36,10 +36,13 @@ def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:
 
 
 def cmd_add(args: CmdArgs) -> Any:
-    from cni_common import netfilter, netlink
+    from cni_common import invoke, netfilter, netlink
     from cni_common.overlay import attach, config, node
 
     conf = config.parse(args.conf)
+    # Before the first change to the node (its VXLAN device, bridge, subnet lease): a missing CNI_PATH (4) or
+    # IPAM binary (104) found only at the delegation would leave them behind.
+    invoke.find_in_path(str(attach.ipam_conf(conf, None).get("type", "")), args.path)
     store = node.Store.open(conf)
     with netlink.open_conn() as host:
         state = node.prepare(host, conf, store)

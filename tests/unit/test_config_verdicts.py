@@ -59,3 +59,11 @@ def test_unknown_ipam_type_is_found_before_any_change():
                             {"CNI_PATH": "/usr/lib/cni"})
     assert result.rc == 1 and result.out["code"] == 104 and "cnt-no-such-ipam" in result.out["msg"]
     assert not result.reached_kernel
+
+
+def test_vxlan_finds_its_ipam_before_any_change():
+    conf = {"cniVersion": "1.1.0", "name": "cntv", "type": "vxlan", "network": "10.98.0.0/16", "peers": []}
+    result = inprocess.call("vxlan", "ADD", conf, {"CNI_PATH": None})
+    assert result.rc == 1 and result.out["code"] == 4 and "CNI_PATH" in result.out["msg"], result.out
+    result = inprocess.call("vxlan", "ADD", dict(conf, ipam={"type": "cnt-no-such-ipam"}), {"CNI_PATH": "/usr/lib/cni"})
+    assert result.rc == 1 and result.out["code"] == 104 and not result.reached_kernel, result.out
