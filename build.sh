@@ -1,13 +1,24 @@
 #!/bin/bash
-# Build the suite's plugins as single-file executables into dist/, one per CNI type.
+# Build the suite's plugins as portable single-file executables, one per CNI type, and the release tarballs.
 #
-#   ./build.sh                 build dist/bridge, dist/host-local, dist/portmap, dist/vxlan
-#   ./build.sh install DIR     build if needed, then install them into DIR (e.g. /opt/cni/bin) atomically
+#   ./build.sh                     build every architecture in ARCHES (below) into dist/
+#   ./build.sh --arch amd64        build only that architecture (repeat --arch for several)
+#   ./build.sh install DIR         build if needed, then install the build machine's files into DIR atomically
+#
+# dist/ afterwards (docs/packaging.md):
+#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan}          the four files of each architecture
+#   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
+#   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
 #
 # All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),
-# frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec), then packed
-# behind a small C launcher (cni_common/bundle/launcher.c) into ONE file. On its first run the file unpacks
-# the bundle into a root-only cache keyed by its hash; later runs only exec it. See docs/packaging.md.
+# frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec). Per architecture,
+# the bundle gets its runner (cni_common/bundle/runner.c: the static interpreter), the dynamic loader and C
+# library it was linked against (cni_common/bundle/clibs.py), and is packed behind a statically linked launcher
+# (cni_common/bundle/launcher.c) into ONE file that needs nothing from the node but the kernel. On its first
+# run the file unpacks the bundle into a root-only cache keyed by its hash; later runs only exec it.
+#
+# Reproducible: two builds of the same commit give byte-identical files and tarballs. SOURCE_DATE_EPOCH (default:
+# the commit's time) is the only time that enters them, and no path of the build machine is inside.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,51 +29,157 @@ if ((${#PLUGIN_TYPES[@]} == 0)); then
     echo "build.sh: cannot read the plugin types from plugins/multicall.py with $PYTHON (run bash .ci/setup)" >&2
     exit 1
 fi
+# Every architecture a plain ./build.sh builds. Each needs a branch in arch_config (and, when it is not the build
+# machine's, in retarget_bundle).
+ARCHES=(amd64 arm64)
+NATIVE_ARCH=$(dpkg --print-architecture)
 WORK=build/pyinstaller
+
+# arch_config ARCH: the toolchain and target files of one architecture, as variables the steps below read:
+#   CC STRIP        compiler (also the linker) and strip for the target
+#   TRIPLET         Debian's multiarch name (x86_64-linux-gnu); the target's libraries are in /lib/$TRIPLET
+#                   and /usr/lib/$TRIPLET (the C library the bundle carries is taken from there)
+#   PY_STATIC_LIB PY_INCLUDE PY_LIBS   the target's static libpython, its headers, the libraries it needs
+arch_config() {
+    case $1 in
+        amd64) TRIPLET=x86_64-linux-gnu ;;
+        arm64) TRIPLET=aarch64-linux-gnu ;;
+        *)
+            echo "build.sh: unknown architecture '$1' (known: ${ARCHES[*]})" >&2
+            exit 2 ;;
+    esac
+    # Another architecture is cross-built with Debian's cross toolchain for it (gcc-aarch64-linux-gnu...) and
+    # its :arch packages, installed by .ci/setup beside the build machine's (multiarch; docs/packaging.md).
+    if [ "$1" = "$NATIVE_ARCH" ]; then
+        CC=gcc STRIP=strip
+    else
+        CC=$TRIPLET-gcc STRIP=$TRIPLET-strip
+    fi
+    # The target's build settings: the running interpreter's own, or for another architecture the same Python
+    # version's settings file from that architecture's libpython package (/usr/lib/python3.X/_sysconfigdata_*).
+    read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" - "$1" "$NATIVE_ARCH" "$TRIPLET" <<'PY'
+import runpy, sys, sysconfig
+arch, native, triplet = sys.argv[1:]
+if arch == native:
+    v = sysconfig.get_config_var
+else:
+    v = runpy.run_path(f"{sysconfig.get_path('stdlib')}/_sysconfigdata__linux_{triplet}.py")["build_time_vars"].get
+libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
+print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))
+PY
+)
+    LIBDIRS=("/lib/$TRIPLET" "/usr/lib/$TRIPLET")
+}
+
+# retarget_bundle ARCH DIR: PyInstaller collected the build machine's extension modules and libraries; for
+# another architecture, replace them in DIR by that architecture's (same Python version: the .pyc files are
+# the same for all). Nothing to do for the build machine's own.
+retarget_bundle() {
+    local arch=$1
+    [ "$arch" = "$NATIVE_ARCH" ] && return
+    "$PYTHON" -m cni_common.bundle.cross "$2" "$arch"
+}
 
 # The bundle's program: the distribution's static interpreter (the one the venv runs, whose modules PyInstaller
 # just collected) with runner.c as its main, linked as the distribution links /usr/bin/python3.X. It replaces
 # PyInstaller's bootloader (see the comment in runner.c for why).
 build_runner() {
-    local out=$1 static_lib include libs
-    read -r static_lib include libs < <("$PYTHON" -c 'import sysconfig
-v = sysconfig.get_config_var
-libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
-print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))')
-    if [ ! -f "$static_lib" ] || [ ! -f "$include/Python.h" ]; then
-        echo "build.sh: $static_lib or $include/Python.h is missing: install the interpreter's development" \
-             "files (Debian: python3-dev)" >&2
+    local out=$1
+    if [ ! -f "$PY_STATIC_LIB" ] || [ ! -f "$PY_INCLUDE/Python.h" ]; then
+        echo "build.sh: $PY_STATIC_LIB or $PY_INCLUDE/Python.h is missing: install the interpreter's" \
+             "development files (Debian: python3-dev)" >&2
         exit 1
     fi
-    # shellcheck disable=SC2086,SC2016 - $libs is a list of flags; $ORIGIN is for the dynamic linker
-    gcc -O2 -Wall -no-pie -I"$include" -o "$out" cni_common/bundle/runner.c "$static_lib" $libs \
-        -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal'
-    strip "$out"
+    # shellcheck disable=SC2086,SC2016 - $PY_LIBS is a list of flags; $ORIGIN is for the dynamic linker
+    "$CC" -O2 -Wall -no-pie -I"$PY_INCLUDE" -o "$out" cni_common/bundle/runner.c "$PY_STATIC_LIB" $PY_LIBS \
+        -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal' -Wl,--build-id=sha1
+    "$STRIP" "$out"
+}
+
+# The launcher is linked statically (the C library's libc.a, zlib's libz.a): it runs on any node, and answers
+# VERSION without the bundle. It starts the program through the bundle's loader, named at compile time.
+build_launcher() {
+    local loader=$1 out=$2
+    "$CC" -static -O2 -Wall -Wno-format-truncation -DBUNDLED_LOADER="\"$loader\"" -o "$out" \
+        cni_common/bundle/launcher.c -lz
+    "$STRIP" "$out"
+}
+
+# What the files carry, for `<plugin>` run without CNI_COMMAND and the tarball's README: which C library (with
+# the distribution's package version, the one security advisories name) and which Python.
+write_build_info() {
+    local arch=$1 dir=$2 python
+    python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    {
+        echo "platform=linux/$arch"
+        echo "python=$(package_version "libpython$python-stdlib:$arch")"
+        echo "glibc=$(package_version "libc6:$arch")"
+        echo "zlib=$(package_version "zlib1g:$arch")"
+        echo "openssl=$(package_version "libssl3:$arch")"
+    } > "$dir/_internal/cni_common/bundle/build-info"
+}
+
+package_version() {
+    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
+}
+
+# PyInstaller once for all architectures: the .pyc files are the same for all; its binaries are the build
+# machine's (retarget_bundle swaps them for another architecture's).
+freeze() {
+    rm -rf "$WORK"
+    mkdir -p "$WORK"
+    PYTHONHASHSEED=0 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
+        --distpath "$WORK/frozen" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
+}
+
+# One architecture's single file, its four names, and its release tarball, under $WORK/out.
+build_arch() {
+    local arch=$1 dir=$WORK/$1 loader
+    arch_config "$arch"
+    mkdir -p "$dir" "$WORK/out/linux-$arch"
+    cp -a "$WORK/frozen/cni-suite" "$dir/bundle"
+    retarget_bundle "$arch" "$dir/bundle"
+    build_runner "$dir/bundle/cni-suite"
+    loader=$("$PYTHON" -m cni_common.bundle.clibs "$dir/bundle" "${LIBDIRS[@]}")
+    write_build_info "$arch" "$dir/bundle"
+    build_launcher "$loader" "$dir/launcher"
+    "$PYTHON" -m cni_common.bundle.pack "$dir/launcher" "$dir/bundle" "$dir/cni-suite" \
+        "${PLUGIN_TYPES[@]}" >/dev/null
+    for type in "${PLUGIN_TYPES[@]}"; do
+        install -m 0755 "$dir/cni-suite" "$WORK/out/linux-$arch/$type"
+    done
+    "$PYTHON" -m cni_common.bundle.release "$WORK/out" "$arch" "$dir/bundle/_internal/cni_common/bundle/build-info"
+}
+
+source_date_epoch() {
+    if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+        SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+    fi
+    export SOURCE_DATE_EPOCH
 }
 
 # dist/ is replaced as a whole at the end (tests or a bench may be running the previous files), and two builds
 # never run at once (they share the work folder).
 build() {
+    local arch
     mkdir -p build
     exec 9>build/.lock
     flock 9
-    rm -rf "$WORK"
-    mkdir -p "$WORK/out"
-    "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
-        --distpath "$WORK/dist" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
-    build_runner "$WORK/dist/cni-suite/cni-suite"
-    gcc -O2 -Wall -Wno-format-truncation -o "$WORK/launcher" cni_common/bundle/launcher.c -lz
-    strip "$WORK/launcher"
-    "$PYTHON" -m cni_common.bundle.pack "$WORK/launcher" "$WORK/dist/cni-suite" "$WORK/cni-suite" \
-        "${PLUGIN_TYPES[@]}" >/dev/null
-    for type in "${PLUGIN_TYPES[@]}"; do
-        install -m 0755 "$WORK/cni-suite" "$WORK/out/$type"
+    source_date_epoch
+    freeze
+    for arch in "$@"; do
+        build_arch "$arch"
     done
+    if [ -d "$WORK/out/linux-$NATIVE_ARCH" ]; then
+        for type in "${PLUGIN_TYPES[@]}"; do
+            ln "$WORK/out/linux-$NATIVE_ARCH/$type" "$WORK/out/$type"
+        done
+    fi
     rm -rf build/dist.old
     [ -d dist ] && mv dist build/dist.old
     mv "$WORK/out" dist
     rm -rf build/dist.old
-    ls -l dist/
+    ls -l dist/ dist/linux-*/
     exec 9>&-
 }
 
@@ -70,7 +187,7 @@ build() {
 # plugin during the install sees the old file or the new one, never a half-written one ("text file busy").
 install_into() {
     local dir=$1 staged
-    [ -x "dist/${PLUGIN_TYPES[0]}" ] || build
+    [ -x "dist/${PLUGIN_TYPES[0]}" ] || build "$NATIVE_ARCH"
     mkdir -p "$dir"
     staged=$(mktemp "$dir/.cni-suite.XXXXXX")
     cp "dist/${PLUGIN_TYPES[0]}" "$staged"
@@ -83,8 +200,19 @@ install_into() {
     echo "installed ${PLUGIN_TYPES[*]} into $dir"
 }
 
-case "${1:-build}" in
-    build) build ;;
-    install) install_into "${2:?usage: ./build.sh install DIR}" ;;
-    *) echo "usage: ./build.sh [build | install DIR]" >&2; exit 2 ;;
-esac
+usage() {
+    echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh install DIR   (architectures: ${ARCHES[*]})" >&2
+    exit 2
+}
+
+selected=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --arch) [ $# -ge 2 ] || usage; arch_config "$2"; selected+=("$2"); shift 2 ;;
+        build) shift ;;
+        install) [ $# -eq 2 ] || usage; install_into "$2"; exit ;;
+        *) usage ;;
+    esac
+done
+((${#selected[@]})) || selected=("${ARCHES[@]}")
+build "${selected[@]}"

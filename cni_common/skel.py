@@ -283,6 +283,17 @@ def _print_json(stdout: IO[str], obj: Mapping[str, Any]) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _print_about(stderr: IO[str], about: str, supported: tuple[str, ...]) -> None:
+    """Run by hand (no ``CNI_COMMAND``): say what this is on stderr and succeed, as upstream's skel does
+    (nothing on stdout, exit 0), then what a built file carries (its C library, for security fixes)."""
+    from .bundle.buildinfo import bundled_line
+
+    stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(supported)}\n")
+    bundled = bundled_line()
+    if bundled:
+        stderr.write(bundled + "\n")
+
+
 def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versions.SUPPORTED_VERSIONS,
                 environ: Optional[Mapping[str, str]] = None, stdin: Optional[IO[bytes]] = None,
                 stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
@@ -299,11 +310,11 @@ def plugin_main(funcs: CNIFuncs, about: str, supported: tuple[str, ...] = versio
     if verb == "VERSION":
         stdout.write(versions.version_info_json(supported))
         return 0
+    if not verb:
+        _print_about(stderr, about, supported)
+        return 0
     reply_version = versions.LATEST
     try:
-        if not verb:
-            stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(supported)}\n")
-            raise CNIError(ErrorCode.INVALID_ENV, "required env variables [CNI_COMMAND] missing")
         if verb not in VERBS:
             raise CNIError(ErrorCode.INVALID_ENV, f"unknown CNI_COMMAND: {verb}",
                            f"expected one of {', '.join(VERBS)}")

@@ -15,6 +15,15 @@ def version_info_json(supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> str:
     listed = ", ".join(f'"{v}"' for v in supported)
     return f'{{"cniVersion": "{LATEST}", "supportedVersions": [{listed}]}}\n'
 
+
+def about_line(plugin: str) -> str:
+    """What a plugin run by hand (no ``CNI_COMMAND``) prints first, in upstream's words: ``CNI bridge plugin
+    v1.2.3``. The suite's version has one source, ``cni_common.__version__`` (setup.cfg reads it too)."""
+    from . import __version__
+
+    return f"CNI {plugin} plugin v{__version__}"
+
+
 LEGACY_FAMILY = frozenset({"", "0.1.0", "0.2.0"})
 V04_FAMILY = frozenset({"0.3.0", "0.3.1", "0.4.0"})
 V1_FAMILY = frozenset({"1.0.0", "1.1.0"})

@@ -12,6 +12,7 @@ import sys
 from cni_common.errors import CNIError, ErrorCode, PluginCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
+from cni_common.version import about_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from cni_common.alloc.disk import DiskStore
     from cni_common.log import Logger
 
-ABOUT = "CNI host-local IPAM plugin (Python)"
+ABOUT = about_line("host-local")
 
 
 def _log() -> "Logger":

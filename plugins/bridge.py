@@ -19,6 +19,7 @@ from cni_common.attach.conf import DEFAULT_BRIDGE, BridgeConf, requested_mac
 from cni_common.errors import BestEffort, CNIError, ErrorCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Result
+from cni_common.version import about_line
 
 # ---------------------------------------------------------------------------------------------------- config
 
@@ -162,7 +163,7 @@ def cmd_gc(args: CmdArgs) -> None:
 def main(**streams: Any) -> int:
     """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status, gc=cmd_gc),
-                       about="CNI bridge plugin (Python)", **streams)
+                       about=about_line("bridge"), **streams)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ IN_PROCESS_DELEGATES = ("host-local",)
 #: remaining arguments and returning the exit code. A mode is looked up before the plugins, longest key first.
 MODES = {
     ("vxlan", "agent"): "cni_common.overlay.agent:run_cli",
+    ("install",): "plugins.install:main",
+    ("inspect",): "cni_common.inspect:main",
 }
 
 
@@ -51,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     name = os.path.basename(argv[0])
     words = [name, *argv[1:]] if name in PLUGINS else argv[1:]
-    for key, target in sorted(MODES.items(), key=lambda item: -len(item[0])):
-        if tuple(words[:len(key)]) == key:
-            return _load(target)(words[len(key):])
+    # An installed plugin file runs the suite's own modes too (`/opt/cni/bin/bridge inspect`): the node may have
+    # no file named cni-suite.
+    mode = _find_mode(words) or (_find_mode(words[1:]) if name in PLUGINS else None)
+    if mode is not None:
+        target, rest = mode
+        return _load(target)(rest)
     if name not in PLUGINS and words and words[0] in PLUGINS:
         name = words[0]
         sys.argv = argv = argv[1:]  # the plugin sees itself as argv[0], as when run under its own name
@@ -74,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     if as_program and is_plugin_call:
         _exit_now(code)
     return code
+
+
+def _find_mode(words: list[str]) -> tuple[str, list[str]] | None:
+    """The mode whose words start ``words`` (the longest key wins) and the arguments after them."""
+    for key, target in sorted(MODES.items(), key=lambda item: -len(item[0])):
+        if tuple(words[:len(key)]) == key:
+            return target, words[len(key):]
+    return None
 
 
 def _load(target: str) -> Callable[..., int]:

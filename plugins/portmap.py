@@ -20,6 +20,7 @@ from cni_common.log import get_logger
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
+from cni_common.version import about_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
@@ -259,7 +260,7 @@ def cmd_gc(args: CmdArgs) -> None:
 def main(**streams: Any) -> int:
     """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc),
-                       about="CNI portmap plugin (Python)", **streams)
+                       about=about_line("portmap"), **streams)
 
 
 if __name__ == "__main__":

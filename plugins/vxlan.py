@@ -22,10 +22,11 @@ from typing import Any, Optional
 from cni_common.errors import BestEffort, CNIError, ErrorCode
 from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
+from cni_common.version import about_line
 
 log = get_logger(__name__)
 
-ABOUT = "CNI vxlan plugin (multi-node overlay; 'vxlan agent --conf FILE' runs its agent)"
+ABOUT = f"{about_line('vxlan')}\nA multi-node overlay; 'vxlan agent --conf FILE' runs its agent."
 
 
 def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:

@@ -27,7 +27,7 @@ MARKERS = {
 }
 
 # End-to-end folders change kernel state the same way as tests/netns (they also drive the built binaries).
-FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns"}
+FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "portability": "binary"}
 
 _pool = NetnsPool()
 
@@ -111,6 +111,15 @@ def go_plugin_dir() -> Path:
     if missing:
         skip_or_fail(f"Go reference plugins missing in {paths.GO_PLUGIN_DIR}: {', '.join(missing)}")
     return paths.GO_PLUGIN_DIR
+
+
+@pytest.fixture(scope="session")
+def suite_builds(tmp_path_factory: pytest.TempPathFactory, plugin_dir: Path) -> tuple[Path, Path]:
+    """Two different builds of the single file, each named `cni-suite` (tests/helpers/builds.py): the one in
+    dist/ and a repacked one with another build hash, for upgrade tests."""
+    from tests.helpers.builds import two_builds
+
+    return two_builds(tmp_path_factory.mktemp("builds"), plugin_dir / "bridge")
 
 
 @pytest.fixture

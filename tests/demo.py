@@ -2,18 +2,20 @@
 
     .venv/bin/python -m tests.demo          # our plugins from dist/ (after `bash .ci/setup`)
     .venv/bin/python -m tests.demo --go     # the same with the upstream Go plugins in /usr/lib/cni
+    .venv/bin/python -m tests.demo --picture FILE   # where to keep the picture of the node (an SVG)
 
 As root. A "node" network namespace stands in for the machine, two more for two containers; libcni (the same
 library containerd and CRI-O use, here as tests/bin/cnitool) runs the bridge plugin, which asks host-local for
 addresses. Every step prints what it did and the real output of the commands that show it. At the end, or on
 Ctrl-C or an error, the containers are DELeted and all namespaces and temp files removed: the machine's own
-network is never touched.
+network is never touched. The one file it leaves is the picture of the node that `inspect` drew (--picture).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -28,6 +30,7 @@ NET_NAME = "demo-net"
 BRIDGE = "cntdemo0"
 SUBNET = "10.77.0.0/24"
 GATEWAY = "10.77.0.1"
+DEFAULT_PICTURE = Path("/tmp/cni-suite-demo-node.svg")
 #: Tables that iptables-nft manages itself; `iptables -S` already shows them.
 _XTABLES_TABLES = {"nat", "filter", "mangle", "raw", "security"}
 
@@ -77,10 +80,11 @@ def conflist(data_dir: Path) -> dict[str, Any]:
 class Demo:
     """The steps, in order; `added` remembers which containers to DEL if the demo stops half-way."""
 
-    def __init__(self, lab: Lab, cni_path: Path, cnitool: Path, flavour: str) -> None:
+    def __init__(self, lab: Lab, cni_path: Path, cnitool: Path, flavour: str, picture: Path) -> None:
         self.lab = lab
         self.cni_path = cni_path
         self.flavour = flavour
+        self.picture = picture
         self.data_dir = lab.tmp / "host-local"
         self.node = lab.netns("node")
         self.tool = Cnitool(cnitool, self.node, lab.tmp / "libcni", cni_path)
@@ -96,7 +100,8 @@ class Demo:
         self.show_container("ctr1", 5)
         self.add("ctr2", 6)
         self.ping(7)
-        self.delete_all(8)
+        self.inspect(8)
+        self.delete_all(9)
 
     def make_namespaces(self) -> None:
         step(1, "a node and two containers (network namespaces)")
@@ -105,7 +110,7 @@ class Demo:
             Right after creation a namespace holds only a loopback interface, and nothing connects it to
             anything.""")
         for name in ("ctr1", "ctr2"):
-            self.containers[name] = self.lab.netns("ctr", lo_up=True)
+            self.containers[name] = self.container_netns(name)
         for label, ns in [("node", self.node), *self.containers.items()]:
             print(f"  {label:5s} = {ns.name}")
         print()
@@ -119,7 +124,7 @@ class Demo:
             with a veth pair (a virtual cable); 'isGateway' gives the bridge the subnet's first address so it
             can route for the containers; 'ipMasq' rewrites their outgoing traffic to the node's address
             (NAT). 'ipam' names the plugin that hands out addresses: host-local keeps one file per address
-            in its dataDir. The plugins are the {self.flavour} ones, from {self.cni_path}.""")
+            in its dataDir. The plugins are {self.flavour}, from {self.cni_path}.""")
         path = self.tool.write_conflist(conflist(self.data_dir))
         show(f"cat {path.name}", path.read_text())
 
@@ -176,9 +181,30 @@ class Demo:
         show_in(self.node, ["iptables", "-t", "nat", "-S"], "node")
         tables = self.node.run(["nft", "list", "tables"], check=False).stdout.split()
         # "table <family> <name>" triples; iptables-nft's own tables were shown above in iptables syntax.
-        for family, name in zip(tables[1::3], tables[2::3]):
+        for family, name in zip(tables[1::3], tables[2::3], strict=False):
             if name not in _XTABLES_TABLES:
                 show_in(self.node, ["nft", "list", "table", family, name], "node")
+
+    def container_netns(self, label: str) -> Netns:
+        """`cnt-bdemo<run>-ctr1` for the container the demo calls ctr1 (the pool would number it after the node)."""
+        ns = Netns(f"{self.lab.pool.prefix}{label}")
+        subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True, text=True)
+        self.lab.pool.created.append(ns)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def inspect(self, number: int) -> None:
+        step(number, "the whole node at a glance: inspect")
+        say(f"""'cni-suite inspect' reads what the plugins built (links, addresses, rules, host-local's files,
+            libcni's cache) and joins it: which veth leads to which container, and what is orphaned. It only
+            reads. It also draws the node as an SVG picture, kept at {self.picture}.""")
+        argv = [sys.executable, "-m", "cni_common.inspect", "--netns", self.node.name, "--data-dir",
+                str(self.data_dir), "--cache-dir", str(self.tool.cache_dir)]
+        proc = subprocess.run(argv, cwd=paths.REPO, capture_output=True, text=True, timeout=60)
+        show(f"cni-suite inspect --netns node --data-dir {self.data_dir} --cache-dir {self.tool.cache_dir}",
+             proc.stdout + proc.stderr)
+        subprocess.run([*argv, "--format", "svg", "-o", str(self.picture)], cwd=paths.REPO, check=True,
+                       capture_output=True, text=True, timeout=60)
 
     def show_container(self, name: str, number: int) -> None:
         ns = self.containers[name]
@@ -232,6 +258,8 @@ class Demo:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--go", action="store_true", help="use the upstream Go plugins in /usr/lib/cni")
+    parser.add_argument("--picture", type=Path, default=DEFAULT_PICTURE,
+                        help=f"where inspect's picture of the node goes (default {DEFAULT_PICTURE})")
     opts = parser.parse_args(argv)
     cni_path = paths.GO_PLUGIN_DIR if opts.go else paths.DIST_DIR
     missing = paths.missing_plugins(cni_path, ("bridge", "host-local"))
@@ -242,20 +270,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     cnitool = paths.build_cnitool()
     status = 0
     with Lab(tag="bdemo") as lab:
-        demo = Demo(lab, cni_path, cnitool, "upstream Go" if opts.go else "our")
+        demo = Demo(lab, cni_path, cnitool, "the upstream Go plugins" if opts.go else "this repository's",
+                    opts.picture)
         try:
             demo.run()
         except KeyboardInterrupt:
             print("\ninterrupted: cleaning up", file=sys.stderr)
             status = 130
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: say it, then clean up
             print(f"\nFAILED: {exc}\ncleaning up", file=sys.stderr)
             status = 1
         finally:
             demo.undo()
-        step(9, "clean up")
+        step(10, "clean up")
         say(f"""The namespaces {', '.join(ns.name for ns in lab.pool.created)} and the temp folder {lab.tmp}
             (config, libcni cache, host-local data) are removed now. Nothing was changed outside them.""")
+    if status == 0:
+        print(f"The picture of the node (open it in a browser): {opts.picture}")
     print("demo finished" if status == 0 else f"demo ended with status {status}")
     return status
 

@@ -23,6 +23,13 @@
  * holds that lock, so an upgrade never pulls files from under a running call (with noarchive, Python opens
  * .pyc files long after it started).
  * argv is passed through unchanged: the program picks the plugin from argv[0]'s name (multi-call).
+ *
+ * Portability (docs/packaging.md): this launcher is linked statically (it needs nothing from the node), and
+ * the bundle carries the dynamic loader and C library the program was linked against. The program is started
+ * THROUGH that loader: execv(<build>/_internal/<BUNDLED_LOADER>, --argv0 <argv[0]> --inhibit-cache
+ * --library-path <build>/_internal <build>/cni-suite args...). So the node's loader, C library and
+ * /etc/ld.so.cache never take part, and nothing is put into the environment: the program's children
+ * (iptables, nft, a delegate) get the runtime's environment unchanged.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -47,6 +54,9 @@
 #define IN_USE ".in-use"
 #define PROGRAM_NAME "cni-suite"
 #define DEFAULT_CACHE "/var/cache/cni-suite"
+#ifndef BUNDLED_LOADER /* the file name of the bundle's dynamic loader (the program's PT_INTERP), from build.sh */
+#error "compile with -DBUNDLED_LOADER='\"ld-linux-<arch>.so.N\"'"
+#endif
 
 struct bundle {
     const unsigned char *map;
@@ -274,21 +284,41 @@ static int hold_in_use(const char *final) {
     return 1;
 }
 
+/* The loader's command line: its options, the program, then our arguments after argv[0]. */
+static char **loader_argv(int argc, char **argv, char *loader, char *library_path, char *program) {
+    static char argv0_option[] = "--argv0", cache_option[] = "--inhibit-cache", path_option[] = "--library-path";
+    char **out = calloc((size_t)argc + 8, sizeof *out);
+    int n = 0;
+    if (!out) die("out of memory", "loader arguments");
+    out[n++] = loader;
+    out[n++] = argv0_option;
+    out[n++] = argc > 0 ? argv[0] : program;
+    out[n++] = cache_option;
+    out[n++] = path_option;
+    out[n++] = library_path;
+    out[n++] = program;
+    for (int i = 1; i < argc; i++) out[n++] = argv[i];
+    out[n] = NULL;
+    return out;
+}
+
 int main(int argc, char **argv) {
     struct bundle b;
-    char cache[2048], final[4096], program[4200];
+    char cache[2048], final[4096], program[4200], internal[4200], loader[4400];
     open_bundle(&b);
     if (answer_version(&b, argc, argv)) return 0;
     cache_dir(cache, sizeof cache);
     snprintf(final, sizeof final, "%s/%s", cache, b.key);
     snprintf(program, sizeof program, "%s/%s", final, PROGRAM_NAME);
+    snprintf(internal, sizeof internal, "%s/_internal", final);
+    snprintf(loader, sizeof loader, "%s/" BUNDLED_LOADER, internal);
     for (int attempt = 0; attempt < 3; attempt++) {
         if (!hold_in_use(final)) {
             install_bundle(&b, cache, final);
             if (!hold_in_use(final)) continue;
         }
         munmap((void *)b.map, b.map_size);
-        execv(program, argv);
+        execv(loader, loader_argv(argc, argv, loader, internal, program));
         die("cannot execute the unpacked program", strerror(errno));
     }
     die("cannot hold the unpacked program", "it keeps being removed by another build's launcher");

@@ -26,6 +26,11 @@ def _entry(kind: bytes, mode: int, rel: str, stored: bytes, original_len: int) -
     return kind + struct.pack("<II", mode, len(name)) + name + struct.pack("<QQ", len(stored), original_len) + stored
 
 
+def _normal_mode(st_mode: int) -> int:
+    """0755 or 0644, whatever the build's umask was: the payload (and so the build hash) stays reproducible."""
+    return 0o755 if stat.S_ISDIR(st_mode) or st_mode & 0o111 else 0o644
+
+
 def payload(bundle_dir: Path) -> bytes:
     """All entries of ``bundle_dir`` in a stable order (parents before children), then the end mark."""
     parts: list[bytes] = []
@@ -35,7 +40,7 @@ def payload(bundle_dir: Path) -> bytes:
             path = Path(root) / name
             rel = path.relative_to(bundle_dir).as_posix()
             info = path.lstat()
-            mode = stat.S_IMODE(info.st_mode)
+            mode = _normal_mode(info.st_mode)
             if stat.S_ISLNK(info.st_mode):
                 target = os.readlink(path).encode()
                 parts.append(_entry(b"l", mode, rel, target, len(target)))

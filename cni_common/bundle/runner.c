@@ -16,6 +16,12 @@
  * LD_LIBRARY_PATH, without a second exec, and children (iptables, nft, a delegate) get the runtime's
  * environment untouched.
  *
+ * The launcher starts this program through the bundle's own dynamic loader (_internal/ld-linux-*.so.*, with
+ * --inhibit-cache and --argv0), so the bundle's C library is used whatever the node has (docs/packaging.md).
+ * /proc/self/exe then names that loader: the program's own folder comes from the dynamic linker instead
+ * (dlinfo RTLD_DI_ORIGIN, the $ORIGIN of the RPATH), so no variable or extra argument carries it, and no
+ * child ever sees one.
+ *
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
  * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite with setns(). The
@@ -23,15 +29,20 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define ERROR_SOURCE "cni-suite runner"
 #include "cni_error.h"
 
+#define PROGRAM_NAME "cni-suite"
 #define ENTRY_SCRIPT "plugins/__main__.pyc"
 #define LIB_DYNLOAD "python" PYTHON_VERSION_DIR "/lib-dynload"
 #define PYTHON_VERSION_DIR STRINGIFY(PY_MAJOR_VERSION) "." STRINGIFY(PY_MINOR_VERSION)
@@ -76,13 +87,27 @@ static void add_search_path(PyConfig *config, const char *internal, const char *
     PyMem_RawFree(wide);
 }
 
+/* The folder this program was loaded from, as the dynamic linker resolved it for $ORIGIN: right whether the
+ * program was exec'd directly or through a loader (where /proc/self/exe names the loader). */
+static void own_folder(char *out) {
+    char origin[PATH_MAX];
+    void *self = dlopen(NULL, RTLD_LAZY);
+    if (!self || dlinfo(self, RTLD_DI_ORIGIN, origin) != 0) die("cannot find the program's folder", dlerror());
+    if (!realpath(origin, out)) die("cannot resolve the program's folder", strerror(errno));
+}
+
+/* The process name (ps, top, /proc/PID/comm) is the plugin's, as for a Go plugin, not the loader's. */
+static void name_process(const char *argv0) {
+    const char *base = strrchr(argv0, '/');
+    prctl(PR_SET_NAME, base ? base + 1 : argv0, 0, 0, 0);
+}
+
 int main(int argc, char **argv) {
-    char executable[PATH_MAX], internal[PATH_MAX + 16], script[PATH_MAX + 64];
-    ssize_t len = readlink("/proc/self/exe", executable, sizeof executable - 1);
-    if (len <= 0) die("cannot read /proc/self/exe", strerror(errno));
-    executable[len] = '\0';
-    snprintf(internal, sizeof internal, "%.*s/_internal", (int)(strrchr(executable, '/') - executable),
-             executable);
+    char folder[PATH_MAX], executable[PATH_MAX + 16], internal[PATH_MAX + 16], script[PATH_MAX + 64];
+    own_folder(folder);
+    if (argc > 0) name_process(argv[0]);
+    snprintf(executable, sizeof executable, "%s/" PROGRAM_NAME, folder);
+    snprintf(internal, sizeof internal, "%s/_internal", folder);
     snprintf(script, sizeof script, "%s/" ENTRY_SCRIPT, internal);
 
     if (PyImport_AppendInittab("_cni_suite", init_native_module) != 0) die("cannot start Python", "inittab");

@@ -25,14 +25,14 @@ def dist() -> Path:
 
 
 def run(binary, cache: Path, command: str = "", argv0: str | None = None) -> subprocess.CompletedProcess:
-    """One call; without a command the Python program itself answers (code 4: CNI_COMMAND missing)."""
+    """One call; without a command the Python program itself answers (its about line, as upstream's)."""
     env = {"CNI_COMMAND": command, "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
     return subprocess.run([argv0 or str(binary)], executable=str(binary), env=env, capture_output=True,
                           text=True, timeout=60)
 
 
 def reaches_python(proc: subprocess.CompletedProcess) -> bool:
-    return proc.returncode == 1 and '"code": 4' in proc.stdout and "CNI_COMMAND" in proc.stdout
+    return proc.returncode == 0 and not proc.stdout and "CNI protocol versions supported" in proc.stderr
 
 
 def test_every_type_answers_version_without_unpacking(dist, tmp_path):
@@ -46,10 +46,13 @@ def test_every_type_answers_version_without_unpacking(dist, tmp_path):
 
 
 def test_every_type_runs_the_python_program(dist, tmp_path):
+    from cni_common import __version__
+
     for plugin_type in TYPES:
         proc = run(dist / plugin_type, tmp_path / "cache")
         assert reaches_python(proc), proc.stdout + proc.stderr
-        assert plugin_type in proc.stderr or "CNI protocol versions supported" in proc.stderr
+        assert proc.stderr.startswith(f"CNI {plugin_type} plugin v{__version__}\n"), proc.stderr
+        assert "Bundled (Debian package versions): linux/" in proc.stderr and " glibc 2." in proc.stderr
 
 
 def test_unpacks_once_into_a_private_cache(dist, tmp_path):
@@ -144,6 +147,33 @@ def test_a_running_call_holds_its_build(dist, tmp_path):
         time.sleep(0.3)
         probe = subprocess.run(["flock", "--exclusive", "--nonblock", str(bundle / ".in-use"), "true"])
         assert probe.returncode != 0, "the in-use lock is held by the running call"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_launcher_is_static_and_the_program_runs_on_the_bundles_c_library(dist, tmp_path):
+    """Portable files (docs/packaging.md): no loader requested by the file itself, and the running program's
+    loader and libc are the bundle's copies, whatever the machine has; the process carries the plugin's name."""
+    headers = subprocess.run(["readelf", "--program-headers", "--wide", str(dist / "host-local")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "INTERP" not in headers and "DYNAMIC" not in headers
+    cache = tmp_path / "cache"
+    env = {"CNI_COMMAND": "ADD", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin",
+           "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/1/ns/net", "CNI_IFNAME": "eth0"}
+    proc = subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        maps = ""
+        while time.time() < deadline and "libc.so.6" not in maps:  # until the loader mapped it
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            time.sleep(0.05)
+        (bundle,) = [p for p in cache.iterdir() if len(p.name) == 64]
+        libraries = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
+        assert str(bundle / "_internal" / "libc.so.6") in libraries
+        assert [lib for lib in libraries if lib.startswith(str(bundle / "_internal" / "ld-linux"))]
+        assert not [lib for lib in libraries if not lib.startswith(str(bundle))], libraries
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "host-local"
     finally:
         proc.kill()
         proc.wait()

@@ -37,7 +37,7 @@ def test_python_variables_of_the_caller_are_ignored(bridge, tmp_path):
     (shadow / "json.py").write_text("raise SystemExit('the caller replaced json')\n")
     proc = call(bridge, tmp_path / "cache", {"PYTHONPATH": str(shadow), "PYTHONHOME": "/nonexistent",
                                              "PYTHONSTARTUP": str(shadow / "json.py"), "PYTHONINSPECT": "1"})
-    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 4, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "CNI bridge plugin v" in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_stdin_is_utf8_in_the_c_locale(bridge, tmp_path):

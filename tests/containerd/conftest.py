@@ -60,22 +60,24 @@ def go_bin_dir(dest: Path, names: tuple[str, ...] = ("bridge", "host-local", "po
 @pytest.fixture
 def make_containerd(host_ns: Netns, netns_pool: NetnsPool, workroot: Path, sandbox_image_tar: Path,
                     containerd_tools: None) -> Iterator[Callable[..., Containerd]]:
-    """Factory `make_containerd(bin_dir, conflist: dict) -> Containerd`, started in `host_ns`.
+    """Factory `make_containerd(bin_dir, conflist: dict | None, extra_env=None) -> Containerd`, started in `host_ns`.
 
-    The conflist goes to `<workdir>/net.d/10-<name>.conflist`; the sandbox
+    The conflist goes to `<workdir>/net.d/10-<name>.conflist` (None: none); the sandbox
     image is imported into the `k8s.io` namespace. `Containerd.namespace`
     (`cnt-h<run>-cd<n>`) is both the ctr namespace and the cgroup parent.
     """
     started: list[tuple[Containerd, CriClient | None]] = []
 
-    def make(bin_dir: Path, conflist: dict[str, Any], *, import_image: bool = True) -> Containerd:
+    def make(bin_dir: Path, conflist: dict[str, Any] | None, *, import_image: bool = True,
+             extra_env: dict[str, str] | None = None) -> Containerd:
         name = f"{netns_pool.prefix}cd{len(started) + 1}"
         workdir = Path(tempfile.mkdtemp(prefix="cd", dir=workroot))
         conf_dir = workdir / "net.d"
         conf_dir.mkdir()
-        (conf_dir / f"10-{conflist['name']}.conflist").write_text(json.dumps(conflist, indent=2))
+        if conflist is not None:  # None: a node whose network config an installer writes later
+            (conf_dir / f"10-{conflist['name']}.conflist").write_text(json.dumps(conflist, indent=2))
         cd = Containerd(host=host_ns, workdir=workdir, bin_dir=bin_dir, conf_dir=conf_dir, namespace=name,
-                        sandbox_image=SANDBOX_IMAGE)
+                        sandbox_image=SANDBOX_IMAGE, extra_env=dict(extra_env or {}))
         started.append((cd, None))
         cd.start()
         if import_image:

@@ -49,6 +49,8 @@ class Containerd:
     namespace: str  # containerd namespace for ctr; also the cgroup parent name
     sandbox_image: str
     proc: subprocess.Popen | None = None
+    #: Added to containerd's environment, which go-cni passes on to every plugin (e.g. CNI_SUITE_CACHE_DIR).
+    extra_env: dict[str, str] = field(default_factory=dict)
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +111,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                                    {"/var/lib/cni": self.cni_cache_dir}, self.workdir)
         log = self.log.open("wb")
         self.proc = subprocess.Popen(["nsenter", f"--net={self.host.path}", *argv], stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **self.extra_env})
         deadline = time.monotonic() + ready_timeout
         while True:  # readiness wait (not a timed assertion): poll until ctr answers
             if self.proc.poll() is not None:

@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+
 BUSYBOX = Path("/usr/bin/busybox")  # Debian busybox-static: no shared libraries needed
 #: Sandbox image name. It must be fully qualified: CRI normalises a bare
 #: "pause:1" to docker.io/library/pause:1 and then looks for that name.
@@ -85,4 +86,19 @@ def oci_image_archive(rootfs: Path, dest: Path, ref: str = SANDBOX_IMAGE,
         for entry in ("oci-layout", "index.json", "blobs"):
             tar.add(layout / entry, arcname=entry)
     shutil.rmtree(layout)
+    return dest
+
+
+#: Image names of the installer, one per build (fully qualified, as SANDBOX_IMAGE).
+INSTALLER_IMAGE = "cnt.test/cnt-cni-suite:{tag}"
+
+
+def installer_rootfs(single_file: Path, dest: Path) -> Path:
+    """The installer image's file system: the single file as `/cni-suite` and nothing of the host's (the file
+    is self-contained: a static launcher, and the bundle carries its own loader and C library), plus
+    `/var/cache` (an emptyDir in the DaemonSet: the launcher unpacks its bundle there) and `/tmp`."""
+    (dest / "var" / "cache").mkdir(parents=True, exist_ok=True)
+    (dest / "tmp").mkdir(exist_ok=True)
+    (dest / "tmp").chmod(0o1777)
+    shutil.copy2(single_file, dest / "cni-suite")
     return dest

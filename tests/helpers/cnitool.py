@@ -32,8 +32,10 @@ class ToolResult(NamedTuple):
 class Cnitool:
     """One network's worth of libcni: config dir + cache dir + CNI_PATH + host netns."""
 
-    def __init__(self, binary: Path, host: Netns, workdir: Path, cni_path: str | os.PathLike[str]) -> None:
+    def __init__(self, binary: Path, host: Netns, workdir: Path, cni_path: str | os.PathLike[str],
+                 extra_env: dict[str, str] | None = None) -> None:
         self.binary = Path(binary)
+        self.extra_env = dict(extra_env or {})  # e.g. CNI_SUITE_CACHE_DIR: libcni passes it on to the plugins
         self.host = host
         self.conf_dir = workdir / "net.d"
         self.cache_dir = workdir / "cni-cache"
@@ -87,6 +89,7 @@ class Cnitool:
             "CNI_PATH": self.cni_path,
             "CNI_CACHE_DIR": str(self.cache_dir),
             "CNI_IFNAME": ifname,
+            **self.extra_env,
         }
         if cni_args:
             env["CNI_ARGS"] = cni_args if isinstance(cni_args, str) else ";".join(

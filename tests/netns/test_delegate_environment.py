@@ -1,9 +1,10 @@
 """A delegate gets the runtime's environment, not the frozen program's additions to it.
 
 A frozen program's start-up may add variables of its own (PyInstaller's bootloader added ``_PYI_*`` and its own
-``LD_LIBRARY_PATH``; our runner adds nothing and finds the bundle's libraries through its RPATH); passed on, they
-would make system tools load the bundle's libraries. The spec's rule is "the same environment": the one the
-runtime gave us.
+``LD_LIBRARY_PATH``; our launcher starts the runner through the bundle's own loader with command-line options,
+and the runner finds the bundle's libraries through its RPATH); passed on, they would make system tools load the
+bundle's C library. The spec's rule is "the same environment": the one the runtime gave us. A child is a
+program of the node: it runs with the node's loader and C library, none of the bundle's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 RECORDING_IPAM = """#!/bin/sh
 env > "$0.env"
+cat /proc/$$/maps > "$0.maps"
 echo '{"cniVersion": "1.0.0", "code": 100, "msg": "recorded, stopping here"}'
 exit 1
 """
@@ -36,7 +38,11 @@ def test_delegate_sees_the_runtime_environment(ld_library_path, host_ns, make_co
     assert proc.returncode == 1 and json.loads(proc.stdout)["msg"] == "recorded, stopping here"
 
     seen = dict(line.split("=", 1) for line in (tmp_path / "host-local.env").read_text().splitlines() if "=" in line)
-    assert not [name for name in seen if name.startswith("_PYI_")]
+    added = set(seen) - set(env) - {"PWD", "OLDPWD", "SHLVL", "_"}  # the shell's own
+    assert not added, f"the delegate saw variables the runtime did not set: {sorted(added)}"
+    assert {name: seen[name] for name in env} == env
     assert seen.get("LD_LIBRARY_PATH") == ld_library_path
     assert "LD_LIBRARY_PATH_ORIG" not in seen
     assert seen["MY_RUNTIME_VAR"] == "kept" and seen["CNI_COMMAND"] == "ADD"
+    maps = (tmp_path / "host-local.maps").read_text()
+    assert "/cni-suite" not in maps, "the delegate loaded a library of the bundle"

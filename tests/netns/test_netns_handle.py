@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -34,6 +35,37 @@ def test_plain_file_is_not_a_netns(tmp_path):
 def test_other_namespace_type_is_rejected():
     with pytest.raises(NetNSGone, match="not a network namespace"):
         NetNS("/proc/self/ns/mnt")
+
+
+@pytest.fixture
+def no_nstype_ioctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ioctl(NS_GET_NSTYPE) answers ENOSYS, as under qemu-user (the arm64 files on an amd64 machine)."""
+    import fcntl
+
+    real = fcntl.ioctl
+
+    def ioctl(fd: int, request: int, *args: object) -> object:
+        if request == 0xB703:
+            raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+        return real(fd, request, *args)
+
+    monkeypatch.setattr(fcntl, "ioctl", ioctl)
+
+
+def test_without_the_ioctl_a_netns_is_still_recognised(no_nstype_ioctl, ns: Netns):
+    before = os.stat("/proc/thread-self/ns/net")
+    with NetNS(ns.path) as handle:
+        assert not is_current(handle)
+    after = os.stat("/proc/thread-self/ns/net")
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+@pytest.mark.parametrize(("path", "reason"), [("/proc/self/ns/mnt", "not a network namespace"),
+                                              ("/proc/self/ns/uts", "not a network namespace"),
+                                              ("/etc/hostname", "not a namespace")])
+def test_without_the_ioctl_the_same_files_are_refused(no_nstype_ioctl, path: str, reason: str):
+    with pytest.raises(NetNSGone, match=reason):
+        NetNS(path)
 
 
 def is_current(handle: NetNS) -> bool:

@@ -88,3 +88,15 @@ def test_setup_cfg_console_scripts_are_the_table_of_types():
     scripts = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].split("\n") if line)
     assert scripts == {**{name: module + ":main" for name, module in multicall.PLUGINS.items()},
                        "cni-suite": "plugins.multicall:main"}
+
+
+@pytest.mark.parametrize("argv", [["/opt/cni/bin/bridge", "inspect", "--format", "json"],
+                                  ["cni-suite", "inspect", "--format", "json"]])
+def test_a_one_word_mode_runs_under_a_plugin_name_too(monkeypatch, argv):
+    seen = []
+    fake = type(sys)("cnt_fake_inspect")
+    fake.main = lambda args: seen.append(args) or 4
+    monkeypatch.setitem(sys.modules, "cnt_fake_inspect", fake)
+    monkeypatch.setitem(multicall.MODES, ("inspect",), "cnt_fake_inspect:main")
+    assert multicall.main(argv) == 4
+    assert seen == [["--format", "json"]]

@@ -75,10 +75,19 @@ def test_all_missing_variables_are_named_together():
     assert rec.calls == []
 
 
-def test_missing_command_names_it():
-    rc, out, err, _ = run(None, CONF)
-    assert rc == 1 and out["code"] == 4 and "CNI_COMMAND" in out["msg"]
-    assert "CNI protocol versions supported" in err
+def test_run_by_hand_says_what_it_is_and_succeeds_as_upstream():
+    """Upstream's skel, with CNI_COMMAND unset: the about line and the versions on stderr, nothing on stdout,
+    exit 0 (``/usr/lib/cni/bridge`` run by hand does exactly that)."""
+    rc, out, err, rec = run(None, CONF)
+    assert rc == 0 and out is None and rec.calls == []
+    assert err.startswith("test plugin\nCNI protocol versions supported: 0.1.0, ")
+
+
+def test_about_line_is_upstreams_with_the_one_version():
+    from cni_common import __version__
+    from cni_common.version import about_line
+
+    assert about_line("bridge") == f"CNI bridge plugin v{__version__}"
 
 
 def test_del_does_not_need_netns():

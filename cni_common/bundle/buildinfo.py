@@ -1,0 +1,27 @@
+"""What a built file carries: its platform and the versions of the C library and Python inside it.
+
+``build.sh`` writes ``build-info`` (``key=value`` lines: ``platform``, ``glibc``, ``python``, ``zlib``,
+``openssl``, the distribution's package versions) next to this module in the bundle; the release tarball's
+README lists the same. A plugin run by hand (no ``CNI_COMMAND``) prints it, so a user can tell which C library
+a file on a node carries, e.g. to know whether a glibc security fix is in it (docs/packaging.md). Outside a
+build (``python -m``, tests) there is no such file and nothing is printed.
+"""
+
+from __future__ import annotations
+
+import os
+
+BUILD_INFO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build-info")
+_LABELS = (("platform", "{}"), ("glibc", "glibc {}"), ("python", "Python {}"), ("zlib", "zlib {}"),
+           ("openssl", "OpenSSL {}"))
+
+
+def bundled_line() -> str:
+    """``Bundled: linux/amd64, glibc 2.36-9+deb12u13, Python 3.11.2-6+deb12u6, ...`` or ``""``."""
+    try:
+        with open(BUILD_INFO, encoding="utf-8") as f:
+            info = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return ""
+    parts = [label.format(info[key]) for key, label in _LABELS if info.get(key)]
+    return f"Bundled (Debian package versions): {', '.join(parts)}" if parts else ""

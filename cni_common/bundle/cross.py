@@ -1,0 +1,90 @@
+"""Turn the build machine's (amd64) bundle folder into another architecture's, from Debian's multiarch packages.
+
+Usage: ``python -m cni_common.bundle.cross BUNDLE_DIR ARCH`` (in place; ARCH is a Debian name, e.g. arm64).
+
+Why this works: the bundle is the same Python (Debian's 3.11, the same version for every architecture) running
+the same code, so everything PyInstaller collected is architecture-independent (the ``.pyc`` files) except the
+machine code: the extension modules in ``python3.11/lib-dynload`` and the shared libraries they need (libssl,
+libffi, ...). Each of those has an exact counterpart in the other architecture's Debian packages, installed
+side by side with ``dpkg --add-architecture`` (.ci/setup): ``_ssl.cpython-311-x86_64-linux-gnu.so`` is
+``_ssl.cpython-311-aarch64-linux-gnu.so`` in the same folder, ``libssl.so.3`` is in ``/usr/lib/aarch64-linux-gnu``.
+So the cross build swaps files instead of running PyInstaller's analysis for a machine it cannot run on.
+
+Every machine-code file is swapped, or the build stops (a forgotten amd64 library in an arm64 bundle would only
+fail on an arm64 node). The program ``cni-suite`` at the top is not touched: build.sh compiles it (runner.c) for
+the target; then :mod:`cni_common.bundle.clibs` adds the target's C library and whatever else the swapped files
+need (from their own NEEDED entries), exactly as for the build machine's architecture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+#: Debian architecture -> GNU multiarch triplet (the folder names and the extension-module suffix).
+TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+PROGRAM = "cni-suite"
+ELF_MAGIC = b"\x7fELF"
+
+
+def is_elf(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == ELF_MAGIC
+
+
+def counterpart(rel: str, source: str, target: str) -> tuple[str, Path]:
+    """The target architecture's file for the bundle file ``rel``: (its name in the bundle, where it is)."""
+    name = os.path.basename(rel)
+    folder = os.path.dirname(rel)
+    src, dst = TRIPLETS[source], TRIPLETS[target]
+    if os.path.basename(folder) == "lib-dynload":
+        new = name.replace(f"-{src}.so", f"-{dst}.so")
+        # Debian installs every architecture's extension modules into the one folder, told apart by the suffix.
+        return os.path.join(folder, new), Path(sysconfig.get_config_var("DESTSHARED")) / new
+    for lib_dir in (f"/lib/{dst}", f"/usr/lib/{dst}"):
+        if (Path(lib_dir) / name).exists():
+            return rel, Path(lib_dir) / name
+    return rel, Path(f"/usr/lib/{dst}") / name
+
+
+def convert(bundle: Path, source: str, target: str, strip: str) -> list[str]:
+    """Swap every machine-code file of ``bundle`` for the target's; returns the problems (empty: success)."""
+    problems: list[str] = []
+    swapped: list[Path] = []
+    for path in sorted(p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(bundle).as_posix()
+        if rel == PROGRAM or not is_elf(path):
+            continue
+        new_rel, origin = counterpart(rel, source, target)
+        if not origin.is_file():
+            problems.append(f"{rel}: no {target} counterpart at {origin} (install its Debian package :{target})")
+            continue
+        mode = path.stat().st_mode & 0o7777
+        path.unlink()
+        new_path = bundle / new_rel
+        shutil.copyfile(origin.resolve(), new_path)
+        new_path.chmod(mode)
+        swapped.append(new_path)
+    if not problems and swapped:  # as PyInstaller strips the build machine's (cni-suite.spec: strip=True)
+        subprocess.run([strip, *map(str, swapped)], check=True)
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[2] not in TRIPLETS:
+        sys.stderr.write(f"usage: python -m cni_common.bundle.cross BUNDLE_DIR {{{','.join(TRIPLETS)}}}\n")
+        return 2
+    target = argv[2]
+    source = {triplet: arch for arch, triplet in TRIPLETS.items()}[sysconfig.get_config_var("MULTIARCH")]
+    problems = convert(Path(argv[1]), source, target, f"{TRIPLETS[target]}-strip")
+    for problem in problems:
+        sys.stderr.write(f"cross: {problem}\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

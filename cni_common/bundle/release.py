@@ -1,0 +1,109 @@
+"""The release artifacts of one architecture, named and laid out as upstream's: a tarball and its checksums.
+
+Usage: ``python -m cni_common.bundle.release OUT ARCH BUILD_INFO``. Reads the four files from
+``OUT/linux-ARCH/``, writes ``OUT/cni-plugins-linux-ARCH-vVERSION.tgz`` (the four plugins, ``LICENSE`` from
+``docs/LICENSE`` and a ``README`` written here from ``BUILD_INFO``), and beside it ``.sha256`` and ``.sha512``
+files in upstream's format (``<hex>  <name>``, as ``sha256sum`` writes and ``sha256sum -c`` reads).
+
+Byte-identical for the same inputs: entries sorted, owner root:root (numeric, no names), modes 0755/0644, every
+mtime ``SOURCE_DATE_EPOCH``, and gzip written without a file name or time stamp. The four plugins are four
+regular entries although they are one file: one shared entry (a tar hard link) would make the tarball 4x
+smaller, but a user extracting only ``./host-local`` (a common Dockerfile line) would then fail.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+from cni_common import __version__
+
+REPO = Path(__file__).resolve().parents[2]
+LICENSE = REPO / "docs" / "LICENSE"
+
+
+def tarball_name(arch: str, version: str = __version__) -> str:
+    return f"cni-plugins-linux-{arch}-v{version}.tgz"
+
+
+def read_build_info(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def readme(arch: str, info: dict[str, str], plugins: list[str]) -> str:
+    """What a user of the tarball needs first: what is inside, what it needs, what C library it carries."""
+    python = info.get("python", "?")
+    python_package = f"libpython{'.'.join(python.split('.')[:2])}-stdlib"
+    return f"""CNI plugins (Python suite) v{__version__} for linux/{arch}
+
+Plugins: {", ".join(plugins)}. Drop-in compatible with the upstream containernetworking plugins of the same
+names: check and install with
+
+    sha256sum -c {tarball_name(arch)}.sha256
+    tar -C /opt/cni/bin -xzf {tarball_name(arch)}
+
+Each file is the whole suite (it picks the plugin from the name it runs as) and needs nothing from the node
+but the Linux kernel and, like upstream's, the node's iptables/nft programs. On its first run it unpacks
+itself once into /var/cache/cni-suite/<hash>/ (root only).
+
+Bundled (the files carry their own C library, used instead of the node's; a security fix in any of these
+needs a new build of the suite):
+    GNU C Library (glibc)   Debian package libc6 {info.get("glibc", "?")}
+    Python                  Debian package {python_package} {python}
+    zlib                    Debian package zlib1g {info.get("zlib", "?")}
+    OpenSSL                 Debian package libssl3 {info.get("openssl", "?")}
+
+A file tells the same when run with no CNI_COMMAND: `./bridge` prints its version and what it carries.
+License: Apache-2.0 (LICENSE). Packaging: docs/packaging.md in the source.
+"""
+
+
+def _tar_entry(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_tarball(members: dict[str, tuple[bytes, int]], mtime: int) -> bytes:
+    """``members``: name -> (data, mode). Returns the gzip-compressed tar, the same bytes for the same input."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        root = tarfile.TarInfo("./")
+        root.type, root.mode, root.mtime = tarfile.DIRTYPE, 0o755, mtime
+        root.uname = root.gname = ""
+        tar.addfile(root)
+        for name in sorted(members):
+            data, mode = members[name]
+            _tar_entry(tar, f"./{name}", data, mode, mtime)
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+
+
+def write_release(out: Path, arch: str, build_info: Path) -> Path:
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    plugin_dir = out / f"linux-{arch}"
+    plugins = sorted(p.name for p in plugin_dir.iterdir())
+    members = {name: ((plugin_dir / name).read_bytes(), 0o755) for name in plugins}
+    members["LICENSE"] = (LICENSE.read_bytes(), 0o644)
+    members["README"] = (readme(arch, read_build_info(build_info), plugins).encode(), 0o644)
+    tarball = out / tarball_name(arch)
+    data = make_tarball(members, mtime)
+    tarball.write_bytes(data)
+    for algorithm in ("sha256", "sha512"):
+        digest = hashlib.new(algorithm, data).hexdigest()
+        Path(f"{tarball}.{algorithm}").write_text(f"{digest}  {tarball.name}\n")
+    return tarball
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.stderr.write("usage: python -m cni_common.bundle.release OUT ARCH BUILD_INFO\n")
+        sys.exit(2)
+    print(write_release(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])))

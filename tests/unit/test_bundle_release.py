@@ -1,0 +1,68 @@
+"""The build's portable pieces in isolation: the C library closure (clibs) and the reproducible tarball (release)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cni_common.bundle import clibs
+from cni_common.bundle.release import make_tarball, readme
+
+
+def _multiarch() -> str:
+    proc = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def test_clibs_copies_the_loader_and_the_needed_libraries(tmp_path: Path) -> None:
+    """A dynamic program of the machine (/bin/true) as the bundle's program: its loader, libc and the
+    libgcc_s glibc loads by itself end up next to it, as the distribution's files byte for byte."""
+    triplet = _multiarch()
+    if not triplet or shutil.which("readelf") is None:
+        pytest.skip("needs gcc and binutils")
+    bundle = tmp_path / "bundle"
+    (bundle / clibs.INTERNAL).mkdir(parents=True)
+    shutil.copy("/bin/true", bundle / clibs.PROGRAM)
+    libdirs = [Path(f"/lib/{triplet}"), Path(f"/usr/lib/{triplet}")]
+    loader = clibs.collect(bundle, libdirs)
+    assert loader == Path(clibs.interpreter(Path("/bin/true"))).name
+    internal = bundle / clibs.INTERNAL
+    assert {loader, "libc.so.6", "libgcc_s.so.1"} <= {p.name for p in internal.iterdir()}
+    system_libc = next(d / "libc.so.6" for d in libdirs if (d / "libc.so.6").exists())
+    assert (internal / "libc.so.6").read_bytes() == system_libc.read_bytes()
+
+
+def test_tarball_bytes_depend_only_on_the_members_and_the_time() -> None:
+    members = {"b": (b"bee", 0o755), "a": (b"ay", 0o644)}
+    first = make_tarball(members, 1700000000)
+    assert make_tarball(dict(reversed(members.items())), 1700000000) == first
+    assert make_tarball(members, 1700000001) != first
+    header = first[:10]
+    assert header[3] & 0x08 == 0, "no file name in the gzip header"
+    assert header[4:8] == b"\0\0\0\0", "no time stamp in the gzip header"
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as tar:
+        assert [m.name for m in tar.getmembers()] == [".", "./a", "./b"]
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in tar.getmembers()} == {(0, 0, "", "", 1700000000)}
+
+
+def test_readme_names_the_bundled_c_library() -> None:
+    text = readme("arm64", {"glibc": "2.36-9+deb12u13", "python": "3.11.2-6"}, ["bridge", "host-local"])
+    assert "for linux/arm64" in text and "libc6 2.36-9+deb12u13" in text and "libpython3.11-stdlib" in text
+
+
+def test_bundled_line_reads_build_info_and_is_silent_without_it(tmp_path: Path, monkeypatch) -> None:
+    from cni_common.bundle import buildinfo
+
+    info = tmp_path / "build-info"
+    info.write_text("platform=linux/amd64\nglibc=2.36-9+deb12u13\npython=3.11.2-6\n")
+    monkeypatch.setattr(buildinfo, "BUILD_INFO", str(info))
+    assert buildinfo.bundled_line() == ("Bundled (Debian package versions): linux/amd64, glibc 2.36-9+deb12u13, "
+                                        "Python 3.11.2-6")
+    monkeypatch.setattr(buildinfo, "BUILD_INFO", str(tmp_path / "absent"))
+    assert buildinfo.bundled_line() == ""

@@ -1,0 +1,22 @@
+"""`cni-suite install` usage errors: exit 2, one line naming the option (argparse's), nothing done."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--plugins", "bridge,tuning"], "--plugins: tuning"),
+    (["--conflist-name", "../x.conflist"], "--conflist-name"),
+    (["--remove-binaries"], "--remove-binaries goes with --uninstall"),
+    (["--remove-config-on-exit"], "--remove-config-on-exit goes with --watch"),
+    (["--check"], "--check needs --conflist"),
+    (["--check", "--conflist", "x", "--watch"], "--check goes alone"),
+    (["--uninstall", "--watch", "--remove-config-on-exit"], "does not go with --uninstall"),
+])
+def test_usage_errors_exit_2(args, message, capsys):
+    from plugins.install import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

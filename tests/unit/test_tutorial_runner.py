@@ -1,0 +1,52 @@
+"""The tutorial runner's reading of the Markdown marks (docs/tutorial/README.md) and its --update rewrite."""
+
+from __future__ import annotations
+
+from tests.helpers import tutorial
+
+DOC = """# t
+
+```sh run
+echo one
+```
+```text output
+old
+```
+<!-- expect: one -->
+<!-- expect-not: two -->
+
+```sh
+echo shown only
+```
+
+```sh run
+echo three
+```
+A paragraph.
+```text output
+not this block's: text between
+```
+
+```sh cleanup
+rm -rf /tmp/cnt-tut
+```
+"""
+
+
+def test_blocks_outputs_and_expectations() -> None:
+    blocks = tutorial.parse(DOC)
+    assert [(b.kind, b.code) for b in blocks] == [("run", "echo one\n"), ("run", "echo three\n"),
+                                                  ("cleanup", "rm -rf /tmp/cnt-tut\n")]
+    first, second, _ = blocks
+    assert (first.expect, first.expect_not) == (["one"], ["two"])
+    assert first.output_span == (6, 7) and second.output_span is None
+
+
+def test_update_rewrites_only_the_output_blocks() -> None:
+    blocks = tutorial.parse(DOC)
+    text = tutorial.with_outputs(DOC, blocks, {blocks[0].line: "one  \n", blocks[1].line: "three"})
+    assert text == DOC.replace("```text output\nold\n```", "```text output\none\n```")
+
+
+def test_matching_ignores_white_space() -> None:
+    assert tutorial._squash('"code": 7') in tutorial._squash('{\n    "code":   7,\n}')
