@@ -74,6 +74,35 @@ def get_dict(d: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
     return dict(get_typed(d, key, dict, {}, where))
 
 
+def _check_str_list(d: Mapping[str, Any], key: str, where: str) -> None:
+    for item in get_typed(d, key, list, [], where):
+        if item is not None and not isinstance(item, str):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: {where}.{key} must be a list of strings",
+                           f"got {item!r}")
+
+
+def check_netconf_types(conf: Mapping[str, Any]) -> None:
+    """The JSON types of the keys every Go plugin decodes into ``types.NetConf`` (``type``, ``capabilities``,
+    ``ipam.type``, ``dns``, ``prevResult``) and of the ``runtimeConfig`` object: Go refuses a config whose value
+    there has another type (its decoder error, code 999 there), so a config the Go plugins refuse is refused
+    here too, as code 7 naming the key. ``null`` is allowed everywhere, as Go's decoder allows it. ``name``
+    and ``cniVersion`` are checked by the skel. host-local does not call this: Go's host-local decodes only
+    ``ipam``, ``args`` and ``runtimeConfig`` (a ``"type": 5`` passes there), and a delegate must give the same
+    verdict."""
+    get_typed(conf, "type", str, "")
+    for cap, value in get_typed(conf, "capabilities", dict, {}).items():
+        if value is not None and not isinstance(value, bool):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid config: capabilities.{cap} must be a boolean",
+                           f"got {value!r}")
+    get_typed(get_typed(conf, "ipam", dict, {}), "type", str, "", "ipam")
+    dns = get_typed(conf, "dns", dict, {})
+    get_typed(dns, "domain", str, "", "dns")
+    for key in ("nameservers", "search", "options"):
+        _check_str_list(dns, key, "dns")
+    get_typed(conf, "prevResult", dict, {})
+    get_typed(conf, "runtimeConfig", dict, {})  # every NetConf of ours has one (bridge, portmap, vxlan)
+
+
 def runtime_config(conf: Mapping[str, Any]) -> dict[str, Any]:
     """The ``runtimeConfig`` object the runtime injected for the enabled capabilities (``{}`` when none)."""
     return get_dict(conf, "runtimeConfig")

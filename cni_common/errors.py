@@ -73,6 +73,7 @@ class BestEffort:
 
     def __init__(self) -> None:
         self.failures: list[str] = []
+        self.first: CNIError | None = None
 
     def __enter__(self) -> "BestEffort":
         return self
@@ -80,10 +81,13 @@ class BestEffort:
     def __exit__(self, kind: object, exc: object, tb: object) -> bool:
         if isinstance(exc, CNIError):
             self.failures.append(str(exc))
+            self.first = self.first or exc
             return True
         return False
 
     def raise_if_failed(self, msg: str) -> None:
-        """Code 999 (internal) with every recorded failure in ``details``, when there was any."""
-        if self.failures:
-            raise CNIError(ErrorCode.INTERNAL, msg, "; ".join(self.failures))
+        """Every recorded failure in ``details``, under the code of the first: the code says whose fault it is
+        (a delegate's code 7 for its config, 4 for a missing ``CNI_PATH``), and 999 would blame our code for
+        the runtime's or the operator's mistake."""
+        if self.first is not None:
+            raise CNIError(self.first.code, f"{msg}: {self.first.msg}", "; ".join(self.failures))

@@ -38,9 +38,10 @@ _TEXT_BUSY_RETRIES = 5
 
 
 def find_in_path(plugin_type: str, path: list[str]) -> str:
-    """The first regular, executable file named ``plugin_type`` in the ``CNI_PATH`` directories."""
+    """The first regular, executable file named ``plugin_type`` in the ``CNI_PATH`` directories (every
+    delegation of this suite is to an IPAM plugin: the messages name ``ipam.type``)."""
     if not plugin_type or "/" in plugin_type or "\\" in plugin_type or plugin_type in (".", ".."):
-        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid plugin type {plugin_type!r}",
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid plugin type {plugin_type!r} (ipam.type)",
                        "a type is a file name, without any path separator")
     if not path:
         raise CNIError(ErrorCode.INVALID_ENV, "required env variables [CNI_PATH] missing",

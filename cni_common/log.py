@@ -34,9 +34,22 @@ def configure(level: str = "", log_file: str = "", stderr=None) -> None:
     _Sinks.streams = [stderr if stderr is not None else sys.stderr]
     if log_file:
         try:
-            _Sinks.streams.append(open(log_file, "a", encoding="utf-8"))  # noqa: SIM115 - open for the process
+            _Sinks.streams.append(_open_log_file(log_file))
         except OSError as exc:
             _Sinks.streams[0].write(f"cannot open logFile {log_file!r}: {exc}\n")
+
+
+def _open_log_file(path: str):  # a text stream (annotating it would cost the typing import)
+    """Append to ``path`` (created 0600), never through a symlink and never to a FIFO or device: the config
+    names the file, an unexpected link in its place must not redirect root's writes elsewhere."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return open(fd, "a", encoding="utf-8")
 
 
 class Logger:

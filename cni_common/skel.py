@@ -47,7 +47,15 @@ REQUIRED_ENV: dict[str, tuple[str, ...]] = {
 # Oldest config version that may carry each verb (checklist section 1.3, step 5).
 MIN_VERSION_FOR_VERB = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 
-_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# fullmatch, never match + "$": "$" also matches before a final newline, and a name "net\n" would become a
+# directory name with a newline in it.
+_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+#: Network names become a directory under dataDir and part of iptables comments: a file name's limit (NAME_MAX).
+MAX_NAME_LENGTH = 255
+#: Deepest JSON nesting accepted on stdin. Go's decoder stops at 10000; Python's recursive one would hit the
+#: interpreter's recursion limit first (a RecursionError, i.e. a crash), so the depth is checked before parsing.
+#: No real config nests deeper than a dozen levels.
+MAX_JSON_DEPTH = 512
 
 
 @record
@@ -115,19 +123,59 @@ def validate_ifname(ifname: str) -> None:
 
 def validate_identifier(value: str, what: str, code: int) -> None:
     """Container IDs and network names become file paths and rule comments: allow a safe alphabet only."""
-    if not _ID_RE.match(value):
-        raise CNIError(code, f"invalid {what} {value!r}",
+    if not _ID_RE.fullmatch(value):
+        raise CNIError(code, f"invalid {what} {_short(value)}",
                        "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'")
 
 
+def _nesting_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit`` (a linear scan; json.loads would recurse)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # cannot nest deeper than there are brackets: the common case costs two counts
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (Python's decoder accepts them; Go's, code 6, does not)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
+    """stdin as UTF-8 JSON, as Go's decoder reads it: no UTF-16/32 detection and no byte-order mark
+    (``json.loads(bytes)`` would guess the encoding and accept what every Go plugin refuses; code 6)."""
     try:
         data = stdin.read()
     except OSError as exc:
         raise CNIError(ErrorCode.IO_FAILURE, "error reading from stdin", str(exc)) from exc
     try:
-        conf = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
+                       f"not UTF-8: {exc}") from exc
+    if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
+                       f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        conf = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
         raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
                        str(exc)) from exc
     if not isinstance(conf, dict):
@@ -136,10 +184,28 @@ def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
     return data, conf
 
 
+def _check_network_name(name: Any) -> None:
+    """Go's skel: a name that is not a string fails decoding (6); a missing or unsafe one is a config error."""
+    if name is not None and not isinstance(name, str):
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"invalid config: name must be a string, got {_short(name)}")
+    if not name:
+        raise CNIError(ErrorCode.INVALID_CONFIG, "missing network name", "the config has no \"name\"")
+    if len(name.encode()) > MAX_NAME_LENGTH:
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid network name {_short(name)}",
+                       f"longer than {MAX_NAME_LENGTH} bytes (it names a directory)")
+    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages must not echo megabytes of input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _config_version(conf: Mapping[str, Any], supported: tuple[str, ...]) -> str:
     raw = conf.get("cniVersion", "")
     if not isinstance(raw, str):
-        raise CNIError(ErrorCode.DECODING_FAILURE, f"cniVersion must be a string, got {raw!r}")
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"cniVersion must be a string, got {_short(raw)}")
     version = raw or "0.1.0"
     if version not in supported:
         raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "incompatible CNI versions",
@@ -178,10 +244,7 @@ def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
     if "CNI_IFNAME" in REQUIRED_ENV[verb]:
         validate_ifname(ifname)
     data, conf = _read_conf(stdin)
-    name = conf.get("name")
-    if not isinstance(name, str) or not name:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "missing network name", "the config has no \"name\"")
-    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)
+    _check_network_name(conf.get("name"))
     cni_version = _config_version(conf, supported)
     minimum = MIN_VERSION_FOR_VERB.get(verb)
     if minimum and not versions.at_least(cni_version, minimum):

@@ -38,6 +38,23 @@ def _store(data_dir: str, name: str) -> "DiskStore":
     return DiskStore(data_dir, name)
 
 
+#: Tests only: a file to read as the kernel's boot ID, so a test can fake a reboot. Read from the request's
+#: environment (one dict lookup); production reads /proc/sys/kernel/random/boot_id.
+TEST_BOOT_ID_FILE_ENV = "CNI_SUITE_TEST_BOOT_ID_FILE"
+
+
+def _boot_id(args: CmdArgs) -> "str | None":
+    from cni_common.alloc.disk import KERNEL_BOOT_ID, current_boot_id
+
+    return current_boot_id(args.env.get(TEST_BOOT_ID_FILE_ENV) or KERNEL_BOOT_ID)
+
+
+def _reclaim(args: CmdArgs, store: "DiskStore", enabled: bool) -> None:
+    """The first call after a reboot releases the earlier boot's reservations (caller holds the lock)."""
+    if enabled:
+        store.reclaim_after_reboot(_boot_id(args))
+
+
 def cmd_add(args: CmdArgs) -> Result:
     """Reserve one IP per range set (all or nothing) and return them with the configured routes and DNS."""
     from cni_common.alloc import allocator, config
@@ -48,6 +65,7 @@ def cmd_add(args: CmdArgs) -> Result:
         result.dns = config.parse_resolv_conf(cfg.resolv_conf)
     store = _store(cfg.data_dir, cfg.name)
     with store.lock():
+        _reclaim(args, store, cfg.reclaim_after_reboot)
         result.ips = allocator.allocate(cfg.range_sets, store, args.container_id, args.ifname, cfg.requested_ips)
     return result
 
@@ -56,13 +74,30 @@ def cmd_del(args: CmdArgs) -> None:
     """Release the attachment's reservations; nothing to release is success (DEL is idempotent).
 
     Only ``dataDir`` is read from the config, so a DEL still works when the ranges no longer validate.
+    An address of ``prevResult`` whose reservation file a crash left empty is released too.
     """
     from cni_common.alloc import config
 
     store = _store(config.data_dir(args.conf), args.network_name)
     with store.lock():
+        _reclaim(args, store, config.reclaim_after_reboot(args.conf))
         released = store.release_by_id(args.container_id, args.ifname)
+        released += [ip for ip in _prev_result_ips(args) if ip not in released and store.release_if_ownerless(ip)]
     _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+
+
+def _prev_result_ips(args: CmdArgs) -> list[Any]:
+    """The addresses ``prevResult`` gives this attachment (none when it is absent or unreadable: DEL must
+    not fail on it)."""
+    prev = args.conf.get("prevResult")
+    if not isinstance(prev, dict) or not prev:
+        return []
+    try:
+        result = Result.from_dict(prev, args.cni_version)
+    except CNIError:
+        return []
+    ours = {i for i, itf in enumerate(result.interfaces) if itf.name == args.ifname and itf.sandbox}
+    return [ip.address.ip for ip in result.ips if ip.interface is None or ip.interface in ours]
 
 
 def cmd_check(args: CmdArgs) -> None:
@@ -92,6 +127,7 @@ def cmd_gc(args: CmdArgs) -> None:
         return
     store = _store(config.data_dir(args.conf), args.network_name)
     with store.lock():
+        _reclaim(args, store, config.reclaim_after_reboot(args.conf))
         gc.collect(store, valid)
 
 
@@ -99,6 +135,8 @@ def cmd_status(args: CmdArgs) -> None:
     """Code 50 when ADD cannot succeed: the data dir is unusable, or a range set has no free address.
 
     Read-only and lock-free (runtimes poll STATUS): it counts reservation file names, it never reads them.
+    After a reboot, before the first ADD reclaimed the earlier boot's reservations, they do not count: a node
+    reported "not ready" for want of addresses would never get the ADD that frees them.
     """
     from cni_common.alloc import config
 
@@ -107,6 +145,8 @@ def cmd_status(args: CmdArgs) -> None:
     problem = store.unusable_reason()
     if problem:
         raise CNIError(ErrorCode.NOT_AVAILABLE, f"host-local data dir unusable: {problem}")
+    if cfg.reclaim_after_reboot and store.recorded_boot_id() not in (None, _boot_id(args)):
+        return
     listed = store.listed_ips()
     for idx, range_set in enumerate(cfg.range_sets):
         used = sum(1 for ip in listed if range_set.contains(ip) and all(ip != r.gateway for r in range_set.ranges))

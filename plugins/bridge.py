@@ -24,11 +24,21 @@ from cni_common.version import about_line
 # ---------------------------------------------------------------------------------------------------- config
 
 
+#: The kernel's largest MTU for any Ethernet-like link (ETH_MAX_MTU): bridges and veths refuse more. A larger
+#: value used to reach the netlink encoder and crash there (code 999).
+MAX_MTU = 65535
+
+
 def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -> BridgeConf:
     """Parse and validate; the container MAC comes from CNI_ARGS < args.cni.mac < runtimeConfig.mac.
 
     Without ``cni_args`` (DEL, GC, STATUS) the MAC is not read: a DEL must not fail on arguments it ignores.
+    Keys of the wrong JSON type are refused in every verb, as Go's bridge refuses them (it decodes the whole
+    config first, DEL included).
     """
+    config.check_netconf_types(conf)
+    config.get_str(config.runtime_config(conf), "mac", where="runtimeConfig")
+    config.get_str(config.args_cni(conf), "mac", where="args.cni")
     c = BridgeConf(
         network=config.get_str(conf, "name"),
         bridge=config.get_str(conf, "bridge") or DEFAULT_BRIDGE,
@@ -60,8 +70,8 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
         raise _invalid("cannot set vlan and vlanTrunk at the same time")
     if c.disable_container_interface and c.ipam_type:
         raise _invalid("cannot use IPAM when disableContainerInterface flag is set")
-    if c.mtu < 0:
-        raise _invalid(f"invalid MTU {c.mtu}")
+    if not 0 <= c.mtu <= MAX_MTU:
+        raise _invalid(f"invalid mtu {c.mtu} (must be between 0 and {MAX_MTU})")
     if cni_args is not None:
         c.mac = requested_mac(conf, cni_args)
     return c
@@ -101,7 +111,12 @@ def _vlan_trunk(entries: list[Any]) -> list[int]:
 def cmd_add(args: CmdArgs) -> Result:
     from cni_common.attach.add import attach
 
-    return attach(args, load_conf(args.conf, args.cni_args()))
+    conf = load_conf(args.conf, args.cni_args())
+    if conf.ipam_type:
+        # Before the first change to the node: a missing CNI_PATH (4) or IPAM binary (104) found only at the
+        # delegation would leave a bridge this ADD created.
+        invoke.find_in_path(conf.ipam_type, args.path)
+    return attach(args, conf)
 
 
 def cmd_del(args: CmdArgs) -> None:
@@ -145,9 +160,10 @@ def cmd_gc(args: CmdArgs) -> None:
     steps.raise_if_failed("bridge GC failed")
 
 
-def main() -> int:
+def main(**streams: Any) -> int:
+    """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, status=cmd_status, gc=cmd_gc),
-                       about=about_line("bridge"))
+                       about=about_line("bridge"), **streams)
 
 
 if __name__ == "__main__":

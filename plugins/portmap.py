@@ -98,22 +98,23 @@ def parse_mappings(conf: dict[str, Any]) -> list[Any]:
     from cni_common.netfilter import PortMapping
 
     out = []
-    for entry in cfg.get_list(cfg.runtime_config(conf), "portMappings", where="runtimeConfig"):
+    for i, entry in enumerate(cfg.get_list(cfg.runtime_config(conf), "portMappings", where="runtimeConfig")):
         if not isinstance(entry, dict):
             raise _invalid("invalid config: runtimeConfig.portMappings entries must be objects")
-        where = "runtimeConfig.portMappings"
+        where = f"runtimeConfig.portMappings[{i}]"
         container_port = cfg.get_int(entry, "containerPort", 0, where)
         host_port = cfg.get_int(entry, "hostPort", 0, where)
+        # upstream's messages, with the key they are about
         if container_port <= 0:
-            raise _invalid(f"Invalid container port number: {container_port}")
+            raise _invalid(f"Invalid container port number: {container_port} ({where}.containerPort)")
         if host_port <= 0:
-            raise _invalid(f"Invalid host port number: {host_port}")
+            raise _invalid(f"Invalid host port number: {host_port} ({where}.hostPort)")
         host_ip = cfg.get_str(entry, "hostIP", "", where)
         if host_ip:
             try:
                 ipaddress.ip_address(host_ip)
             except ValueError as exc:
-                raise _invalid(f"Invalid host IP: {host_ip!r}") from exc
+                raise _invalid(f"Invalid host IP: {host_ip!r} ({where}.hostIP)") from exc
         protocol = (cfg.get_str(entry, "protocol", "", where) or "tcp").lower()
         out.append(PortMapping(host_port, container_port, protocol, host_ip))
     return out
@@ -140,6 +141,7 @@ def parse_conf(args: CmdArgs) -> PortMapConf:
     from cni_common.netfilter import PortMapSpec
 
     conf = args.conf
+    cfg.check_netconf_types(conf)
     prev_raw = cfg.get_key(conf, "prevResult")
     prev = Result.from_dict(prev_raw, args.cni_version) if prev_raw else None
     snat = cfg.get_bool(conf, "snat", True)
@@ -149,7 +151,7 @@ def parse_conf(args: CmdArgs) -> PortMapConf:
         raise _invalid("Cannot specify externalSetMarkChain and markMasqBit")
     mark_bit = DEFAULT_MARK_BIT if mark_bit is None else mark_bit
     if not 0 <= mark_bit <= 31:
-        raise _invalid("MasqMarkBit must be between 0 and 31")
+        raise _invalid(f"MasqMarkBit must be between 0 and 31 (markMasqBit: {mark_bit})")  # upstream's, + the key
     cond_v4, cond_v6 = _conditions(conf, "conditionsV4"), _conditions(conf, "conditionsV6")
     backend = choose_backend(conf, cond_v4, cond_v6, external_chain)
     spec = PortMapSpec(network=args.network_name, container_id=args.container_id, mappings=parse_mappings(conf),
@@ -209,7 +211,7 @@ def cmd_add(args: CmdArgs) -> Result:
 
     pm = _parse_for(args)
     if pm.prev_result is None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "must be called as chained plugin")
+        raise CNIError(ErrorCode.INVALID_CONFIG, "must be called as chained plugin (the config has no prevResult)")
     if not pm.spec.mappings or not pm.ips:
         return pm.prev_result
     netfilter.forward_ports(netfilter.select_backend(pm.backend or None), pm.spec, pm.ips)
@@ -255,9 +257,10 @@ def cmd_gc(args: CmdArgs) -> None:
         netfilter.gc_ports(args.network_name, {cid for cid, _ in valid})
 
 
-def main() -> int:
+def main(**streams: Any) -> int:
+    """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc),
-                       about=about_line("portmap"))
+                       about=about_line("portmap"), **streams)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ def _masq_ips(conf: Any, addresses: list[Any]) -> list[Any]:
 
 
 def cmd_add(args: CmdArgs) -> Any:
-    from cni_common import netfilter, netlink
+    from cni_common import invoke, netfilter, netlink
     from cni_common.overlay import attach, config, node, presence
 
     conf = config.parse(args.conf)
+    # Before the first change to the node (its VXLAN device, bridge, subnet lease): a missing CNI_PATH (4) or
+    # IPAM binary (104) found only at the delegation would leave them behind.
+    invoke.find_in_path(str(attach.ipam_conf(conf, None).get("type", "")), args.path)
     store = node.Store.open(conf, answer_within=STORE_ANSWER_WITHIN)
     with netlink.open_conn() as host:
         state = node.prepare(host, conf, store, offline_ok=True)
@@ -89,9 +92,12 @@ def cmd_del(args: CmdArgs) -> None:
     conf = config.parse(args.conf)
     steps = BestEffort()
     addresses: list[Any] = []
-    if conf.ip_masq:
+    if conf.ip_masq:  # every source: the interface's address may have been removed or replaced before the DEL
+        from cni_common.attach.delete import union_of_addresses
+
         with steps:
             addresses = attach.container_addresses(args)
+        addresses = union_of_addresses(addresses, attach.recorded_addresses(args, conf))
     with steps:
         attach.delete(args, conf)
     if conf.ip_masq:
@@ -148,11 +154,12 @@ def cmd_status(args: CmdArgs) -> None:
     delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
 
 
-def main() -> int:
+def main(**streams: Any) -> int:
     """The CNI plugin. ``vxlan agent --conf FILE`` is a mode of the program (``plugins/multicall.py``) that runs
-    :func:`cni_common.overlay.agent.run_cli` instead."""
+    :func:`cni_common.overlay.agent.run_cli` instead. ``streams`` (environ, stdin, stdout, stderr) let tests
+    drive the plugin in-process."""
     return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc, status=cmd_status),
-                       about=ABOUT)
+                       about=ABOUT, **streams)
 
 
 if __name__ == "__main__":

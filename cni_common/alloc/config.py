@@ -91,6 +91,7 @@ class IPAMConfig:
     data_dir: str = DEFAULT_DATA_DIR
     resolv_conf: str = ""
     requested_ips: list[IPAddress] = field(default_factory=list)
+    reclaim_after_reboot: bool = True
 
 
 def _parse_ip(value: Any, label: str) -> IPAddress:
@@ -147,9 +148,10 @@ def parse_range(raw: Any, where: str) -> Range:
     return Range(subnet=subnet, start=start, end=end, gateway=gateway)
 
 
-def parse_range_set(raw: Any, index: int) -> RangeSet:
-    """Validate one range set: non-empty, one family, no two ranges overlapping."""
-    where = f"range set {index}"
+def parse_range_set(raw: Any, index: int, source: str = "") -> RangeSet:
+    """Validate one range set: non-empty, one family, no two ranges overlapping. ``source`` names the key it
+    came from (``ipam.ranges[1]``, ``runtimeConfig.ipRanges[0]``) for the messages."""
+    where = f"range set {index} ({source})" if source else f"range set {index}"
     if not isinstance(raw, list):
         raise _invalid(f"invalid {where}: expected a list of ranges, got {raw!r}")
     if not raw:
@@ -174,7 +176,8 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
     if cni_args.get("IP"):
         texts += [(t, "CNI_ARGS IP") for t in cni_args["IP"].split(",") if t.strip()]
     for source, block in (("args.cni.ips", args_cni(conf)), ("runtimeConfig.ips", runtime_config(conf))):
-        values = get_key(block, "ips") or []
+        values = get_key(block, "ips")
+        values = [] if values is None else values  # "" or {} is a wrong type (Go refuses it), not "none"
         if not isinstance(values, list):
             raise _invalid(f"invalid {source}: expected a list, got {values!r}")
         texts += [(v, source) for v in values]
@@ -216,6 +219,10 @@ def ipam_section(conf: Mapping[str, Any]) -> Mapping[str, Any]:
     ipam = get_key(conf, "ipam")
     if not isinstance(ipam, Mapping):
         raise _invalid("IPAM config missing 'ipam' key" if ipam is None else f"invalid ipam: {ipam!r}")
+    for key in ("type", "name"):  # decoded by Go's host-local in every verb: a number there fails it too
+        value = get_key(ipam, key)
+        if value is not None and not isinstance(value, str):
+            raise _invalid(f"invalid ipam {key}: {value!r} is not a string")
     return ipam
 
 
@@ -224,18 +231,32 @@ def data_dir(conf: Mapping[str, Any]) -> str:
     return _string(ipam_section(conf), "dataDir", DEFAULT_DATA_DIR)
 
 
-def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Any]:
-    """runtimeConfig.ipRanges first, then the legacy top-level range, then ``ranges``, as upstream orders them."""
-    runtime_ranges = get_key(runtime_config(conf), "ipRanges") or []
+def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
+    """``ipam.reclaimAfterReboot`` (ours; default true): release the reservations of an earlier boot on the
+    first call after a reboot (see docs/host-local.md). Go's host-local ignores the key."""
+    value = get_key(ipam_section(conf), "reclaimAfterReboot")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise _invalid(f"invalid ipam reclaimAfterReboot: {value!r} is not a boolean")
+    return value
+
+
+def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """runtimeConfig.ipRanges first, then the legacy top-level range, then ``ranges``, as upstream orders them;
+    each with the key it came from."""
+    runtime_ranges = get_key(runtime_config(conf), "ipRanges")
+    runtime_ranges = [] if runtime_ranges is None else runtime_ranges
     if not isinstance(runtime_ranges, list):
         raise _invalid(f"invalid runtimeConfig.ipRanges: expected a list, got {runtime_ranges!r}")
-    yield from runtime_ranges
+    yield from ((f"runtimeConfig.ipRanges[{i}]", raw) for i, raw in enumerate(runtime_ranges))
     if get_key(ipam, "subnet"):
-        yield [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
-    ranges = get_key(ipam, "ranges") or []
+        yield "ipam.subnet", [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
+    ranges = get_key(ipam, "ranges")
+    ranges = [] if ranges is None else ranges
     if not isinstance(ranges, list):
         raise _invalid(f"invalid ipam ranges: expected a list of range sets, got {ranges!r}")
-    yield from ranges
+    yield from ((f"ipam.ranges[{i}]", raw) for i, raw in enumerate(ranges))
 
 
 def check_version_limits(range_sets: Sequence[RangeSet], cni_version: str) -> None:
@@ -251,7 +272,7 @@ def check_version_limits(range_sets: Sequence[RangeSet], cni_version: str) -> No
 def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str) -> IPAMConfig:
     """Parse and validate the full IPAM config of an ADD/CHECK/STATUS request."""
     ipam = ipam_section(conf)
-    range_sets = [parse_range_set(raw, i) for i, raw in enumerate(_raw_range_sets(conf, ipam))]
+    range_sets = [parse_range_set(raw, i, source) for i, (source, raw) in enumerate(_raw_range_sets(conf, ipam))]
     if not range_sets:
         raise _invalid("no IP ranges specified", "set ipam.ranges (or the legacy ipam.subnet)")
     for i, a in enumerate(range_sets):
@@ -262,7 +283,7 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str)
     return IPAMConfig(name=str(conf.get("name", "")), range_sets=range_sets, routes=_routes(get_key(ipam, "routes")),
                       data_dir=_string(ipam, "dataDir", DEFAULT_DATA_DIR),
                       resolv_conf=_string(ipam, "resolvConf", ""),
-                      requested_ips=_requested_ips(conf, cni_args))
+                      requested_ips=_requested_ips(conf, cni_args), reclaim_after_reboot=reclaim_after_reboot(conf))
 
 
 def parse_resolv_conf(path: str) -> DNS:

@@ -2,7 +2,8 @@
 and masquerade, as one undo stack.
 
 Beyond upstream: a failed ADD also removes the veth (and with it everything on the container side), releases
-the IPAM lease and removes the rules it added; ``mtu`` also applies to a bridge that already exists.
+the IPAM lease, removes the rules it added, and removes the bridge when it created it and no other port joined
+it meanwhile; ``mtu`` also applies to a bridge that already exists.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
 
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont, \
             contextlib.ExitStack() as undo:
+        created = nl.find_link(host, conf.bridge) is None
         br = bridge_port.ensure_bridge(host, conf)
+        if created:  # a failed first ADD leaves the node as it found it (runs last: after the veth is gone)
+            undo.callback(_quietly, bridge_port.remove_bridge_if_unused, host, br)
         host_veth, cont_veth = nl.setup_veth(host, cont, args.ifname, mtu=conf.mtu, mac=conf.mac)
         undo.callback(_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
         bridge_port.connect_port(host, br, host_veth, hairpin=conf.hairpin, isolated=conf.port_isolation,

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import sysctl
 from ..errors import CNIError, PluginCode
+from ..log import get_logger
 
 if TYPE_CHECKING:
     from ..netlink import Conn, Link
     from ..types import IPInterface
     from .conf import BridgeConf
+
+log = get_logger(__name__)
 
 
 def ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
@@ -29,6 +32,18 @@ def ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
     # We own the routes of the bridge: router advertisements must not add any.
     sysctl.write_best_effort(0, "ipv6", "conf", conf.bridge, "accept_ra")
     return br
+
+
+def remove_bridge_if_unused(host: Conn, br: Link) -> None:
+    """Rollback of the ADD that created ``br``: delete it unless a port joined it (another pod's ADD, running
+    at the same time, that found it there). Known limit: an ADD of another pod that found the bridge, but has
+    not connected its veth yet, fails on the missing bridge and is rolled back in turn (the runtime retries)."""
+    from .. import netlink as nl
+
+    if any(link.master == br.index for link in nl.list_links(host)):
+        log.info("keeping bridge %r: it has ports", br.name)
+        return
+    nl.delete_link(host, br.index)
 
 
 def connect_port(host: Conn, br: Link, port: Link, *, hairpin: bool = False, isolated: bool = False, vlan: int = 0,

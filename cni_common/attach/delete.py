@@ -3,21 +3,27 @@
 Every step runs even when an earlier one failed (the IPAM lease is always released), and the first failure is
 reported at the end. A gone or empty netns only skips the veth; the rules are still removed (found by their
 names and comments, so the container's addresses are not needed). Beyond upstream: masquerading is removed
-even when the netns is gone.
+even when the netns is gone, and its rules are found from every source of the container's addresses: the
+interface, the request's ``prevResult`` and host-local's records (:func:`known_addresses`), so an address
+removed or replaced on the interface before the DEL leaks no rule.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import invoke
 from ..errors import BestEffort
+from ..log import get_logger
 
 if TYPE_CHECKING:
     from ..parallel import Task
     from ..skel import CmdArgs
     from ..types import IPInterface
     from .conf import BridgeConf
+
+log = get_logger(__name__)
 
 
 def detach(args: CmdArgs, conf: BridgeConf) -> None:
@@ -30,13 +36,15 @@ def detach(args: CmdArgs, conf: BridgeConf) -> None:
 
     steps = BestEffort()
     masquerade: Optional[Task] = None
+    recorded = known_addresses(args, conf) if conf.ip_masq else []  # before IPAM DEL drops its records
 
     def start_masquerade_teardown(addrs: list[IPInterface]) -> None:
         nonlocal masquerade
         if conf.ip_masq and masquerade is None:
             from .. import netfilter
 
-            masquerade = Task(netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname, addrs)
+            masquerade = Task(netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname,
+                              union_of_addresses(addrs, recorded))
 
     with steps:
         delete_container_link(args, before_delete=start_masquerade_teardown)
@@ -74,3 +82,56 @@ def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterfa
             return
         before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
         nl.delete_link(cont, link.index)
+
+
+def known_addresses(args: CmdArgs, conf: BridgeConf) -> list[IPInterface]:
+    """The attachment's addresses as recorded elsewhere than on its interface: ``prevResult`` (the runtime's
+    cache of the ADD result; its IPs of this interface, or of none) or, without one (no cache entry), for
+    host-local its reservations of (container, ifname), read from its data dir under its lock (with a host
+    prefix: only the address matters to the rules). Either may be missing or unreadable: then it adds nothing,
+    a DEL never fails on it. The common DEL (libcni sends the cached result) reads no extra file."""
+    from ..errors import CNIError
+
+    found: list[IPInterface] = []
+    prev = args.conf.get("prevResult")
+    if isinstance(prev, dict) and prev:
+        from ..types import Result
+
+        try:
+            result = Result.from_dict(prev, args.cni_version)
+        except CNIError as exc:
+            log.debug("ignoring an unreadable prevResult: %s", exc)
+        else:
+            ours = {i for i, itf in enumerate(result.interfaces) if itf.name == args.ifname and itf.sandbox}
+            found += [ip.address for ip in result.ips if ip.interface is None or ip.interface in ours]
+    if not found and conf.ipam_type == "host-local":
+        found += _host_local_records(args, conf)
+    return found
+
+
+def _host_local_records(args: CmdArgs, conf: BridgeConf) -> list[IPInterface]:
+    import ipaddress
+
+    from ..alloc import config as alloc_config
+    from ..alloc.disk import DiskStore
+    from ..errors import CNIError
+
+    try:
+        store = DiskStore(alloc_config.data_dir(args.conf), conf.network)
+        if not os.path.isdir(store.dir):
+            return []
+        with store.lock():
+            held = store.find_by_id(args.container_id, args.ifname)
+    except CNIError as exc:
+        log.debug("host-local records unreadable: %s", exc)
+        return []
+    return [ipaddress.ip_interface(f"{ip}/{ip.max_prefixlen}") for ip in held]
+
+
+def union_of_addresses(*sources: list[IPInterface]) -> list[IPInterface]:
+    """Every address once, the first source's form (with its real prefix) winning."""
+    seen: dict[object, IPInterface] = {}
+    for source in sources:
+        for addr in source:
+            seen.setdefault(addr.ip, addr)
+    return list(seen.values())

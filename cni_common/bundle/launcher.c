@@ -172,7 +172,7 @@ static void prune(const char *cache, const char *keep) {
         if (e->d_name[0] != '.') {
             char lock_path[4200];
             snprintf(lock_path, sizeof lock_path, "%s/" IN_USE, path);
-            int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+            int fd = open(lock_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) { /* a call of that build is running */
                 close(fd);
                 continue;
@@ -238,7 +238,7 @@ static void unpack(const struct bundle *b, const char *dest) {
 static void install_bundle(const struct bundle *b, const char *cache, const char *final) {
     char lock_path[4096], tmp[4096];
     snprintf(lock_path, sizeof lock_path, "%s/.lock", cache);
-    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock < 0 || flock(lock, LOCK_EX) != 0) die("cannot lock the cache", lock_path);
     struct stat st;
     char in_use[4200];

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 TABLE = "bridge nat"
 BASE_CHAIN = "PREROUTING"
 # Unquoted nft identifiers (nft 1.0.x does not accept quoted chain names).
-_NFT_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9/\\_.\-]*$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_NFT_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9/\\_.\-]*\Z")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 
 
 def _check_name(name: str) -> str:

@@ -27,8 +27,8 @@ NFT_CHAIN = "masq_checks"
 NFT_TABLE_COMMENT = "Masquerading for plugins from github.com/containernetworking/plugins"
 NFT_CHAIN_COMMENT = "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-_CHAIN_RE = re.compile(r"^CNI-[0-9a-f]{24}$")
-_COMMENT_RE = re.compile(r'^name: "(?P<net>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
+_CHAIN_RE = re.compile(r"^CNI-[0-9a-f]{24}\Z")
+_COMMENT_RE = re.compile(r'^name: "(?P<net>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"\Z')
 
 
 # ---------------------------------------------------------------------------------------------- iptables

@@ -192,7 +192,7 @@ def ipt_unforward_batch(saved: SavedTable, network: str, container_id: str) -> R
     return batch
 
 
-_DNAT_COMMENT = re.compile(r'^dnat name: "(?P<net>.*)" id: "(?P<cid>[^"]*)"$')
+_DNAT_COMMENT = re.compile(r'^dnat name: "(?P<net>.*)" id: "(?P<cid>[^"]*)"\Z')
 
 
 def ipt_gc_batch(saved: SavedTable, network: str, valid_ids: set[str]) -> RestoreBatch:

@@ -162,7 +162,7 @@ def suite_lock(name: str) -> Iterator[None]:
     """Serialise read-modify-write cycles on one table family (``ipv4``, ``ipv6``, ``nft``) between our own
     plugin processes and threads."""
     os.makedirs(LOCK_DIR, exist_ok=True)
-    fd = os.open(f"{LOCK_DIR}/cni-netfilter-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(f"{LOCK_DIR}/cni-netfilter-{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

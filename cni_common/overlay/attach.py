@@ -82,6 +82,14 @@ def check(args: CmdArgs, conf: VxlanConf) -> None:
     attachment.check(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf), attachment.prev_result(args))
 
 
+def recorded_addresses(args: CmdArgs, conf: VxlanConf) -> list[Any]:
+    """The attachment's addresses from ``prevResult`` or IPAM's records (:func:`..attach.delete.known_addresses`):
+    with the interface's, what the masquerade teardown looks for, so a replaced address leaks no rule."""
+    from ..attach.delete import known_addresses
+
+    return known_addresses(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
+
+
 def container_addresses(args: CmdArgs) -> list[Any]:
     """The global addresses of the container interface (for masquerade teardown); [] when it is gone."""
     if not args.netns:

@@ -11,7 +11,7 @@ import json
 import socket
 from typing import Any, Mapping, Optional, Union
 
-from ..config import get_bool, get_dict, get_int, get_list, get_str
+from ..config import check_netconf_types, get_bool, get_dict, get_int, get_list, get_str
 from ..errors import CNIError, ErrorCode
 from ..record import field, record
 from ..types import subnet_of
@@ -187,6 +187,7 @@ def _credentials(etcd: Mapping[str, Any]) -> tuple[str, str]:
 
 def parse(conf: Mapping[str, Any]) -> VxlanConf:
     """Validate a ``type: vxlan`` network config (as read from stdin, or one conflist entry)."""
+    check_netconf_types(conf)
     network = _net(conf, "network")
     if network is None:
         raise _bad("network", "is required (the cluster's pod CIDR, e.g. 10.244.0.0/16)")

@@ -203,3 +203,45 @@ def test_gc_releases_go_reservations(host_local_cmd, go_cmd, tmp_path):
     names = set(os.listdir(tmp_path / "cnt-i-net"))
     assert {"lock", "last_reserved_ip.0"} <= names
 
+
+
+def test_go_ignores_the_boot_id_record(host_local_cmd, go_cmd, tmp_path):
+    """Issue 12: .cni-boot-id sits beside the reservations; Go's ADD, CHECK, DEL and duplicate check (which read
+    every file of the directory) neither choke on it nor remove it, whatever container ID they look for."""
+    conf = make_conf(tmp_path)
+    assert run(host_local_cmd, "ADD", conf, cid="py1")[0] == 0
+    record = tmp_path / "cnt-i-net" / ".cni-boot-id"
+    text = record.read_text()
+    assert text.startswith("boot_id: ")
+    for cid in ("go1", text.split()[1]):  # even a container ID equal to the boot ID itself
+        assert run(go_cmd, "ADD", conf, cid=cid)[0] == 0
+        assert run(go_cmd, "CHECK", conf, cid=cid)[0] == 0
+        assert run(go_cmd, "DEL", conf, cid=cid)[0] == 0
+    assert record.read_text() == text
+    assert list(ip_files(tmp_path).values()) == [b"py1\r\neth0"]
+
+
+def test_the_built_file_reclaims_after_a_faked_reboot(tmp_path):
+    """Issue 12, reboot reclaim, through the built file (the test-only boot ID file reaches the frozen build)."""
+    from tests.helpers.plugin import run_plugin
+    from tests.helpers.skip import require_dist
+
+    binary = require_dist() / "host-local"
+    boot_file = tmp_path / "boot_id"
+    conf = make_conf(tmp_path / "data")
+
+    def add(cid: str) -> Any:
+        res = run_plugin(binary, "ADD", conf, netns="/var/run/netns/cnt-i-none", container_id=cid,
+                         env={"CNI_SUITE_TEST_BOOT_ID_FILE": str(boot_file)})
+        assert res.rc == 0, res
+        return res.out["ips"][0]["address"]
+
+    boot_file.write_text("boot-a\n")
+    assert add("before") == "10.77.0.2/24"
+    from cni_common.alloc.disk import boot_time
+
+    stamp = boot_time() - 3600  # made an hour before this boot
+    os.utime(tmp_path / "data" / "cnt-i-net" / "10.77.0.2", (stamp, stamp))
+    boot_file.write_text("boot-b\n")
+    assert add("after") == "10.77.0.3/24"
+    assert list(ip_files(tmp_path / "data").values()) == [b"after\r\neth0"]

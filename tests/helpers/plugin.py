@@ -50,11 +50,12 @@ def run_plugin(binary: str | os.PathLike[str], command: str, conf: Mapping[str, 
     full_env.update(env or {})
     clean_env = {k: v for k, v in full_env.items() if v is not None}
     if isinstance(conf, (bytes, str)):
-        stdin = conf.decode() if isinstance(conf, bytes) else conf
+        stdin = conf.encode() if isinstance(conf, str) else conf  # bytes go verbatim (UTF-16, broken UTF-8...)
     else:
-        stdin = json.dumps(conf)
+        stdin = json.dumps(conf).encode()
     argv = [str(binary)]
     if in_netns is not None:
         argv = in_netns.cmd(argv)
-    proc = subprocess.run(argv, input=stdin, env=clean_env, capture_output=True, text=True, timeout=timeout)
-    return PluginResult(proc.returncode, parse_json_or_text(proc.stdout), proc.stderr)
+    proc = subprocess.run(argv, input=stdin, env=clean_env, capture_output=True, timeout=timeout)
+    return PluginResult(proc.returncode, parse_json_or_text(proc.stdout.decode(errors="replace")),
+                        proc.stderr.decode(errors="replace"))

@@ -190,3 +190,28 @@ def test_gc_releases_the_leases_of_unknown_attachments(lab: Lab, tmp_path: Path,
     owners = {p.read_text().split()[0] for p in (tmp_path / "ipam" / NET_NAME).iterdir()
               if p.name.startswith("10.244.")}
     assert owners == {"keep"}
+
+
+def test_del_after_the_address_was_replaced_leaks_no_masquerade_rule(lab: Lab, tmp_path: Path,
+                                                                     make_container_ns) -> None:
+    """Issue 12, defect 7: the rules were found through the interface's addresses only."""
+    node = lab.add_node(1)
+    bin_dir = source_bin_dir(tmp_path / "bin")
+    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK, "ipMasq": True,
+            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
+            "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    ctr = make_container_ns()
+    add = run_plugin(bin_dir / "vxlan", "ADD", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
+                     cni_path=bin_dir)
+    assert add.rc == 0, add
+    address = add.out["ips"][0]["address"]
+    ctr.ip("addr", "del", address, "dev", "eth0")
+    ctr.ip("addr", "add", "10.244.1.250/24", "dev", "eth0")
+
+    def masq() -> list[str]:
+        return [ln for ln in node.ns.run(["iptables", "-t", "nat", "-S"]).stdout.splitlines() if "cid1" in ln]
+
+    assert masq()
+    res = run_plugin(bin_dir / "vxlan", "DEL", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
+                     cni_path=bin_dir)
+    assert res.rc == 0 and masq() == [], (res, masq())

@@ -9,7 +9,8 @@ import pytest
 
 from cni_common import netfilter as nf
 from cni_common.errors import CNIError
-from cni_common.netfilter import names, portmap as pmrules
+from cni_common.netfilter import names
+from cni_common.netfilter import portmap as pmrules
 from cni_common.netfilter.xtables import parse_save
 from cni_common.skel import CmdArgs
 from cni_common.types import Result
@@ -43,10 +44,12 @@ def test_parse_defaults_and_case_insensitive_keys() -> None:
 @pytest.mark.parametrize("conf,message", [
     ({"markMasqBit": 5, "externalSetMarkChain": "KUBE-MARK-MASQ"},
      "Cannot specify externalSetMarkChain and markMasqBit"),
-    ({"markMasqBit": 32}, "MasqMarkBit must be between 0 and 31"),
-    ({"markMasqBit": -1}, "MasqMarkBit must be between 0 and 31"),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 0}]}}, "Invalid container port number: 0"),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": -1, "containerPort": 80}]}}, "Invalid host port number: -1"),
+    ({"markMasqBit": 32}, "MasqMarkBit must be between 0 and 31 (markMasqBit: 32)"),
+    ({"markMasqBit": -1}, "MasqMarkBit must be between 0 and 31 (markMasqBit: -1)"),
+    ({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 0}]}},
+     "Invalid container port number: 0 (runtimeConfig.portMappings[0].containerPort)"),
+    ({"runtimeConfig": {"portMappings": [{"hostPort": -1, "containerPort": 80}]}},
+     "Invalid host port number: -1 (runtimeConfig.portMappings[0].hostPort)"),
     ({"backend": "ebpf"}, 'unrecognized backend "ebpf"'),
     ({"backend": "nftables", "externalSetMarkChain": "X"},
      "nftables backend was requested but configuration contains iptables-specific options [externalSetMarkChain]"),

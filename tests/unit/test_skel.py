@@ -120,6 +120,39 @@ def test_bad_input_table(command, conf, code, fragment):
     assert rec.calls == [] and "Traceback" not in err
 
 
+# Regression tests of issue 12: each of these was accepted, or crashed as code 999, before.
+@pytest.mark.parametrize("raw,code,fragment", [
+    (json.dumps(CONF).encode("utf-16"), 6, "not UTF-8"),                      # UTF-16 with a BOM (Go: code 6)
+    (b"\xef\xbb\xbf" + json.dumps(CONF).encode(), 6, "failed to parse"),    # UTF-8 BOM (Go refuses it too)
+    (b'{"cniVersion":"1.0.0","name":"n","a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 6, "nested deeper"),
+    (b'{"cniVersion":"1.0.0","name":"n","a":' + b"{" * 600 + b"}" * 600 + b"}", 6, "nested deeper"),
+    (json.dumps(dict(CONF, name="net1\n")).encode(), 7, "invalid network name"),   # "$" matched before "\n"
+    (json.dumps(dict(CONF, name=5)).encode(), 6, "name must be a string"),       # Go's skel: decoding, 6
+    (json.dumps(dict(CONF, name=["n"])).encode(), 6, "name must be a string"),
+    (json.dumps(dict(CONF, name="a" * 100_000)).encode(), 7, "invalid network name"),
+    (b'{"cniVersion":"1.0.0","name":"n","mtu":NaN}', 6, "NaN is not a JSON value"),
+    (b'{"cniVersion":"1.0.0","name":"n","mtu":-Infinity}', 6, "Infinity is not a JSON value"),
+], ids=["utf16-bom", "utf8-bom", "deep-lists", "deep-objects", "name-newline", "name-number", "name-list",
+        "name-huge", "nan", "infinity"])
+def test_hostile_stdin_is_refused_with_the_decoding_or_config_code(raw, code, fragment):
+    for verb in ("ADD", "DEL"):
+        rc, out, err, rec = run(verb, None, raw=raw)
+        assert rc == 1 and out["code"] == code and fragment in out["msg"] + out.get("details", "")
+        assert rec.calls == [] and "Traceback" not in err
+        assert len(out["msg"]) < 400  # a huge value is not echoed back whole
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    conf = dict(CONF, note="[" * 10_000 + "{" * 10_000)
+    rc, out, _, rec = run("ADD", conf)
+    assert rc == 0 and rec.calls[0][1].conf["note"] == conf["note"]
+
+
+def test_container_id_with_a_trailing_newline_inside_is_refused():
+    rc, out, _, rec = run("ADD", CONF, env={"CNI_CONTAINERID": "abc\nx"})
+    assert rc == 1 and out["code"] == 4 and "CNI_CONTAINERID" in out["msg"] and rec.calls == []
+
+
 @pytest.mark.parametrize("env,fragment", [
     ({"CNI_IFNAME": "a" * 16}, "longer than 15"),
     ({"CNI_IFNAME": "et/h0"}, "CNI_IFNAME"),
@@ -190,7 +223,9 @@ def test_best_effort_runs_every_step_and_reports_all_failures():
     assert ran == ["second"]
     with pytest.raises(CNIError) as err:
         steps.raise_if_failed("DEL failed")
-    assert err.value.code == 999 and err.value.details == "link gone wrong; rules gone wrong"
+    # The first failure's code (whose fault it is), not 999: a delegate's code 7 must reach the runtime as 7.
+    assert err.value.code == 102 and err.value.msg == "DEL failed: link gone wrong"
+    assert err.value.details == "link gone wrong; rules gone wrong"
     BestEffort().raise_if_failed("nothing failed")
     with pytest.raises(KeyError), BestEffort():
         raise KeyError("bugs are not swallowed")

@@ -49,7 +49,7 @@ def test_a_failed_link_deletion_still_releases_ipam_and_removes_masquerading(mon
     with pytest.raises(CNIError) as err:
         vxlan.cmd_del(_args())
     assert steps == [("IPAM DEL", "host-local"), ("masquerade", ["10.244.3.5/16"])]
-    assert err.value.msg == "vxlan DEL failed" and "link busy" in err.value.details
+    assert err.value.msg == "vxlan DEL failed: bridge DEL failed: link busy" and "link busy" in err.value.details
 
 
 def test_a_failed_ipam_release_still_removes_masquerading(monkeypatch, steps) -> None:
