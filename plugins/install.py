@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from cni_common.durable import fsync_dir
 from cni_common.log import configure, get_logger
 from plugins import install_config, install_files
 from plugins.install_config import ConfigRefused
@@ -195,7 +196,7 @@ def reconcile(options: Options, env: dict[str, str]) -> "Installed":
         if install_files.file_digest(options.conflist_path) != hashlib.sha256(data).hexdigest():
             temp = install_files.write_temp(options.conf_dir, data, 0o644)
             install_files.publish(temp, options.conflist_path)
-            install_files.fsync_dir(options.conf_dir)
+            fsync_dir(options.conf_dir)
             log.info("wrote %s", options.conflist_path)
     return Installed(config=data)
 
@@ -231,7 +232,7 @@ def _install_binaries(source: bytes, options: Options) -> None:
         install_files.link_all(staged, stale)
     finally:
         install_files.remove_if_present(staged)
-    install_files.fsync_dir(options.bin_dir)
+    fsync_dir(options.bin_dir)
     build = source[-64:].decode("ascii", "replace")[:12]
     log.info("installed %s (build %s) into %s", ", ".join(os.path.basename(t) for t in stale), build,
              options.bin_dir)
@@ -270,13 +271,13 @@ def uninstall(options: Options, remove_binaries: bool) -> None:
     from cni_common.bundle.trailer import build_hash
 
     if install_files.remove_if_present(options.conflist_path):
-        install_files.fsync_dir(options.conf_dir)
+        fsync_dir(options.conf_dir)
         log.info("removed %s", options.conflist_path)
     if not remove_binaries:
         return
     removed = [t for t in options.targets() if build_hash(t) and install_files.remove_if_present(t)]
     if removed:
-        install_files.fsync_dir(options.bin_dir)
+        fsync_dir(options.bin_dir)
         log.info("removed %s", ", ".join(removed))
 
 
@@ -355,7 +356,7 @@ def _remove_own_config(options: Options, written: bytes) -> None:
         return
     try:
         install_files.remove_if_present(options.conflist_path)
-        install_files.fsync_dir(options.conf_dir)
+        fsync_dir(options.conf_dir)
     except InstallError as exc:
         log.error("%s", exc)
         return

@@ -93,15 +93,6 @@ class DigestCache:
         return self._seen[key]
 
 
-def fsync_dir(directory: str) -> None:
-    """Make the renames in ``directory`` durable (a crash after we reported success keeps the new names)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_temp(directory: str, data: bytes, mode: int) -> str:
     """Write ``data`` to a new temporary file in ``directory``, with ``mode``, fsync'd; returns its path.
 

@@ -35,6 +35,7 @@ import os
 import re
 import stat
 
+from ..durable import fsync_dir
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
 from .store import Owner
@@ -217,7 +218,7 @@ class DiskStore:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as exc:
             raise _store_error("sync reservations in", self.dir, exc) from exc
         finally:
@@ -480,7 +481,7 @@ class DiskStore:
                          recorded, boot_id, len(released), ", ".join(map(str, released)) or "none")
         try:
             _atomic_write(self._path(BOOT_ID_NAME), f"{BOOT_ID_PREFIX}{boot_id}\n".encode(), durable=True)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as exc:
             raise _store_error("record the boot ID in", self._path(BOOT_ID_NAME), exc) from exc
         return released
@@ -536,14 +537,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
