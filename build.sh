@@ -128,6 +128,10 @@ package_version() {
 freeze() {
     rm -rf "$WORK"
     mkdir -p "$WORK"
+    # The modules the dispatcher imports by name (the table's plugins and modes): the spec collects them. Passed
+    # in rather than imported by the spec, which lives in the library's folder and must not import plugins/.
+    CNI_SUITE_PROGRAM_MODULES=$("$PYTHON" -c 'from plugins.multicall import MODES, PLUGINS
+print(*sorted({*PLUGINS.values(), *(target.partition(":")[0] for target in MODES.values())}))') \
     PYTHONHASHSEED=0 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
         --distpath "$WORK/frozen" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
 }
