@@ -52,7 +52,8 @@ def interpreter(path: Path) -> str:
     return found[0]
 
 
-def _is_elf(path: Path) -> bool:
+def is_elf(path: Path) -> bool:
+    """Machine code (an ELF file) rather than data: what the native and the cross build look for."""
     with open(path, "rb") as f:
         return f.read(4) == b"\x7fELF"
 
@@ -71,7 +72,7 @@ def collect(bundle: Path, libdirs: list[Path]) -> str:
     program = bundle / PROGRAM
     loader = os.path.basename(interpreter(program))
     present = {p.name for p in internal.iterdir()}
-    todo = [program] + sorted(p for p in internal.rglob("*.so*") if p.is_file() and _is_elf(p))
+    todo = [program] + sorted(p for p in internal.rglob("*.so*") if p.is_file() and is_elf(p))
     wanted = [loader, *DLOPENED]
     while todo or wanted:
         if todo:

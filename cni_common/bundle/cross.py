@@ -25,15 +25,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from cni_common.bundle.clibs import PROGRAM, is_elf
+
 #: Debian architecture -> GNU multiarch triplet (the folder names and the extension-module suffix).
 TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
-PROGRAM = "cni-suite"
-ELF_MAGIC = b"\x7fELF"
-
-
-def is_elf(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == ELF_MAGIC
 
 
 def counterpart(rel: str, source: str, target: str) -> tuple[str, Path]:
