@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from cni_common.bundle import trailer
 from cni_common.durable import fsync_dir
 from cni_common.log import configure, get_logger
 from plugins import install_config, install_files
@@ -209,9 +210,7 @@ class Installed:
 
 
 def _read_source(path: str) -> bytes:
-    from cni_common.bundle.trailer import build_hash
-
-    if not build_hash(path):
+    if not trailer.build_hash(path):
         raise InstallError(f"--source: {path} is not a single-file build of the suite (./build.sh makes one)")
     try:
         with open(path, "rb") as f:
@@ -233,7 +232,7 @@ def _install_binaries(source: bytes, options: Options) -> None:
     finally:
         install_files.remove_if_present(staged)
     fsync_dir(options.bin_dir)
-    build = source[-64:].decode("ascii", "replace")[:12]
+    build = trailer.hash_in(source[-trailer.SIZE:])[:12]
     log.info("installed %s (build %s) into %s", ", ".join(os.path.basename(t) for t in stale), build,
              options.bin_dir)
 
@@ -268,14 +267,12 @@ def _read_text(path: str, flag: str) -> str:
 def uninstall(options: Options, remove_binaries: bool) -> None:
     """Remove the config list (the runtime stops using the network for NEW pods at once); with
     ``remove_binaries`` also the plugin files that are builds of this suite (never another add-on's)."""
-    from cni_common.bundle.trailer import build_hash
-
     if install_files.remove_if_present(options.conflist_path):
         fsync_dir(options.conf_dir)
         log.info("removed %s", options.conflist_path)
     if not remove_binaries:
         return
-    removed = [t for t in options.targets() if build_hash(t) and install_files.remove_if_present(t)]
+    removed = [t for t in options.targets() if trailer.build_hash(t) and install_files.remove_if_present(t)]
     if removed:
         fsync_dir(options.bin_dir)
         log.info("removed %s", ", ".join(removed))

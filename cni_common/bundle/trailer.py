@@ -22,6 +22,11 @@ def build_hash(path: str) -> str:
             trailer = f.read(SIZE)
     except OSError:
         return ""
-    if len(trailer) != SIZE or not trailer.startswith(MAGIC):
+    return hash_in(trailer)
+
+
+def hash_in(tail: bytes) -> str:
+    """The build hash in ``tail``, a file's last :data:`SIZE` bytes, or ``""`` if they are not our trailer."""
+    if len(tail) != SIZE or not tail.startswith(MAGIC):
         return ""
-    return trailer[32:].decode("ascii", "replace")
+    return tail[32:].decode("ascii", "replace")
