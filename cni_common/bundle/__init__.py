@@ -1,1 +1,1 @@
-"""Packaging of the suite: the frozen program's entry script, the single-file packer and its launcher."""
+"""Packaging of the suite: the single-file packer and its launcher, the runner, and the build's helpers."""
