@@ -270,7 +270,7 @@ static void install_bundle(const struct bundle *b, const char *cache, const char
 static int hold_in_use(const char *final) {
     char path[4200];
     snprintf(path, sizeof path, "%s/" IN_USE, final);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW);
     if (fd < 0) return 0;
     if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
         close(fd);
