@@ -191,10 +191,15 @@ build() {
 # Each type is hard-linked to one copy in DIR, and every name appears by rename(2): a runtime exec'ing a
 # plugin during the install sees the old file or the new one, never a half-written one ("text file busy").
 install_into() {
-    local dir=$1 staged
+    local dir=$1 staged type temporary=()
     [ -x "dist/${PLUGIN_TYPES[0]}" ] || build "$NATIVE_ARCH"
     mkdir -p "$dir"
     staged=$(mktemp "$dir/.cni-suite.XXXXXX")
+    for type in "${PLUGIN_TYPES[@]}"; do temporary+=("$dir/.$type.new"); done
+    # A failure on the way (disk full, read-only) leaves no temporary name behind in DIR; after a success there is
+    # none left to remove. (The names are expanded now: the function's locals are gone when the script exits.)
+    # shellcheck disable=SC2064
+    trap "rm -f -- $(printf '%q ' "$staged" "${temporary[@]}")" EXIT
     cp "dist/${PLUGIN_TYPES[0]}" "$staged"
     chmod 0755 "$staged"
     for type in "${PLUGIN_TYPES[@]}"; do

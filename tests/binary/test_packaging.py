@@ -107,6 +107,17 @@ def test_install_is_atomic_hard_links(dist, tmp_path):
     assert reaches_python(run(target / "portmap", tmp_path / "cache"))
 
 
+def test_a_failed_install_leaves_no_temporary_file(dist, tmp_path):
+    """./build.sh install into a full file system (a 1 MiB tmpfs in a mount namespace of its own) fails, and
+    leaves DIR as empty as it found it (once, its half-copied temporary file stayed)."""
+    target = tmp_path / "bin"
+    target.mkdir()
+    script = 'mount -t tmpfs -o size=1m cnt-install "$1" && { "$2" install "$1"; echo rc=$?; ls -A "$1"; }'
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                           str(target), str(REPO / "build.sh")], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "rc=1\n", (proc.stdout, proc.stderr)
+
+
 def _fake_older_build(cache: Path) -> Path:
     """A folder as another build's launcher leaves it (its in-use marker included)."""
     older = cache / ("0" * 64)
