@@ -16,11 +16,16 @@ _LABELS = (("platform", "{}"), ("glibc", "glibc {}"), ("python", "Python {}"), (
            ("openssl", "OpenSSL {}"))
 
 
+def parse(text: str) -> dict[str, str]:
+    """The ``key=value`` lines of a build-info file (the release tarball's README reads them too)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
 def bundled_line() -> str:
-    """``Bundled: linux/amd64, glibc 2.36-9+deb12u13, Python 3.11.2-6+deb12u6, ...`` or ``""``."""
+    """``Bundled (Debian package versions): linux/amd64, glibc 2.36-9+deb12u13, ...`` or ``""``."""
     try:
         with open(BUILD_INFO, encoding="utf-8") as f:
-            info = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+            info = parse(f.read())
     except OSError:
         return ""
     parts = [label.format(info[key]) for key, label in _LABELS if info.get(key)]

@@ -22,6 +22,7 @@ import tarfile
 from pathlib import Path
 
 from cni_common import __version__
+from cni_common.bundle import buildinfo
 
 REPO = Path(__file__).resolve().parents[2]
 LICENSE = REPO / "docs" / "LICENSE"
@@ -29,11 +30,6 @@ LICENSE = REPO / "docs" / "LICENSE"
 
 def tarball_name(arch: str, version: str = __version__) -> str:
     return f"cni-plugins-linux-{arch}-v{version}.tgz"
-
-
-def read_build_info(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
 
 
 def readme(arch: str, info: dict[str, str], plugins: list[str]) -> str:
@@ -92,7 +88,7 @@ def write_release(out: Path, arch: str, build_info: Path) -> Path:
     plugins = sorted(p.name for p in plugin_dir.iterdir())
     members = {name: ((plugin_dir / name).read_bytes(), 0o755) for name in plugins}
     members["LICENSE"] = (LICENSE.read_bytes(), 0o644)
-    members["README"] = (readme(arch, read_build_info(build_info), plugins).encode(), 0o644)
+    members["README"] = (readme(arch, buildinfo.parse(build_info.read_text()), plugins).encode(), 0o644)
     tarball = out / tarball_name(arch)
     data = make_tarball(members, mtime)
     tarball.write_bytes(data)
