@@ -73,8 +73,9 @@ def cmd_add(args: CmdArgs) -> Result:
 def cmd_del(args: CmdArgs) -> None:
     """Release the attachment's reservations; nothing to release is success (DEL is idempotent).
 
-    Only ``dataDir`` is read from the config, so a DEL still works when the ranges no longer validate.
-    An address of ``prevResult`` whose reservation file a crash left empty is released too.
+    Only ``dataDir`` and ``reclaimAfterReboot`` are read from the config (and ``prevResult``, which may be
+    unreadable), so a DEL still works when the ranges no longer validate. An address of ``prevResult`` whose
+    reservation file a crash left empty is released too.
     """
     from cni_common.alloc import config
 
