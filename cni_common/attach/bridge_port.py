@@ -34,12 +34,17 @@ def ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
     return br
 
 
-def remove_bridge_if_unused(host: Conn, br: Link) -> None:
-    """Rollback of the ADD that created ``br``: delete it unless a port joined it (another pod's ADD, running
-    at the same time, that found it there). Known limit: an ADD of another pod that found the bridge, but has
-    not connected its veth yet, fails on the missing bridge and is rolled back in turn (the runtime retries)."""
+def remove_bridge_if_unused(host: Conn, name: str) -> None:
+    """Rollback of the ADD that found no link ``name`` and made the bridge: delete it unless a port joined it
+    (another pod's ADD, running at the same time, that found it there), or it is not there or not a bridge
+    (the kernel never made it, or someone else made that link meanwhile). Known limit: an ADD of another pod
+    that found the bridge, but has not connected its veth yet, fails on the missing bridge and is rolled back
+    in turn (the runtime retries)."""
     from .. import netlink as nl
 
+    br = nl.find_link(host, name)
+    if br is None or br.kind != "bridge":
+        return
     if any(link.master == br.index for link in nl.list_links(host)):
         log.info("keeping bridge %r: it has ports", br.name)
         return
