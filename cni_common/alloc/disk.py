@@ -35,7 +35,7 @@ import os
 import re
 import stat
 
-from ..durable import fsync_dir
+from ..durable import fsync_dir, write_all
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
 from .store import Owner
@@ -308,7 +308,7 @@ class DiskStore:
             return False
         try:
             try:
-                _write_all(fd, f"{container_id}\r\n{ifname}".encode())
+                write_all(fd, f"{container_id}\r\n{ifname}".encode())
                 inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
@@ -533,12 +533,6 @@ class DiskStore:
         return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path`` via a new temp file in the same directory and ``os.replace``.
 
@@ -560,7 +554,7 @@ def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
         raise OSError(errno.EEXIST, "no free temporary name", path)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
