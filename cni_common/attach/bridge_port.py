@@ -102,7 +102,8 @@ def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> Link:
 
 
 def ensure_gateway_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None:
-    """Put the gateway ``addr`` on the bridge (upstream's ensureAddr), then pin the bridge's MAC.
+    """Put the gateway ``addr`` on ``link`` (upstream's ensureAddr), then pin its MAC: ``link`` is what
+    :func:`gateway_link` gives, the bridge or, for an access VLAN, ``<bridge>.<vlan>``.
 
     IPv4 allows one address (a different one is an error unless forceAddress); IPv6 allows several that do not
     overlap. EEXIST is fine: pods starting together race to add the same gateway.
