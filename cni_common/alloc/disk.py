@@ -208,7 +208,8 @@ class DiskStore:
         """fsync the reservations written under this lock, then the directory (their names, and the renamed
         ``last_reserved_ip.N``), before the lock is released and the ADD returns: an address handed to a pod
         must not be handed out again after a power cut. Once per ADD, whatever the number of range sets (one
-        journal commit, not one per file: ~2-5 ms each on a VM disk)."""
+        journal commit, not one per file: ~2-5 ms each on a VM disk). When that fails, the ADD fails: the
+        reservations are removed, so it leaves the store as it found it."""
         if not self._unsynced:
             return
         try:
@@ -220,6 +221,10 @@ class DiskStore:
                     os.close(fd)
             fsync_dir(self.dir)
         except OSError as exc:
+            for path in self._unsynced:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                self._forget(os.path.basename(path))
             raise _store_error("sync reservations in", self.dir, exc) from exc
         finally:
             self._unsynced = []
