@@ -190,10 +190,10 @@ def _check_network_name(name: Any) -> None:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"invalid config: name must be a string, got {_short(name)}")
     if not name:
         raise CNIError(ErrorCode.INVALID_CONFIG, "missing network name", "the config has no \"name\"")
-    if len(name.encode()) > MAX_NAME_LENGTH:
+    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)  # first: then it is ASCII, one byte each
+    if len(name) > MAX_NAME_LENGTH:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid network name {_short(name)}",
                        f"longer than {MAX_NAME_LENGTH} bytes (it names a directory)")
-    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)
 
 
 def _short(value: Any, limit: int = 80) -> str:

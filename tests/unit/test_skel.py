@@ -130,10 +130,11 @@ def test_bad_input_table(command, conf, code, fragment):
     (json.dumps(dict(CONF, name=5)).encode(), 6, "name must be a string"),       # Go's skel: decoding, 6
     (json.dumps(dict(CONF, name=["n"])).encode(), 6, "name must be a string"),
     (json.dumps(dict(CONF, name="a" * 100_000)).encode(), 7, "invalid network name"),
+    (json.dumps(dict(CONF, name="\ud800")).encode(), 7, "invalid network name"),  # no UTF-8 form: was 999
     (b'{"cniVersion":"1.0.0","name":"n","mtu":NaN}', 6, "NaN is not a JSON value"),
     (b'{"cniVersion":"1.0.0","name":"n","mtu":-Infinity}', 6, "Infinity is not a JSON value"),
 ], ids=["utf16-bom", "utf8-bom", "deep-lists", "deep-objects", "name-newline", "name-number", "name-list",
-        "name-huge", "nan", "infinity"])
+        "name-huge", "name-lone-surrogate", "nan", "infinity"])
 def test_hostile_stdin_is_refused_with_the_decoding_or_config_code(raw, code, fragment):
     for verb in ("ADD", "DEL"):
         rc, out, err, rec = run(verb, None, raw=raw)
