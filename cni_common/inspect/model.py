@@ -157,8 +157,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         ctr["interfaces"].append({
             "name": other["ifname"], "mac": other.get("address"), "mtu": other.get("mtu"), "addresses": addresses,
             "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master")})
-    live_ips = {_ip_only(a) for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
+    live_ips = set(by_ip)
     for pm in portmaps:
         target = by_ip.get(pm["container_ip"])
         port = {k: pm[k] for k in _PORT_KEYS}
