@@ -187,11 +187,7 @@ class Demo:
 
     def container_netns(self, label: str) -> Netns:
         """`cnt-bdemo<run>-ctr1` for the container the demo calls ctr1 (the pool would number it after the node)."""
-        ns = Netns(f"{self.lab.pool.prefix}{label}")
-        subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True, text=True)
-        self.lab.pool.created.append(ns)
-        ns.ip("link", "set", "lo", "up")
-        return ns
+        return self.lab.pool.create(label, lo_up=True, numbered=False)
 
     def inspect(self, number: int) -> None:
         step(number, "the whole node at a glance: inspect")
