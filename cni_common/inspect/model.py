@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
-from .collect import Snapshot, link_kind
+from .collect import Snapshot, container_side, link_kind
 
 _PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
@@ -169,8 +169,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "addresses": _addresses(ln),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, ln in sorted(links.items()) if link_kind(ln) == "bridge"]
-    lost_veths = [name for name, ln in sorted(links.items()) if link_kind(ln) == "veth" and "link_netnsid" in ln
-                  and name not in snapshot.peers and not _addresses(ln)]  # an addressed veth is an uplink
+    lost_veths = [name for name, ln in sorted(links.items()) if container_side(ln) and name not in snapshot.peers]
     others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
                "state": ln.get("operstate"), "addresses": _addresses(ln)}
               for name, ln in sorted(links.items())
