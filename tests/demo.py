@@ -197,8 +197,8 @@ class Demo:
         argv = [sys.executable, "-m", "cni_common.inspect", "--netns", self.node.name, "--data-dir",
                 str(self.data_dir), "--cache-dir", str(self.tool.cache_dir)]
         proc = subprocess.run(argv, cwd=paths.REPO, capture_output=True, text=True, timeout=60)
-        show(f"cni-suite inspect --netns node --data-dir {self.data_dir} --cache-dir {self.tool.cache_dir}",
-             proc.stdout + proc.stderr)
+        show(f"cni-suite inspect --netns {self.node.name} --data-dir {self.data_dir} "
+             f"--cache-dir {self.tool.cache_dir}", proc.stdout + proc.stderr)
         subprocess.run([*argv, "--format", "svg", "-o", str(self.picture)], cwd=paths.REPO, check=True,
                        capture_output=True, text=True, timeout=60)
 
