@@ -111,7 +111,9 @@ def _env(environ: Mapping[str, str], name: str) -> str:
 def validate_ifname(ifname: str) -> None:
     """Linux interface names: 1-15 bytes, not ``.``/``..``, no ``/``, ``:`` or white space (code 4)."""
     problem = ""
-    if len(ifname.encode()) > 15:
+    if any("\ud800" <= c <= "\udfff" for c in ifname):  # how os.environ keeps bytes that are not UTF-8
+        problem = "is not UTF-8"
+    elif len(ifname.encode()) > 15:
         problem = "is longer than 15 characters"
     elif ifname in (".", ".."):
         problem = "is not a valid name"
@@ -181,7 +183,38 @@ def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(conf, dict):
         raise CNIError(ErrorCode.DECODING_FAILURE, "network configuration must be a JSON object",
                        f"got {type(conf).__name__}")
+    if "\\ud" in text or "\\uD" in text:  # maybe a surrogate's escape (\uD800-\uDFFF): rare, two scans
+        _replace_lone_surrogates(conf)
     return data, conf
+
+
+def _without_lone_surrogates(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _replace_lone_surrogates(conf: dict[str, Any]) -> None:
+    """Replace every lone surrogate in ``conf``'s keys and strings by U+FFFD, in place, as Go's decoder does.
+
+    JSON may escape a lone surrogate (``"\\ud800"``); Python's decoder keeps it, as a string that has no UTF-8
+    form, and any later ``.encode()`` of it would crash as code 999. Iterative: the nesting may reach
+    :data:`MAX_JSON_DEPTH`, deeper than the interpreter's recursion allows."""
+    stack: list[Any] = [conf]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            items = list(node.items())
+            node.clear()
+            for key, value in items:
+                node[_without_lone_surrogates(key)] = _without_lone_surrogates(value) if isinstance(value, str) \
+                    else value
+                if isinstance(value, (dict, list)):
+                    stack.append(value)
+        else:
+            for i, value in enumerate(node):
+                if isinstance(value, str):
+                    node[i] = _without_lone_surrogates(value)
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
 
 
 def _check_network_name(name: Any) -> None:
@@ -190,10 +223,10 @@ def _check_network_name(name: Any) -> None:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"invalid config: name must be a string, got {_short(name)}")
     if not name:
         raise CNIError(ErrorCode.INVALID_CONFIG, "missing network name", "the config has no \"name\"")
-    if len(name.encode()) > MAX_NAME_LENGTH:
+    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)  # first: then it is ASCII, one byte each
+    if len(name) > MAX_NAME_LENGTH:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid network name {_short(name)}",
                        f"longer than {MAX_NAME_LENGTH} bytes (it names a directory)")
-    validate_identifier(name, "network name", ErrorCode.INVALID_CONFIG)
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -45,10 +45,12 @@ def run(argv: list[str], stdin: bytes = b"", env: Optional[Mapping[str, str]] = 
     """
     import signal  # here, not at import: find_executable is on every delegation's path, in-process ones too
 
+    from .durable import write_all
+
     opened: list[int] = []
     try:
         stdin_fd = _memory_file("stdin", opened)
-        _write_all(stdin_fd, stdin)
+        write_all(stdin_fd, stdin)
         os.lseek(stdin_fd, 0, os.SEEK_SET)
         stdout_fd = _memory_file("stdout", opened)
         actions = [(os.POSIX_SPAWN_DUP2, stdin_fd, 0), (os.POSIX_SPAWN_DUP2, stdout_fd, 1)]
@@ -81,12 +83,6 @@ def _memory_file(name: str, opened: list[int]) -> int:
     fd = os.memfd_create(f"cni-{name}", os.MFD_CLOEXEC)
     opened.append(fd)
     return fd
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _read_all(fd: int) -> bytes:

@@ -278,6 +278,17 @@ class Result:
                 result.routes.append(Route.from_dict(route))
         return result
 
+    def container_index(self, ifname: str) -> Optional[int]:
+        """The index in ``interfaces`` of the container interface ``ifname`` (the one in a sandbox); None when
+        the result has none."""
+        return next((i for i, itf in enumerate(self.interfaces) if itf.name == ifname and itf.sandbox), None)
+
+    def addresses_of(self, ifname: str) -> list[IPInterface]:
+        """The addresses the result gives the container interface ``ifname``; an IP that names no interface
+        counts as its."""
+        ours = {i for i, itf in enumerate(self.interfaces) if itf.name == ifname and itf.sandbox}
+        return [ip.address for ip in self.ips if ip.interface is None or ip.interface in ours]
+
     def to_dict(self, version: str) -> dict[str, Any]:
         """The result in the shape of ``version`` (the request's), following the Go conversion rules."""
         fam = versions.family(version)
@@ -311,3 +322,16 @@ class Result:
                            f"a result without IPs has no {version} form")
         out["dns"] = self.dns.to_dict()
         return out
+
+
+def prev_result_addresses(conf: dict[str, Any], cni_version: str, ifname: str) -> list[IPInterface]:
+    """The addresses the request's ``prevResult`` gives the container interface ``ifname``
+    (:meth:`Result.addresses_of`); [] when there is no ``prevResult`` or it does not decode: the DELs that
+    look here for addresses to clean up must not fail on it."""
+    prev = conf.get("prevResult")
+    if not isinstance(prev, dict) or not prev:
+        return []
+    try:
+        return Result.from_dict(prev, cni_version).addresses_of(ifname)
+    except CNIError:
+        return []

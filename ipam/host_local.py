@@ -11,7 +11,7 @@ import sys
 
 from cni_common.errors import CNIError, ErrorCode, PluginCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
-from cni_common.types import Result
+from cni_common.types import Result, prev_result_addresses
 from cni_common.version import about_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
@@ -73,8 +73,9 @@ def cmd_add(args: CmdArgs) -> Result:
 def cmd_del(args: CmdArgs) -> None:
     """Release the attachment's reservations; nothing to release is success (DEL is idempotent).
 
-    Only ``dataDir`` is read from the config, so a DEL still works when the ranges no longer validate.
-    An address of ``prevResult`` whose reservation file a crash left empty is released too.
+    Only ``dataDir`` and ``reclaimAfterReboot`` are read from the config (and ``prevResult``, which may be
+    unreadable), so a DEL still works when the ranges no longer validate. An address of ``prevResult`` whose
+    reservation file a crash left empty is released too.
     """
     from cni_common.alloc import config
 
@@ -82,22 +83,9 @@ def cmd_del(args: CmdArgs) -> None:
     with store.lock():
         _reclaim(args, store, config.reclaim_after_reboot(args.conf))
         released = store.release_by_id(args.container_id, args.ifname)
-        released += [ip for ip in _prev_result_ips(args) if ip not in released and store.release_if_ownerless(ip)]
+        released += [addr.ip for addr in prev_result_addresses(args.conf, args.cni_version, args.ifname)
+                     if addr.ip not in released and store.release_if_ownerless(addr.ip)]
     _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
-
-
-def _prev_result_ips(args: CmdArgs) -> list[Any]:
-    """The addresses ``prevResult`` gives this attachment (none when it is absent or unreadable: DEL must
-    not fail on it)."""
-    prev = args.conf.get("prevResult")
-    if not isinstance(prev, dict) or not prev:
-        return []
-    try:
-        result = Result.from_dict(prev, args.cni_version)
-    except CNIError:
-        return []
-    ours = {i for i, itf in enumerate(result.interfaces) if itf.name == args.ifname and itf.sandbox}
-    return [ip.address.ip for ip in result.ips if ip.interface is None or ip.interface in ours]
 
 
 def cmd_check(args: CmdArgs) -> None:

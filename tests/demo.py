@@ -187,11 +187,7 @@ class Demo:
 
     def container_netns(self, label: str) -> Netns:
         """`cnt-bdemo<run>-ctr1` for the container the demo calls ctr1 (the pool would number it after the node)."""
-        ns = Netns(f"{self.lab.pool.prefix}{label}")
-        subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True, text=True)
-        self.lab.pool.created.append(ns)
-        ns.ip("link", "set", "lo", "up")
-        return ns
+        return self.lab.pool.create(label, lo_up=True, numbered=False)
 
     def inspect(self, number: int) -> None:
         step(number, "the whole node at a glance: inspect")
@@ -201,8 +197,8 @@ class Demo:
         argv = [sys.executable, "-m", "cni_common.inspect", "--netns", self.node.name, "--data-dir",
                 str(self.data_dir), "--cache-dir", str(self.tool.cache_dir)]
         proc = subprocess.run(argv, cwd=paths.REPO, capture_output=True, text=True, timeout=60)
-        show(f"cni-suite inspect --netns node --data-dir {self.data_dir} --cache-dir {self.tool.cache_dir}",
-             proc.stdout + proc.stderr)
+        show(f"cni-suite inspect --netns {self.node.name} --data-dir {self.data_dir} "
+             f"--cache-dir {self.tool.cache_dir}", proc.stdout + proc.stderr)
         subprocess.run([*argv, "--format", "svg", "-o", str(self.picture)], cwd=paths.REPO, check=True,
                        capture_output=True, text=True, timeout=60)
 

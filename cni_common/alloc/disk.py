@@ -35,7 +35,7 @@ import os
 import re
 import stat
 
-from ..durable import fsync_dir
+from ..durable import fsync_dir, write_all
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
 from .store import Owner
@@ -208,7 +208,8 @@ class DiskStore:
         """fsync the reservations written under this lock, then the directory (their names, and the renamed
         ``last_reserved_ip.N``), before the lock is released and the ADD returns: an address handed to a pod
         must not be handed out again after a power cut. Once per ADD, whatever the number of range sets (one
-        journal commit, not one per file: ~2-5 ms each on a VM disk)."""
+        journal commit, not one per file: ~2-5 ms each on a VM disk). When that fails, the ADD fails: the
+        reservations are removed, so it leaves the store as it found it."""
         if not self._unsynced:
             return
         try:
@@ -220,6 +221,10 @@ class DiskStore:
                     os.close(fd)
             fsync_dir(self.dir)
         except OSError as exc:
+            for path in self._unsynced:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                self._forget(os.path.basename(path))
             raise _store_error("sync reservations in", self.dir, exc) from exc
         finally:
             self._unsynced = []
@@ -308,7 +313,7 @@ class DiskStore:
             return False
         try:
             try:
-                _write_all(fd, f"{container_id}\r\n{ifname}".encode())
+                write_all(fd, f"{container_id}\r\n{ifname}".encode())
                 inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
@@ -533,12 +538,6 @@ class DiskStore:
         return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path`` via a new temp file in the same directory and ``os.replace``.
 
@@ -560,7 +559,7 @@ def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
         raise OSError(errno.EEXIST, "no free temporary name", path)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

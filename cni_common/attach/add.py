@@ -59,10 +59,11 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
 
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont, \
             contextlib.ExitStack() as undo:
-        created = nl.find_link(host, conf.bridge) is None
+        if nl.find_link(host, conf.bridge) is None:
+            # A failed first ADD leaves the node as it found it (runs last: after the veth is gone). Registered
+            # before the bridge is made: a failure after the kernel created it, while it is set up, counts too.
+            undo.callback(_quietly, bridge_port.remove_bridge_if_unused, host, conf.bridge)
         br = bridge_port.ensure_bridge(host, conf)
-        if created:  # a failed first ADD leaves the node as it found it (runs last: after the veth is gone)
-            undo.callback(_quietly, bridge_port.remove_bridge_if_unused, host, br)
         host_veth, cont_veth = nl.setup_veth(host, cont, args.ifname, mtu=conf.mtu, mac=conf.mac)
         undo.callback(_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
         bridge_port.connect_port(host, br, host_veth, hairpin=conf.hairpin, isolated=conf.port_isolation,

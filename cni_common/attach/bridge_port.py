@@ -34,12 +34,17 @@ def ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
     return br
 
 
-def remove_bridge_if_unused(host: Conn, br: Link) -> None:
-    """Rollback of the ADD that created ``br``: delete it unless a port joined it (another pod's ADD, running
-    at the same time, that found it there). Known limit: an ADD of another pod that found the bridge, but has
-    not connected its veth yet, fails on the missing bridge and is rolled back in turn (the runtime retries)."""
+def remove_bridge_if_unused(host: Conn, name: str) -> None:
+    """Rollback of the ADD that found no link ``name`` and made the bridge: delete it unless a port joined it
+    (another pod's ADD, running at the same time, that found it there), or it is not there or not a bridge
+    (the kernel never made it, or someone else made that link meanwhile). Known limit: an ADD of another pod
+    that found the bridge, but has not connected its veth yet, fails on the missing bridge and is rolled back
+    in turn (the runtime retries)."""
     from .. import netlink as nl
 
+    br = nl.find_link(host, name)
+    if br is None or br.kind != "bridge":
+        return
     if any(link.master == br.index for link in nl.list_links(host)):
         log.info("keeping bridge %r: it has ports", br.name)
         return
@@ -97,7 +102,8 @@ def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> Link:
 
 
 def ensure_gateway_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None:
-    """Put the gateway ``addr`` on the bridge (upstream's ensureAddr), then pin the bridge's MAC.
+    """Put the gateway ``addr`` on ``link`` (upstream's ensureAddr), then pin its MAC: ``link`` is what
+    :func:`gateway_link` gives, the bridge or, for an access VLAN, ``<bridge>.<vlan>``.
 
     IPv4 allows one address (a different one is an error unless forceAddress); IPv6 allows several that do not
     overlap. EEXIST is fine: pods starting together race to add the same gateway.

@@ -31,7 +31,7 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
 
     if conf.ipam_type:
         invoke.delegate("CHECK", conf.ipam_type, args)
-    cont_idx = next((i for i, itf in enumerate(prev.interfaces) if itf.name == args.ifname and itf.sandbox), None)
+    cont_idx = prev.container_index(args.ifname)
     if cont_idx is None:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"prevResult has no container interface {args.ifname!r}")
     cont_if = prev.interfaces[cont_idx]

@@ -90,22 +90,11 @@ def known_addresses(args: CmdArgs, conf: BridgeConf) -> list[IPInterface]:
     host-local its reservations of (container, ifname), read from its data dir under its lock (with a host
     prefix: only the address matters to the rules). Either may be missing or unreadable: then it adds nothing,
     a DEL never fails on it. The common DEL (libcni sends the cached result) reads no extra file."""
-    from ..errors import CNIError
+    from ..types import prev_result_addresses
 
-    found: list[IPInterface] = []
-    prev = args.conf.get("prevResult")
-    if isinstance(prev, dict) and prev:
-        from ..types import Result
-
-        try:
-            result = Result.from_dict(prev, args.cni_version)
-        except CNIError as exc:
-            log.debug("ignoring an unreadable prevResult: %s", exc)
-        else:
-            ours = {i for i, itf in enumerate(result.interfaces) if itf.name == args.ifname and itf.sandbox}
-            found += [ip.address for ip in result.ips if ip.interface is None or ip.interface in ours]
+    found = prev_result_addresses(args.conf, args.cni_version, args.ifname)
     if not found and conf.ipam_type == "host-local":
-        found += _host_local_records(args, conf)
+        found = _host_local_records(args, conf)
     return found
 
 

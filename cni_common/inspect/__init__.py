@@ -75,7 +75,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     text = render(build(snapshot), opts.format)
     if opts.output:
-        write_atomically(opts.output, text)
+        try:
+            write_atomically(opts.output, text)
+        except OSError as exc:  # a missing folder, no permission: one line, not a traceback
+            print(f"cni-suite inspect: cannot write {opts.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     return 0

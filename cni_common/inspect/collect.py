@@ -119,9 +119,7 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     The node reports the peer as (link_netnsid, link_index); a named namespace is found from the nsid, the
     rest by looking for the interface whose own peer is this veth in namespaces held by processes.
     """
-    # A veth holding an address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a
-    # container's: the bridge plugin never addresses the node's end.
-    veths = [ln for ln in links if link_kind(ln) == "veth" and "link_netnsid" in ln and not _has_global_address(ln)]
+    veths = [ln for ln in links if container_side(ln)]
     peers: dict[str, dict[str, Any]] = {}
     unresolved = []
     for veth in veths:
@@ -178,8 +176,12 @@ def _names_nsid(inside: Runner, link: dict[str, Any], name: str) -> bool:
     return any(e.get("nsid") == link.get("link_netnsid") and e.get("name") == name for e in ids)
 
 
-def _has_global_address(link: dict[str, Any]) -> bool:
-    return any(a.get("scope") != "link" for a in link.get("addr_info", []))
+def container_side(link: dict[str, Any]) -> bool:
+    """Whether ``link`` is a node veth leading to another namespace that may be a container's. A veth holding an
+    address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a container's: the
+    bridge plugin never addresses the node's end."""
+    return link_kind(link) == "veth" and "link_netnsid" in link and \
+        not any(a.get("scope") != "link" for a in link.get("addr_info", []))
 
 
 def link_kind(link: dict[str, Any]) -> str:

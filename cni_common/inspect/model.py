@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
-from .collect import Snapshot, link_kind
+from .collect import Snapshot, container_side, link_kind
 
 _PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
@@ -157,8 +157,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         ctr["interfaces"].append({
             "name": other["ifname"], "mac": other.get("address"), "mtu": other.get("mtu"), "addresses": addresses,
             "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master")})
-    live_ips = {_ip_only(a) for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
+    live_ips = set(by_ip)
     for pm in portmaps:
         target = by_ip.get(pm["container_ip"])
         port = {k: pm[k] for k in _PORT_KEYS}
@@ -169,8 +169,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "addresses": _addresses(ln),
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, ln in sorted(links.items()) if link_kind(ln) == "bridge"]
-    lost_veths = [name for name, ln in sorted(links.items()) if link_kind(ln) == "veth" and "link_netnsid" in ln
-                  and name not in snapshot.peers and not _addresses(ln)]  # an addressed veth is an uplink
+    lost_veths = [name for name, ln in sorted(links.items()) if container_side(ln) and name not in snapshot.peers]
     others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
                "state": ln.get("operstate"), "addresses": _addresses(ln)}
               for name, ln in sorted(links.items())

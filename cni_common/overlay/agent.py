@@ -45,7 +45,8 @@ _CHANGED = "changed"
 
 
 class Backoff:
-    """Waits between watch attempts: 0.1 s doubling up to ``cap``, back to the start after a success."""
+    """Waits between attempts: ``first`` doubling up to ``cap``, back to ``first`` after a success (the watch:
+    0.1 s to :data:`RETRY_SECONDS`; the node setup at start: 1 s to 30 s)."""
 
     def __init__(self, first: float = 0.1, cap: float = RETRY_SECONDS) -> None:
         self.first, self.cap, self.current = first, cap, first

@@ -83,10 +83,11 @@ class NetnsPool:
     def prefix(self) -> str:
         return f"{TEST_PREFIX}{self.tag}{self.run_id}-"
 
-    def create(self, role: str, *, lo_up: bool = False) -> Netns:
-        """Create `cnt-h<run>-<role><n>`; with `lo_up`, bring its loopback up."""
+    def create(self, role: str, *, lo_up: bool = False, numbered: bool = True) -> Netns:
+        """Create `cnt-h<run>-<role><n>` (`cnt-h<run>-<role>` when not `numbered`: the caller's role is already
+        unique, as the demo's `ctr1`); with `lo_up`, bring its loopback up."""
         self._counter += 1
-        ns = Netns(f"{self.prefix}{role}{self._counter}")
+        ns = Netns(f"{self.prefix}{role}{self._counter if numbered else ''}")
         subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True, text=True)
         self.created.append(ns)
         if lo_up:

@@ -8,9 +8,11 @@ The plugins run from the sources (tests/netns/test_bridge_plugin.py's ``cni_bin`
 from __future__ import annotations
 
 import shutil
+import sys
 
 import pytest
 
+from tests.helpers.plugin import run_plugin
 from tests.netns import test_bridge_plugin as bp
 
 bridge, conf, ipj, leases, masq_rules = bp.bridge, bp.conf, bp.ipj, bp.leases, bp.masq_rules
@@ -36,6 +38,30 @@ def test_a_failed_first_add_removes_the_bridge_it_created(how, tmp_path, host, m
     assert host_links(host) == ["lo"]
     assert [link["ifname"] for link in ipj(ctr, "link", "show")] == ["lo"]
     assert leases(tmp_path) == [] and masq_rules(host) == []
+
+
+def test_a_failure_inside_the_bridge_setup_removes_the_bridge_it_created(tmp_path, host, make_ctr, cni_bin):
+    """The kernel made the bridge, then bringing it up failed (faked in the plugin's process): the bridge goes
+    too, not only what was made after it."""
+    failing = bp._script(cni_bin / "bridge-up-fails", f"""#!{sys.executable}
+import sys
+sys.path.insert(0, {str(bp.REPO)!r})
+from cni_common.errors import CNIError, PluginCode
+from cni_common.netlink import link
+
+def set_up(conn, index):
+    if link.get_link(conn, index).kind == "bridge":
+        raise CNIError(PluginCode.LINK_FAILURE, "cannot set the bridge up (faked)")
+
+link.set_up = set_up
+from plugins.bridge import main
+sys.exit(main())
+""")
+    ctr = make_ctr()
+    add = run_plugin(failing, "ADD", conf(tmp_path, "1.1.0"), netns=ctr, in_netns=host, cni_path=cni_bin)
+    assert add.rc == 1 and "faked" in add.out["msg"], add
+    assert host_links(host) == ["lo"]
+    assert leases(tmp_path) == []
 
 
 def test_a_failed_add_keeps_the_bridge_another_pod_uses(tmp_path, host, make_ctr, cni_bin):

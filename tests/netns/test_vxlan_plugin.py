@@ -215,3 +215,26 @@ def test_del_after_the_address_was_replaced_leaks_no_masquerade_rule(lab: Lab, t
     res = run_plugin(bin_dir / "vxlan", "DEL", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
                      cni_path=bin_dir)
     assert res.rc == 0 and masq() == [], (res, masq())
+
+
+def test_check_without_the_vxlan_device_is_a_check_failure(lab: Lab, tmp_path: Path, make_container_ns) -> None:
+    """The node's device gone is the node's state differing from the ADD's, not the config's fault (code 7)."""
+    node = lab.add_node(1)
+    bin_dir = source_bin_dir(tmp_path / "bin")
+    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
+            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
+            "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    ctr = make_container_ns()
+    add = run_plugin(bin_dir / "vxlan", "ADD", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
+                     cni_path=bin_dir)
+    assert add.rc == 0, add
+    check_conf = {**conf, "prevResult": add.out}
+
+    def check() -> Any:
+        return run_plugin(bin_dir / "vxlan", "CHECK", check_conf, netns=ctr, container_id="cid1", in_netns=node.ns,
+                          cni_path=bin_dir)
+
+    assert check().rc == 0
+    node.ns.ip("link", "del", "cnivx.1")
+    res = check()
+    assert res.rc == 1 and res.out["code"] == 106 and "cnivx.1" in res.out["msg"], res

@@ -159,6 +159,21 @@ def test_reservations_are_fsynced_with_their_directory_before_the_lock_is_releas
     assert synced[4:] == ["locked"]
 
 
+def test_reservations_that_cannot_be_synced_are_released(store, monkeypatch):
+    """The ADD fails (the disk cannot promise the reservation), so it must not keep the addresses either."""
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with store.lock():
+        assert store.reserve("c0", "eth0", ip("10.0.0.9"), 0)
+    monkeypatch.setattr(disk.os, "fsync", failing_fsync)
+    with pytest.raises(CNIError) as err, store.lock():
+        assert store.reserve("c1", "eth0", ip("10.0.0.2"), 0)
+        assert store.reserve("c1", "eth0", ip("fd00::2"), 1)
+    assert err.value.code == PluginCode.STORE_FAILURE
+    assert store.listed_ips() == [ip("10.0.0.9")]  # the earlier, synced reservation stays
+
+
 # ------------------------------------------------------------------------------------------ dataDir faults
 
 def test_data_dir_that_is_a_regular_file_is_a_config_error(tmp_path):

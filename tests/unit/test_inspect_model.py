@@ -104,3 +104,13 @@ def test_dual_stack_mapping_is_one_port_and_ipv6_in_brackets() -> None:
     assert node["containers"][0]["ports"] == [{"protocol": "tcp", "host_ip": None, "host_port": 8080,
                                                "container_port": 80, "backend": "iptables"}]
     assert "iptables: *:8080/tcp -> [fd00::2]:80 (live)" in render_text(node)
+
+
+def test_unwritable_output_is_one_line_and_exit_1(monkeypatch: Any, tmp_path: Any, capsys: Any) -> None:
+    import cni_common.inspect as cli
+
+    monkeypatch.setattr(cli, "collect", lambda *_: snapshot())
+    assert cli.main(["--format", "json", "-o", str(tmp_path / "no-such-dir" / "node.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cni-suite inspect: cannot write") and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

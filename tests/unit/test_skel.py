@@ -130,10 +130,11 @@ def test_bad_input_table(command, conf, code, fragment):
     (json.dumps(dict(CONF, name=5)).encode(), 6, "name must be a string"),       # Go's skel: decoding, 6
     (json.dumps(dict(CONF, name=["n"])).encode(), 6, "name must be a string"),
     (json.dumps(dict(CONF, name="a" * 100_000)).encode(), 7, "invalid network name"),
+    (json.dumps(dict(CONF, name="\ud800")).encode(), 7, "invalid network name"),  # no UTF-8 form: was 999
     (b'{"cniVersion":"1.0.0","name":"n","mtu":NaN}', 6, "NaN is not a JSON value"),
     (b'{"cniVersion":"1.0.0","name":"n","mtu":-Infinity}', 6, "Infinity is not a JSON value"),
 ], ids=["utf16-bom", "utf8-bom", "deep-lists", "deep-objects", "name-newline", "name-number", "name-list",
-        "name-huge", "nan", "infinity"])
+        "name-huge", "name-lone-surrogate", "nan", "infinity"])
 def test_hostile_stdin_is_refused_with_the_decoding_or_config_code(raw, code, fragment):
     for verb in ("ADD", "DEL"):
         rc, out, err, rec = run(verb, None, raw=raw)
@@ -148,6 +149,16 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     assert rc == 0 and rec.calls[0][1].conf["note"] == conf["note"]
 
 
+def test_lone_surrogates_become_the_replacement_character_as_in_go():
+    """JSON may escape a lone surrogate; Go's decoder reads U+FFFD there, and Python's kept a string with no UTF-8
+    form (a crash, 999, wherever it was encoded later). A valid pair and an escaped backslash stay as they are."""
+    conf = dict(CONF, note=["a\ud800b", {"\udc00": "\U0001f600"}], other="\\ud800")
+    rc, _, _, rec = run("ADD", conf)
+    assert rc == 0
+    assert rec.calls[0][1].conf["note"] == ["a\ufffdb", {"\ufffd": "\U0001f600"}]
+    assert rec.calls[0][1].conf["other"] == "\\ud800"
+
+
 def test_container_id_with_a_trailing_newline_inside_is_refused():
     rc, out, _, rec = run("ADD", CONF, env={"CNI_CONTAINERID": "abc\nx"})
     assert rc == 1 and out["code"] == 4 and "CNI_CONTAINERID" in out["msg"] and rec.calls == []
@@ -155,6 +166,7 @@ def test_container_id_with_a_trailing_newline_inside_is_refused():
 
 @pytest.mark.parametrize("env,fragment", [
     ({"CNI_IFNAME": "a" * 16}, "longer than 15"),
+    ({"CNI_IFNAME": "e\udcff"}, "is not UTF-8"),  # a byte 0xff in the environment (was 999)
     ({"CNI_IFNAME": "et/h0"}, "CNI_IFNAME"),
     ({"CNI_CONTAINERID": "../x"}, "CNI_CONTAINERID"),
 ])
