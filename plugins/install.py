@@ -120,7 +120,7 @@ def main(args: list[str]) -> int:
             return _wait_for_stop() if opts.watch else 0
         installed = reconcile(options, dict(os.environ))
     except ConfigRefused as exc:
-        log.error("config refused, nothing written: %s", exc)
+        log.error("config refused, the previous config left as it was: %s", exc)
         return EXIT_REFUSED
     except InstallError as exc:
         log.error("%s (previous files left as they were)", exc)
