@@ -47,7 +47,7 @@ def cmd_add(args: CmdArgs) -> Any:
     conf = config.parse(args.conf)
     # Before the first change to the node (its VXLAN device, bridge, subnet lease): a missing CNI_PATH (4) or
     # IPAM binary (104) found only at the delegation would leave them behind.
-    invoke.find_in_path(str(attach.ipam_conf(conf, None).get("type", "")), args.path)
+    invoke.find_in_path(attach.ipam_type(conf), args.path)
     store = node.Store.open(conf, answer_within=STORE_ANSWER_WITHIN)
     with netlink.open_conn() as host:
         state = node.prepare(host, conf, store, offline_ok=True)
@@ -128,7 +128,7 @@ def cmd_gc(args: CmdArgs) -> None:
     ipam_args = attach.ipam_args(args, conf, conf.node_subnet)
     steps = BestEffort()
     with steps:
-        delegate("GC", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
+        delegate("GC", attach.ipam_type(conf), ipam_args)
     valid = valid_attachments(args.conf)
     if conf.ip_masq and valid is not None:
         with steps:
@@ -151,7 +151,7 @@ def cmd_status(args: CmdArgs) -> None:
                                exc.details) from exc
             log.warning("store unreachable, static peers still work: %s", exc)
     ipam_args = attach.ipam_args(args, conf, conf.node_subnet)
-    delegate("STATUS", str(ipam_args.conf["ipam"].get("type", "")), ipam_args)
+    delegate("STATUS", attach.ipam_type(conf), ipam_args)
 
 
 def main(**streams: Any) -> int:

@@ -44,6 +44,11 @@ def ipam_conf(conf: VxlanConf, subnet: Optional[IPNetwork]) -> dict[str, Any]:
     return ipam
 
 
+def ipam_type(conf: VxlanConf) -> str:
+    """The IPAM plugin the vxlan network delegates to (host-local unless the config names another)."""
+    return str(ipam_conf(conf, None).get("type", ""))
+
+
 def ipam_args(args: CmdArgs, conf: VxlanConf, subnet: Optional[IPNetwork]) -> CmdArgs:
     """``args`` as IPAM must see them: it reads the whole stdin, whose ``ipam`` is now :func:`ipam_conf`'s."""
     request = dict(args.conf)
@@ -55,7 +60,7 @@ def bridge_conf(args: CmdArgs, conf: VxlanConf, mtu: int = 0, mac: str = "") -> 
     """The bridge attachment of a vxlan network: the node bridge as the pods' gateway (not their default
     route: IPAM's route to the pod network is the one), no masquerading of its own."""
     return BridgeConf(network=conf.name, bridge=conf.bridge, is_gateway=True, mtu=mtu,
-                      ipam_type=str(ipam_conf(conf, None).get("type", "")),
+                      ipam_type=ipam_type(conf),
                       dns=DNS.from_dict(get_dict(args.conf, "dns")), mac=mac)
 
 
