@@ -4,6 +4,7 @@
 #   ./build.sh                     build every architecture in ARCHES (below) into dist/
 #   ./build.sh --arch amd64        build only that architecture (repeat --arch for several)
 #   ./build.sh install DIR         build if needed, then install the build machine's files into DIR atomically
+#   ./build.sh --arch arm64 install DIR   the same with that architecture's files (e.g. a root for another node)
 #
 # dist/ afterwards (docs/packaging.md):
 #   dist/linux-<arch>/{bridge,host-local,portmap,vxlan}          the four files of each architecture
@@ -191,8 +192,9 @@ build() {
 # Each type is hard-linked to one copy in DIR, and every name appears by rename(2): a runtime exec'ing a
 # plugin during the install sees the old file or the new one, never a half-written one ("text file busy").
 install_into() {
-    local dir=$1 staged type temporary=()
-    [ -x "dist/${PLUGIN_TYPES[0]}" ] || build "$NATIVE_ARCH"
+    local dir=$1 arch=$2 source staged type temporary=()
+    source=dist/linux-$arch/${PLUGIN_TYPES[0]}
+    [ -x "$source" ] || build "$arch"
     mkdir -p "$dir"
     staged=$(mktemp "$dir/.cni-suite.XXXXXX")
     for type in "${PLUGIN_TYPES[@]}"; do temporary+=("$dir/.$type.new"); done
@@ -200,7 +202,7 @@ install_into() {
     # none left to remove. (The names are expanded now: the function's locals are gone when the script exits.)
     # shellcheck disable=SC2064
     trap "rm -f -- $(printf '%q ' "$staged" "${temporary[@]}")" EXIT
-    cp "dist/${PLUGIN_TYPES[0]}" "$staged"
+    cp "$source" "$staged"
     chmod 0755 "$staged"
     for type in "${PLUGIN_TYPES[@]}"; do
         ln -f "$staged" "$dir/.$type.new"
@@ -211,7 +213,8 @@ install_into() {
 }
 
 usage() {
-    echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh install DIR   (architectures: ${ARCHES[*]})" >&2
+    echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh [--arch ARCH] install DIR" \
+         "(architectures: ${ARCHES[*]}; install: the build machine's unless --arch)" >&2
     exit 2
 }
 
@@ -220,7 +223,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --arch) [ $# -ge 2 ] || usage; arch_config "$2"; selected+=("$2"); shift 2 ;;
         build) shift ;;
-        install) [ $# -eq 2 ] || usage; install_into "$2"; exit ;;
+        install) [ $# -eq 2 ] && ((${#selected[@]} <= 1)) || usage; install_into "$2" "${selected[0]:-$NATIVE_ARCH}"; exit ;;
         *) usage ;;
     esac
 done

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import paths
+from tests.helpers.skip import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 TYPES = ("bridge", "host-local", "portmap", "vxlan")
@@ -19,7 +20,6 @@ TYPES = ("bridge", "host-local", "portmap", "vxlan")
 def dist() -> Path:
     missing = paths.missing_plugins(paths.DIST_DIR)
     if missing:
-        from tests.conftest import skip_or_fail
         skip_or_fail(f"dist/ lacks {missing}: run ./build.sh")
     return paths.DIST_DIR
 
@@ -116,6 +116,18 @@ def test_a_failed_install_leaves_no_temporary_file(dist, tmp_path):
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                            str(target), str(REPO / "build.sh")], capture_output=True, text=True, timeout=120)
     assert proc.stdout == "rc=1\n", (proc.stdout, proc.stderr)
+
+
+def test_install_takes_the_architecture_asked_for(dist, tmp_path):
+    """`./build.sh --arch arm64 install DIR` installs that architecture's file (it once installed the build
+    machine's whatever --arch said)."""
+    arm64 = dist / "linux-arm64" / "bridge"
+    if not arm64.exists():
+        skip_or_fail("no arm64 files in dist/ (./build.sh builds them by default)")
+    target = tmp_path / "bin"
+    subprocess.run([str(REPO / "build.sh"), "--arch", "arm64", "install", str(target)], check=True,
+                   capture_output=True, timeout=120)
+    assert (target / "host-local").read_bytes() == arm64.read_bytes()
 
 
 def _fake_older_build(cache: Path) -> Path:
