@@ -154,12 +154,16 @@ def test_other_builds_are_pruned_only_when_no_call_uses_them(dist, tmp_path):
     assert not older.exists(), "an unused older build is removed at the next unpack"
 
 
-def test_a_running_call_holds_its_build(dist, tmp_path):
-    cache = tmp_path / "cache"
+def _call_blocked_on_stdin(dist: Path, cache: Path) -> subprocess.Popen:
+    """A host-local ADD, unpacked into ``cache``, that waits for its config on stdin until the caller kills it."""
     env = {"CNI_COMMAND": "ADD", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin",
            "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/1/ns/net", "CNI_IFNAME": "eth0"}
-    # A call blocked on stdin stands for a long call; its build folder must be locked while it runs.
-    proc = subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_a_running_call_holds_its_build(dist, tmp_path):
+    cache = tmp_path / "cache"
+    proc = _call_blocked_on_stdin(dist, cache)  # stands for a long call: its build folder must stay locked
     try:
         deadline = time.time() + 20
         bundle = None
@@ -182,9 +186,7 @@ def test_the_launcher_is_static_and_the_program_runs_on_the_bundles_c_library(di
                              capture_output=True, text=True, check=True).stdout
     assert "INTERP" not in headers and "DYNAMIC" not in headers
     cache = tmp_path / "cache"
-    env = {"CNI_COMMAND": "ADD", "CNI_SUITE_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin",
-           "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/1/ns/net", "CNI_IFNAME": "eth0"}
-    proc = subprocess.Popen([str(dist / "host-local")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = _call_blocked_on_stdin(dist, cache)
     try:
         deadline = time.time() + 20
         maps = ""

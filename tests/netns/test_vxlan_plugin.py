@@ -173,12 +173,17 @@ def test_add_alone_removes_an_expired_node(lab: Lab, etcd: EtcdServer, cluster: 
     assert subnet2.split("/")[0] + " " not in n1.ns.ip("neigh", "show", "dev", "cnivx.1").stdout
 
 
-def test_gc_releases_the_leases_of_unknown_attachments(lab: Lab, tmp_path: Path, make_container_ns) -> None:
+def _static_peer_node(lab: Lab, tmp_path: Path, **extra: Any) -> tuple[Any, Path, dict[str, Any]]:
+    """Node 1 of the lab, the plugin files, and a vxlan config with one static peer and host-local in tmp_path."""
     node = lab.add_node(1)
-    bin_dir = source_bin_dir(tmp_path / "bin")
-    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
+    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK, **extra,
             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
             "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    return node, source_bin_dir(tmp_path / "bin"), conf
+
+
+def test_gc_releases_the_leases_of_unknown_attachments(lab: Lab, tmp_path: Path, make_container_ns) -> None:
+    node, bin_dir, conf = _static_peer_node(lab, tmp_path)
     kept, dropped = make_container_ns(), make_container_ns()
     for cid, ctr in (("keep", kept), ("drop", dropped)):
         res = run_plugin(bin_dir / "vxlan", "ADD", conf, netns=ctr, container_id=cid, in_netns=node.ns,
@@ -195,11 +200,7 @@ def test_gc_releases_the_leases_of_unknown_attachments(lab: Lab, tmp_path: Path,
 def test_del_after_the_address_was_replaced_leaks_no_masquerade_rule(lab: Lab, tmp_path: Path,
                                                                      make_container_ns) -> None:
     """Issue 12, defect 7: the rules were found through the interface's addresses only."""
-    node = lab.add_node(1)
-    bin_dir = source_bin_dir(tmp_path / "bin")
-    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK, "ipMasq": True,
-            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
-            "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    node, bin_dir, conf = _static_peer_node(lab, tmp_path, ipMasq=True)
     ctr = make_container_ns()
     add = run_plugin(bin_dir / "vxlan", "ADD", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
                      cni_path=bin_dir)
@@ -219,11 +220,7 @@ def test_del_after_the_address_was_replaced_leaks_no_masquerade_rule(lab: Lab, t
 
 def test_check_without_the_vxlan_device_is_a_check_failure(lab: Lab, tmp_path: Path, make_container_ns) -> None:
     """The node's device gone is the node's state differing from the ADD's, not the config's fault (code 7)."""
-    node = lab.add_node(1)
-    bin_dir = source_bin_dir(tmp_path / "bin")
-    conf = {"cniVersion": "1.1.0", "name": NET_NAME, "type": "vxlan", "network": NETWORK,
-            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
-            "peers": [{"underlayIP": node.underlay_ip, "subnet": "10.244.1.0/24"}]}
+    node, bin_dir, conf = _static_peer_node(lab, tmp_path)
     ctr = make_container_ns()
     add = run_plugin(bin_dir / "vxlan", "ADD", conf, netns=ctr, container_id="cid1", in_netns=node.ns,
                      cni_path=bin_dir)
