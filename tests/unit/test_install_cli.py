@@ -20,3 +20,11 @@ def test_usage_errors_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_api_and_a_node_subnets_file_are_not_both_a_source(capsys):
+    from plugins.install import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--pod-cidr-from-api", "--node-subnets", "x", "--conflist", "y"])
+    assert exc.value.code == 2 and "choose one" in capsys.readouterr().err
