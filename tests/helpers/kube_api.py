@@ -67,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = json.loads(self.server.state_file.read_text())
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive (RFC 7235)
         with self.server.lock, open(f"{self.server.state_file}.requests", "a") as log:
             log.write(json.dumps({"path": self.path, "token": token}) + "\n")
         time.sleep(float(state.get("delay", 0)))
