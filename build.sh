@@ -221,13 +221,18 @@ install_into() {
 # archive. Reproducible like the tarballs: --timestamp puts SOURCE_DATE_EPOCH into the image (config, history,
 # file times), and the archive is packed by cni_common/bundle/oci_archive.py (buildah's tar has the build's file
 # times). buildah's storage is a folder of its own under build/ (vfs: no overlay mounts), removed afterwards.
-# IMAGE names the image (default: the name the manifests use).
+# IMAGE names the image (default: the name the manifests use); IMAGE_DIST is the folder the files are taken from
+# (<folder>/linux-<arch>/) and the archive written to (default dist/, built first when a file is missing).
 build_image() {
-    local version image storage arch refs=() out
+    local version image storage arch refs=() out dist=${IMAGE_DIST:-dist}
     version=$("$PYTHON" -c 'from cni_common import __version__; print(__version__)')
     image=${IMAGE:-registry.example.com/cni-suite:$version}
     for arch in "$@"; do
-        [ -x "dist/linux-$arch/${PLUGIN_TYPES[0]}" ] || build "$@"
+        [ -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ] || [ "$dist" != dist ] || build "$@"
+        if [ ! -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ]; then
+            echo "build.sh: no $dist/linux-$arch/${PLUGIN_TYPES[0]} to put into the image" >&2
+            exit 1
+        fi
     done
     if ! command -v buildah >/dev/null; then
         echo "build.sh: ./build.sh image needs buildah (Debian: apt-get install buildah; bash .ci/setup does)" >&2
@@ -244,14 +249,14 @@ build_image() {
     for arch in "$@"; do
         "${buildah[@]}" build --quiet --platform "linux/$arch" --timestamp "$SOURCE_DATE_EPOCH" \
             --build-arg "VERSION=$version" -f conf-examples/kubernetes/Containerfile \
-            -t "localhost/cni-suite:$version-$arch" dist >/dev/null
+            -t "localhost/cni-suite:$version-$arch" "$dist" >/dev/null
         "${buildah[@]}" manifest add "localhost/cni-suite:$version" \
             "containers-storage:localhost/cni-suite:$version-$arch" >/dev/null
         refs+=("linux/$arch")
     done
     "${buildah[@]}" manifest push --quiet --all --format oci "localhost/cni-suite:$version" \
         "oci:$PWD/$storage/layout:$image"
-    out=dist/cni-suite-image-v$version.tar
+    out=$dist/cni-suite-image-v$version.tar
     "$PYTHON" -m cni_common.bundle.oci_archive "$storage/layout" "$image" "$out" >/dev/null
     rm -rf "$storage"
     exec 9>&-
