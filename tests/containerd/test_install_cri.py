@@ -10,7 +10,9 @@
    "host" netns on 127.0.0.1. The node has no pod CIDR at first: the installer waits and writes nothing; once the
    node gets one, the config holds it, containerd picks it up by itself, and a pod gets an address from it and
    answers ping and TCP from the node.
-3. The DaemonSet is rolled to a second build while pods are created and removed: none fails.
+   Before that, without the RBAC binding (the API answers 403), the installer exits 3 naming what to bind.
+3. The DaemonSet is rolled to a second build while pods are created and removed: none fails. The API is down
+   when the new pod starts: it retries, and meanwhile the node keeps the previous build and config.
 4. The installer is stopped with `--remove-config-on-exit`: the config goes, the plugin files stay.
 Everything lives in test folders, a test "host" netns and the test containerd; the plugins use a launcher cache of
 their own (CNI_SUITE_CACHE_DIR in containerd's environment, which go-cni passes on).
@@ -19,6 +21,7 @@ their own (CNI_SUITE_CACHE_DIR in containerd's environment, which go-cni passes 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -68,28 +71,36 @@ class KubeAPI:
 
     def __init__(self, host_ns: Netns, folder: Path) -> None:
         folder.mkdir()
-        certs = make_certs(folder / "ca")
+        self.host_ns, self.certs = host_ns, make_certs(folder / "ca")
         self.token = make_token()
-        self.state, port_file = folder / "state.json", folder / "port"
-        self.set_pod_cidrs([])
-        self.proc = host_ns.popen([sys.executable, "-m", "tests.helpers.kube_api", str(self.state),
-                                   str(certs.server_cert), str(certs.server_key), "127.0.0.1", str(port_file)],
-                                  cwd=REPO)
-        wait_for(port_file.exists, "the API server stand-in")
-        self.port = int(port_file.read_text())
+        self.state, self.port = folder / "state.json", 0
+        self.set_node([])
+        self.proc: subprocess.Popen | None = None
+        self.start()
         self.account = folder / "serviceaccount"  # what the kubelet mounts at ACCOUNT_DIR
         self.account.mkdir()
         (self.account / "token").write_text(self.token)
-        (self.account / "ca.crt").write_bytes(certs.ca.read_bytes())
+        (self.account / "ca.crt").write_bytes(self.certs.ca.read_bytes())
         (self.account / "namespace").write_text("kube-system")
 
-    def set_pod_cidrs(self, cidrs: list[str]) -> None:
+    def start(self) -> None:
+        """Listen (again on the same port, after an outage); returns once it listens."""
+        self.proc = self.host_ns.popen([sys.executable, "-m", "tests.helpers.kube_api", str(self.state),
+                                        str(self.certs.server_cert), str(self.certs.server_key), "127.0.0.1",
+                                        str(self.port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def set_node(self, cidrs: list[str], allowed: bool = True) -> None:
+        """Node node-1 with these pod CIDRs; ``allowed=False``: the ClusterRoleBinding is missing."""
         write_state(self.state, nodes={"node-1": cidrs}, tokens={self.token: SERVICE_ACCOUNT_USER},
-                    allowed=[SERVICE_ACCOUNT_USER])
+                    allowed=[SERVICE_ACCOUNT_USER] if allowed else [])
 
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
 
 class InstallerDaemonSet:
@@ -147,13 +158,23 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
                                                                                       tmp_path / "ipam"), api)
     conflist = cd.conf_dir / "10-cni-suite.conflist"
 
+    # 0. Without the ClusterRoleBinding the API forbids reading the node: the installer exits 3 with the fix in its
+    #    message (`kubectl describe` shows it: FallbackToLogsOnError), and writes nothing.
+    api.set_node([POD_CIDR], allowed=False)
+    pod_0, installer_0, log_0 = daemonset.run(images[0][0], "--watch")
+    assert cri.wait_exited(installer_0) == 3
+    assert "ServiceAccount kube-system/cni-suite needs the ClusterRole cni-suite" in log_0.read_text()
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["loopback"] and not conflist.exists()
+    daemonset.remove(pod_0)
+
     # 1. The DaemonSet's pod reads its node from the API: no pod CIDR yet, so it waits and writes no config; once
     #    the node IPAM controller (here: the test) assigns one, the config holds it; containerd notices by itself.
+    api.set_node([])
     pod_a, installer_a, log_a = daemonset.run(images[0][0], "--watch")
     wait_for(lambda: log_a.exists() and "has no spec.podCIDR yet" in log_a.read_text(),
              f"the installer to wait for the pod CIDR (installer log: {log_a})")
     assert not conflist.exists()
-    api.set_pod_cidrs([POD_CIDR])
+    api.set_node([POD_CIDR])
     wait_for(conflist.exists, f"the config (installer log: {log_a})")
     ipam = json.loads(conflist.read_text())["plugins"][0]["ipam"]
     assert (ipam["ranges"], ipam["routes"]) == ([[{"subnet": POD_CIDR}]], [{"dst": "0.0.0.0/0"}])
@@ -201,7 +222,15 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     churner.start()
     try:
         time.sleep(1)
+        # The API is down when the new pod starts: it retries, and the node keeps the old build and config.
+        api.stop()
+        config_before = conflist.read_bytes()
         pod_b, installer_b, log_b = daemonset.run(images[1][0], "--watch", "--remove-config-on-exit")
+        wait_for(lambda: log_b.exists() and log_b.read_text().count("the API is unreachable") >= 2,
+                 f"the new installer to retry (installer log: {log_b})")
+        assert conflist.read_bytes() == config_before
+        assert {build_hash(bin_dir / t) for t in TYPES} == {build_hash(first)}
+        api.start()
         wait_for(lambda: {build_hash(bin_dir / t) for t in TYPES} == {build_hash(second)},
                  f"the second build (installer log: {log_b})")
         before = churned[0]

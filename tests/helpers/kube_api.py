@@ -7,7 +7,7 @@ service account user as the authorizer does, 404 ``NotFound``. It can also answe
 in the middle of the body.
 
 Its state is a JSON file read again for every request, so a test (or this process run in a test netns with
-``python -m tests.helpers.kube_api STATE CERT KEY ADDRESS PORTFILE``) changes the cluster by rewriting it, e.g. a
+``python -m tests.helpers.kube_api STATE CERT KEY ADDRESS PORT``) changes the cluster by rewriting it, e.g. a
 node gaining its pod CIDR. Every request is appended to ``STATE.requests`` (path and token) for the tests.
 
 State keys: ``nodes`` {name: [pod CIDRs]}; ``tokens`` {token: user}; ``allowed`` [users who may get nodes];
@@ -105,8 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
 class KubeAPIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state_file: Path, cert: Path, key: Path, address: str = "127.0.0.1") -> None:
-        super().__init__((address, 0), _Handler)
+    def __init__(self, state_file: Path, cert: Path, key: Path, address: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((address, port), _Handler)
         self.state_file, self.lock = state_file, threading.Lock()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
@@ -129,10 +129,10 @@ def write_state(path: Path, **state: Any) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Serve in this process until killed; writes the port to PORTFILE once listening."""
-    state, cert, key, address, port_file = argv
-    server = KubeAPIServer(Path(state), Path(cert), Path(key), address)
-    Path(port_file).write_text(str(server.port))
+    """Serve in this process until killed; prints the port once listening (PORT 0: any free port)."""
+    state, cert, key, address, port = argv
+    server = KubeAPIServer(Path(state), Path(cert), Path(key), address, int(port))
+    print(server.port, flush=True)
     server.serve_forever()
 
 
