@@ -159,6 +159,8 @@ def _check_combinations(parser: argparse.ArgumentParser, opts: argparse.Namespac
         parser.error("--remove-config-on-exit does not go with --uninstall")
     if opts.pod_cidr_from_api and opts.node_subnets:
         parser.error("--pod-cidr-from-api and --node-subnets are two sources of the same POD_CIDR: choose one")
+    if opts.pod_cidr_from_api and (opts.uninstall or not opts.conflist):
+        parser.error("--pod-cidr-from-api goes with --conflist (it fills the template), not with --uninstall")
     if opts.interval <= 0:
         parser.error("--interval must be positive")
 

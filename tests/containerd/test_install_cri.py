@@ -1,11 +1,11 @@
 """The DaemonSet's path, driven through containerd's CRI plugin as the kubelet drives it.
 
 1. The installer image is the one `./build.sh image` makes (buildah, FROM scratch + the single file, a multi-arch
-   OCI index), imported as an air-gapped node would (`ctr images import`), and runs as the DaemonSet pod runs: a
-   host-network sandbox, no capabilities at all, a read-only root file system, the node's CNI bin and conf
-   directories as hostPath volumes (the test containerd's own `bin_dir`/`conf_dir`), the template as a
-   ConfigMap-like read-only volume, `/var/cache` as an emptyDir, the service account's token and CA at their
-   standard path.
+   OCI index), imported as an air-gapped node would (`ctr images import`), and runs bridge.yaml's installer
+   command as the DaemonSet pod runs: a host-network sandbox, no capabilities at all, a read-only root file
+   system, the node's CNI bin and conf directories as hostPath volumes (the test containerd's own
+   `bin_dir`/`conf_dir`), the template as a ConfigMap-like read-only volume, `/var/cache` as an emptyDir, the
+   service account's token and CA at their standard path.
 2. The Kubernetes API is a local TLS server answering as the API does (tests/helpers/kube_api.py), inside the test
    "host" netns on 127.0.0.1. The node has no pod CIDR at first: the installer waits and writes nothing; once the
    node gets one, the config holds it, containerd picks it up by itself, and a pod gets an address from it and
@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from tests.containerd.conftest import go_bin_dir
 from tests.containerd.cri import CriClient, HostMount
 from tests.containerd.images import INSTALLER_IMAGE, suite_image
@@ -40,6 +42,16 @@ from tests.helpers.tls import make_certs
 POD_CIDR = "10.96.5.0/24"
 ARM64_FILE = DIST_DIR / "linux-arm64" / "bridge"
 ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def manifest_installer() -> dict:
+    """The installer container of conf-examples/kubernetes/bridge.yaml: the test runs its command and mounts."""
+    docs = yaml.safe_load_all((REPO / "conf-examples" / "kubernetes" / "bridge.yaml").read_text())
+    daemonset = next(d for d in docs if d and d["kind"] == "DaemonSet")
+    return next(c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "install")
+
+
+MANIFEST = manifest_installer()
 TYPES = ("bridge", "host-local", "portmap", "vxlan")
 
 
@@ -120,16 +132,17 @@ class InstallerDaemonSet:
         empty_dir.mkdir(mode=0o777)
         empty_dir.chmod(0o777)  # as kubelet makes an emptyDir
         pod = self.cri.run_pod(name, namespace="kube-system", host_network=True, log_directory=str(logs))
+        mounts = [HostMount("/host/opt/cni/bin", self.bin_dir), HostMount("/host/etc/cni/net.d", self.conf_dir),
+                  HostMount("/etc/cni-suite", self.config, readonly=True), HostMount("/var/cache", empty_dir),
+                  HostMount(ACCOUNT_DIR, self.api.account, readonly=True)]  # the volumes, and the token's
         container = self.cri.run_container(
             pod, name, "install", image,
-            ["/cni-suite", "install", "--conflist", "/etc/cni-suite/conflist.json", "--pod-cidr-from-api",
-             "--interval", "0.5", *args],
+            [*MANIFEST["command"], "--interval", "0.5", *args],
             env={"NODE_NAME": "node-1", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                  "KUBERNETES_SERVICE_PORT": str(self.api.port)},
-            mounts=[HostMount("/host/opt/cni/bin", self.bin_dir), HostMount("/host/etc/cni/net.d", self.conf_dir),
-                    HostMount("/etc/cni-suite", self.config, readonly=True), HostMount("/var/cache", empty_dir),
-                    HostMount(ACCOUNT_DIR, self.api.account, readonly=True)],
+            mounts=mounts,
             drop_all_capabilities=True, readonly_rootfs=True, host_network=True)
+        assert {m["mountPath"] for m in MANIFEST["volumeMounts"]} == {m.container_path for m in mounts[:4]}
         return pod, container, logs / "install.log"
 
     def remove(self, pod: str) -> None:
@@ -161,7 +174,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     # 0. Without the ClusterRoleBinding the API forbids reading the node: the installer exits 3 with the fix in its
     #    message (`kubectl describe` shows it: FallbackToLogsOnError), and writes nothing.
     api.set_node([POD_CIDR], allowed=False)
-    pod_0, installer_0, log_0 = daemonset.run(images[0][0], "--watch")
+    pod_0, installer_0, log_0 = daemonset.run(images[0][0])
     assert cri.wait_exited(installer_0) == 3
     assert "ServiceAccount kube-system/cni-suite needs the ClusterRole cni-suite" in log_0.read_text()
     assert sorted(p.name for p in bin_dir.iterdir()) == ["loopback"] and not conflist.exists()
@@ -170,7 +183,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     # 1. The DaemonSet's pod reads its node from the API: no pod CIDR yet, so it waits and writes no config; once
     #    the node IPAM controller (here: the test) assigns one, the config holds it; containerd notices by itself.
     api.set_node([])
-    pod_a, installer_a, log_a = daemonset.run(images[0][0], "--watch")
+    pod_a, installer_a, log_a = daemonset.run(images[0][0])
     wait_for(lambda: log_a.exists() and "has no spec.podCIDR yet" in log_a.read_text(),
              f"the installer to wait for the pod CIDR (installer log: {log_a})")
     assert not conflist.exists()
@@ -225,7 +238,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
         # The API is down when the new pod starts: it retries, and the node keeps the old build and config.
         api.stop()
         config_before = conflist.read_bytes()
-        pod_b, installer_b, log_b = daemonset.run(images[1][0], "--watch", "--remove-config-on-exit")
+        pod_b, installer_b, log_b = daemonset.run(images[1][0], "--remove-config-on-exit")
         wait_for(lambda: log_b.exists() and log_b.read_text().count("the API is unreachable") >= 2,
                  f"the new installer to retry (installer log: {log_b})")
         assert conflist.read_bytes() == config_before

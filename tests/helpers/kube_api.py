@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -106,6 +107,7 @@ class KubeAPIServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, state_file: Path, cert: Path, key: Path, address: str = "127.0.0.1", port: int = 0) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
         super().__init__((address, port), _Handler)
         self.state_file, self.lock = state_file, threading.Lock()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

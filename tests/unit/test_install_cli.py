@@ -13,6 +13,8 @@ import pytest
     (["--check"], "--check needs --conflist"),
     (["--check", "--conflist", "x", "--watch"], "--check goes alone"),
     (["--uninstall", "--watch", "--remove-config-on-exit"], "does not go with --uninstall"),
+    (["--pod-cidr-from-api"], "--pod-cidr-from-api goes with --conflist"),
+    (["--pod-cidr-from-api", "--conflist", "x", "--uninstall"], "--pod-cidr-from-api goes with --conflist"),
 ])
 def test_usage_errors_exit_2(args, message, capsys):
     from plugins.install import main

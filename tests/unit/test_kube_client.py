@@ -223,3 +223,18 @@ def test_the_service_account_name_is_read_from_the_token(tmp_path):
     assert kubeapi.service_account_name(str(tmp_path / "token")) == "kube-system/cni-suite"
     (tmp_path / "token").write_text("not-a-jwt")
     assert kubeapi.service_account_name(str(tmp_path / "token")) == ""
+
+
+def test_an_ipv6_service_address(state, tmp_path):
+    """On an IPv6 (or IPv6-first dual-stack) cluster KUBERNETES_SERVICE_HOST is an IPv6 address."""
+    certs = make_certs(tmp_path / "ca6", server_ip="::1")
+    srv = KubeAPIServer(state, certs.server_cert, certs.server_key, "::1")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        env = {"KUBERNETES_SERVICE_HOST": "::1", "KUBERNETES_SERVICE_PORT": str(srv.port), "NODE_NAME": "node-1"}
+        kube = kubeapi.in_cluster(env, str(account(tmp_path / "sa", certs.ca)))
+        assert kube.address == f"https://[::1]:{srv.port}"
+        assert kubeapi.get_node(kube, "node-1")["spec"]["podCIDRs"] == ["10.244.1.0/24"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
