@@ -264,7 +264,8 @@ build_image() {
 }
 
 usage() {
-    echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh [--arch ARCH] install DIR | ./build.sh [--arch ARCH]... image" \
+    echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh [--arch ARCH] install DIR" \
+         "| ./build.sh [--arch ARCH]... image" \
          "(architectures: ${ARCHES[*]}; install: the build machine's unless --arch)" >&2
     exit 2
 }

@@ -95,13 +95,13 @@ def node_variables(env: Mapping[str, str], account_dir: str = "",
 
 
 def _refusal(exc: kubeapi.APIError, name: str, cluster: kubeapi.InCluster) -> str:
-    account = kubeapi.service_account_name(cluster.token_file) or "this pod's"
+    account = kubeapi.service_account_name(cluster.token_file)
     if exc.code == 401:
-        return (f"the API refused the service account token of {account} twice ({exc}): the token is not valid "
-                f"for {cluster.address} (expired, or its ServiceAccount deleted)")
+        return (f"the API refused the service account token{f' of {account}' if account else ''} twice ({exc}): "
+                f"the token is not valid for {cluster.address} (expired, or its ServiceAccount deleted)")
     if exc.code == 403:
         return (f"the API forbids reading node {name} ({exc}): the ServiceAccount {SERVICE_ACCOUNT} needs the "
                 f"ClusterRole {CLUSTER_ROLE} (get on nodes) through a ClusterRoleBinding, and the DaemonSet must "
-                f"run as it (serviceAccountName: cni-suite; this pod runs as {account})")
+                f"run as it (serviceAccountName: cni-suite{f'; this pod runs as {account}' if account else ''})")
     return (f"the API has no node {name!r} ({exc}): NODE_NAME must come from the downward API "
             f"(fieldRef spec.nodeName)")
