@@ -40,7 +40,7 @@ def state(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(state: Path, certs: Certs) -> Iterator[KubeAPIServer]:
     srv = KubeAPIServer(state, certs.server_cert, certs.server_key)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield srv
     srv.shutdown()
@@ -229,7 +229,7 @@ def test_an_ipv6_service_address(state, tmp_path):
     """On an IPv6 (or IPv6-first dual-stack) cluster KUBERNETES_SERVICE_HOST is an IPv6 address."""
     certs = make_certs(tmp_path / "ca6", server_ip="::1")
     srv = KubeAPIServer(state, certs.server_cert, certs.server_key, "::1")
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     try:
         env = {"KUBERNETES_SERVICE_HOST": "::1", "KUBERNETES_SERVICE_PORT": str(srv.port), "NODE_NAME": "node-1"}
         kube = kubeapi.in_cluster(env, str(account(tmp_path / "sa", certs.ca)))
