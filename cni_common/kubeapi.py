@@ -99,6 +99,8 @@ def get(cluster: InCluster, path: str, timeout: float = 10.0) -> Any:
         context = ssl.create_default_context(cafile=cluster.ca_file)
     except (OSError, ssl.SSLError, UnicodeDecodeError) as exc:
         raise Unreachable(f"service account files: {exc}") from exc
+    if not token or not token.isascii() or not token.isprintable():  # (being rotated; or no token at all)
+        raise Unreachable(f"{cluster.token_file} holds no bearer token")
     connection = http.client.HTTPSConnection(cluster.host, cluster.port, context=context, timeout=timeout)
     try:
         connection.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json",

@@ -238,3 +238,11 @@ def test_an_ipv6_service_address(state, tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_an_empty_or_garbled_token_file_is_not_sent(server, certs, tmp_path):
+    for garbage in ("", "line\nbreak", "tök"):
+        sa = account(tmp_path / "sa", certs.ca, token=garbage)
+        with pytest.raises(kubeapi.Unreachable, match="holds no bearer token"):
+            kubeapi.get_node(cluster(server, sa), "node-1")
+    assert server.requests() == []
