@@ -5,11 +5,14 @@
 #   ./build.sh --arch amd64        build only that architecture (repeat --arch for several)
 #   ./build.sh install DIR         build if needed, then install the build machine's files into DIR atomically
 #   ./build.sh --arch arm64 install DIR   the same with that architecture's files (e.g. a root for another node)
+#   ./build.sh image               build if needed, then the installer image of every architecture in ARCHES (or
+#                                  --arch): dist/cni-suite-image-v<version>.tar, one multi-arch OCI index
 #
 # dist/ afterwards (docs/packaging.md):
 #   dist/linux-<arch>/{bridge,host-local,portmap,vxlan}          the four files of each architecture
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
 #   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
+#   dist/cni-suite-image-v<version>.tar{,.sha256}                 ./build.sh image: the image (an OCI archive)
 #
 # All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),
 # frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec). Per architecture,
@@ -212,8 +215,57 @@ install_into() {
     echo "installed ${PLUGIN_TYPES[*]} into $dir"
 }
 
+# The installer image the manifests name (conf-examples/kubernetes/Containerfile: FROM scratch + the single file),
+# built by buildah with no network (FROM scratch pulls nothing; each architecture is a --platform build that runs
+# no command, so no emulator is needed), one image per architecture, then one multi-arch index, written as an OCI
+# archive. Reproducible like the tarballs: --timestamp puts SOURCE_DATE_EPOCH into the image (config, history,
+# file times), and the archive is packed by cni_common/bundle/oci_archive.py (buildah's tar has the build's file
+# times). buildah's storage is a folder of its own under build/ (vfs: no overlay mounts), removed afterwards.
+# IMAGE names the image (default: the name the manifests use); IMAGE_DIST is the folder the files are taken from
+# (<folder>/linux-<arch>/) and the archive written to (default dist/, built first when a file is missing).
+build_image() {
+    local version image storage arch refs=() out dist=${IMAGE_DIST:-dist}
+    version=$("$PYTHON" -c 'from cni_common import __version__; print(__version__)')
+    image=${IMAGE:-registry.example.com/cni-suite:$version}
+    for arch in "$@"; do
+        [ -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ] || [ "$dist" != dist ] || build "$@"
+        if [ ! -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ]; then
+            echo "build.sh: no $dist/linux-$arch/${PLUGIN_TYPES[0]} to put into the image" >&2
+            exit 1
+        fi
+    done
+    if ! command -v buildah >/dev/null; then
+        echo "build.sh: ./build.sh image needs buildah (Debian: apt-get install buildah; bash .ci/setup does)" >&2
+        exit 1
+    fi
+    source_date_epoch
+    mkdir -p build
+    exec 9>build/.lock
+    flock 9
+    storage=build/image
+    rm -rf "$storage"
+    local buildah=(buildah --root "$PWD/$storage/root" --runroot "$PWD/$storage/run" --storage-driver vfs)
+    "${buildah[@]}" manifest create "localhost/cni-suite:$version" >/dev/null
+    for arch in "$@"; do
+        "${buildah[@]}" build --quiet --platform "linux/$arch" --timestamp "$SOURCE_DATE_EPOCH" \
+            --build-arg "VERSION=$version" -f conf-examples/kubernetes/Containerfile \
+            -t "localhost/cni-suite:$version-$arch" "$dist" >/dev/null
+        "${buildah[@]}" manifest add "localhost/cni-suite:$version" \
+            "containers-storage:localhost/cni-suite:$version-$arch" >/dev/null
+        refs+=("linux/$arch")
+    done
+    "${buildah[@]}" manifest push --quiet --all --format oci "localhost/cni-suite:$version" \
+        "oci:$PWD/$storage/layout:$image"
+    out=$dist/cni-suite-image-v$version.tar
+    "$PYTHON" -m cni_common.bundle.oci_archive "$storage/layout" "$image" "$out" >/dev/null
+    rm -rf "$storage"
+    exec 9>&-
+    echo "$out: $image for ${refs[*]} ($(cut -d' ' -f1 "$out.sha256"))"
+}
+
 usage() {
     echo "usage: ./build.sh [--arch ARCH]... [build] | ./build.sh [--arch ARCH] install DIR" \
+         "| ./build.sh [--arch ARCH]... image" \
          "(architectures: ${ARCHES[*]}; install: the build machine's unless --arch)" >&2
     exit 2
 }
@@ -223,6 +275,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --arch) [ $# -ge 2 ] || usage; arch_config "$2"; selected+=("$2"); shift 2 ;;
         build) shift ;;
+        image) [ $# -eq 1 ] || usage; ((${#selected[@]})) || selected=("${ARCHES[@]}"); build_image "${selected[@]}"; exit ;;
         install) [ $# -eq 2 ] && ((${#selected[@]} <= 1)) || usage; install_into "$2" "${selected[0]:-$NATIVE_ARCH}"; exit ;;
         *) usage ;;
     esac

@@ -33,7 +33,7 @@ from typing import Any, Optional
 from cni_common.bundle import trailer
 from cni_common.durable import fsync_dir
 from cni_common.log import configure, get_logger
-from plugins import install_config, install_files
+from plugins import install_config, install_files, install_node
 from plugins.install_config import ConfigRefused
 from plugins.install_files import InstallError
 from plugins.multicall import PLUGINS
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-subnets", default="",
                    help="file of '<node name> <CIDR>' lines: sets POD_CIDR from NODE_NAME's line when POD_CIDR "
                         "is not set")
+    p.add_argument("--pod-cidr-from-api", action="store_true",
+                   help="set POD_CIDR, POD_CIDRS, POD_DEFAULT_ROUTES from NODE_NAME's spec.podCIDRs, read from the "
+                        "Kubernetes API with the pod's service account (waits until the node has one)")
     p.add_argument("--check", action="store_true",
                    help="only render and validate --conflist, print it, write nothing")
     p.add_argument("--watch", action="store_true",
@@ -95,6 +98,8 @@ class Options:
     conflist: str
     conflist_name: str
     node_subnets: str
+    #: Template variables read from the API once at the start (a node's pod CIDRs never change).
+    node_variables: Optional[dict[str, str]] = None
 
     @property
     def conflist_path(self) -> str:
@@ -112,6 +117,8 @@ def main(args: list[str]) -> int:
     configure(opts.log_level if opts.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "info")
     try:
         options = _options(opts, sys.argv[0])  # the launcher keeps argv[0]: the single file we run from
+        if opts.pod_cidr_from_api:
+            options.node_variables = install_node.node_variables(os.environ)
         if opts.check:
             sys.stdout.write(_render(options, dict(os.environ))[0])
             return 0
@@ -150,6 +157,10 @@ def _check_combinations(parser: argparse.ArgumentParser, opts: argparse.Namespac
         parser.error("--check goes alone (it writes nothing)")
     if opts.remove_config_on_exit and opts.uninstall:
         parser.error("--remove-config-on-exit does not go with --uninstall")
+    if opts.pod_cidr_from_api and opts.node_subnets:
+        parser.error("--pod-cidr-from-api and --node-subnets are two sources of the same POD_CIDR: choose one")
+    if opts.pod_cidr_from_api and (opts.uninstall or not opts.conflist):
+        parser.error("--pod-cidr-from-api goes with --conflist (it fills the template), not with --uninstall")
     if opts.interval <= 0:
         parser.error("--interval must be positive")
 
@@ -244,8 +255,10 @@ def _render(options: Options, env: dict[str, str]) -> tuple[str, list[str]]:
         if not env.get("NODE_NAME"):
             raise ConfigRefused("--node-subnets needs the environment variable NODE_NAME (the downward API's "
                                 "spec.nodeName)")
-        env = {**env, "POD_CIDR": install_config.node_subnet(_read_text(options.node_subnets, "--node-subnets"),
-                                                             env["NODE_NAME"])}
+        subnet = install_config.node_subnet(_read_text(options.node_subnets, "--node-subnets"), env["NODE_NAME"])
+        env = {**install_node.cidr_variables([subnet]), **env}
+    if options.node_variables:
+        env = {**options.node_variables, **env}  # fills what the environment does not set, as --node-subnets
     conflist = install_config.render(template, env)
     needed = install_config.validate(conflist)
     return json.dumps(conflist, indent=2) + "\n", needed

@@ -4,6 +4,7 @@ Substitution is deliberately small: ``${NAME}`` inside a JSON **string value** i
 variable ``NAME`` (names: letters, digits, ``_``). It happens after the template is parsed, so a value can never
 break the JSON around it, and a template is valid JSON before and after. A variable that is not set is an error
 naming the key that uses it: a config with an empty subnet must never reach a node. ``$`` alone is kept as is.
+A list element using a list variable (``${POD_CIDRS}``) is repeated once per value: one range set per pod CIDR.
 
 Validation runs the suite's own config parsers on every plugin of the list whose ``type`` is ours (bridge's
 ``load_conf``, host-local's range config, portmap's ``parse_conf``, vxlan's ``config.parse``): the same code a
@@ -20,6 +21,10 @@ from typing import Any, Callable, Mapping
 from cni_common.errors import CNIError
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Variables holding a comma-separated list: the element of the outermost list inside a plugin that uses one
+#: is repeated once per value (``ranges``: one range set per pod CIDR; ``routes``: one route per value), while
+#: the ``plugins`` list itself is never repeated. plugins/install_node.py sets them.
+LIST_VARIABLES = ("POD_CIDRS", "POD_DEFAULT_ROUTES")
 
 
 class ConfigRefused(Exception):
@@ -47,7 +52,16 @@ def render(template: Any, env: Mapping[str, str], where: str = "") -> Any:
     if isinstance(template, dict):
         return {k: render(v, env, f"{where}.{k}" if where else k) for k, v in template.items()}
     if isinstance(template, list):
-        return [render(v, env, f"{where}[{i}]") for i, v in enumerate(template)]
+        rendered = []
+        for i, item in enumerate(template):
+            lists = [] if where == "plugins" else sorted(set(_variables(item)) & set(LIST_VARIABLES))
+            if len(lists) > 1:
+                raise ConfigRefused(f"{where}[{i}]: uses both ${{{lists[0]}}} and ${{{lists[1]}}} (one list "
+                                    "variable per list element)")
+            values = env[lists[0]].split(",") if lists and lists[0] in env else [None]
+            for one in values:  # one copy of the element per value of its list variable
+                rendered.append(render(item, env if one is None else {**env, lists[0]: one}, f"{where}[{i}]"))
+        return rendered
     if isinstance(template, str):
         def value(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -57,6 +71,15 @@ def render(template: Any, env: Mapping[str, str], where: str = "") -> Any:
 
         return VARIABLE.sub(value, template)
     return template
+
+
+def _variables(template: Any) -> list[str]:
+    """The names of the variables a template (or a part of it) uses."""
+    if isinstance(template, dict):
+        return [name for value in template.values() for name in _variables(value)]
+    if isinstance(template, list):
+        return [name for value in template for name in _variables(value)]
+    return VARIABLE.findall(template) if isinstance(template, str) else []
 
 
 def parse_template(text: str, source: str) -> Any:

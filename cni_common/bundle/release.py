@@ -60,7 +60,8 @@ License: Apache-2.0 (LICENSE). Packaging: docs/packaging.md in the source.
 """
 
 
-def _tar_entry(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: int) -> None:
+def tar_entry(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: int) -> None:
+    """One file whose header holds nothing of the build machine: owner root, no user names, the given time."""
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), mode, mtime
     info.uid = info.gid = 0
@@ -78,7 +79,7 @@ def make_tarball(members: dict[str, tuple[bytes, int]], mtime: int) -> bytes:
         tar.addfile(root)
         for name in sorted(members):
             data, mode = members[name]
-            _tar_entry(tar, f"./{name}", data, mode, mtime)
+            tar_entry(tar, f"./{name}", data, mode, mtime)
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 

@@ -15,7 +15,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-
 BUSYBOX = Path("/usr/bin/busybox")  # Debian busybox-static: no shared libraries needed
 #: Sandbox image name. It must be fully qualified: CRI normalises a bare
 #: "pause:1" to docker.io/library/pause:1 and then looks for that name.
@@ -91,14 +90,17 @@ def oci_image_archive(rootfs: Path, dest: Path, ref: str = SANDBOX_IMAGE,
 
 #: Image names of the installer, one per build (fully qualified, as SANDBOX_IMAGE).
 INSTALLER_IMAGE = "cnt.test/cnt-cni-suite:{tag}"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def installer_rootfs(single_file: Path, dest: Path) -> Path:
-    """The installer image's file system: the single file as `/cni-suite` and nothing of the host's (the file
-    is self-contained: a static launcher, and the bundle carries its own loader and C library), plus
-    `/var/cache` (an emptyDir in the DaemonSet: the launcher unpacks its bundle there) and `/tmp`."""
-    (dest / "var" / "cache").mkdir(parents=True, exist_ok=True)
-    (dest / "tmp").mkdir(exist_ok=True)
-    (dest / "tmp").chmod(0o1777)
-    shutil.copy2(single_file, dest / "cni-suite")
-    return dest
+def suite_image(files: dict[str, Path], folder: Path, name: str) -> Path:
+    """The installer image of the given single files ({arch: file}), made by ``./build.sh image`` (buildah, the
+    Containerfile in conf-examples/kubernetes/) as an operator makes it; returns its OCI archive."""
+    for arch, single_file in files.items():
+        (folder / f"linux-{arch}").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(single_file, folder / f"linux-{arch}" / "bridge")
+    arches = [word for arch in files for word in ("--arch", arch)]
+    subprocess.run([str(REPO / "build.sh"), *arches, "image"], check=True, capture_output=True, timeout=600,
+                   env={**os.environ, "IMAGE": name, "IMAGE_DIST": str(folder)})
+    (archive,) = folder.glob("cni-suite-image-v*.tar")
+    return archive

@@ -13,6 +13,8 @@ import pytest
     (["--check"], "--check needs --conflist"),
     (["--check", "--conflist", "x", "--watch"], "--check goes alone"),
     (["--uninstall", "--watch", "--remove-config-on-exit"], "does not go with --uninstall"),
+    (["--pod-cidr-from-api"], "--pod-cidr-from-api goes with --conflist"),
+    (["--pod-cidr-from-api", "--conflist", "x", "--uninstall"], "--pod-cidr-from-api goes with --conflist"),
 ])
 def test_usage_errors_exit_2(args, message, capsys):
     from plugins.install import main
@@ -20,3 +22,11 @@ def test_usage_errors_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_api_and_a_node_subnets_file_are_not_both_a_source(capsys):
+    from plugins.install import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--pod-cidr-from-api", "--node-subnets", "x", "--conflist", "y"])
+    assert exc.value.code == 2 and "choose one" in capsys.readouterr().err

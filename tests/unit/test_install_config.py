@@ -101,3 +101,20 @@ def test_foreign_plugin_types_are_not_parsed_but_listed():
     conf["plugins"].append({"type": "tuning", "sysctl": {"net.core.somaxconn": "500"}})
     assert validate(conf)[-1] == "tuning"
 
+
+
+def test_a_list_variable_repeats_the_outermost_list_element_inside_a_plugin():
+    template = {"cniVersion": "1.0.0", "name": "pods", "plugins": [
+        {"type": "bridge", "ipam": {"type": "host-local", "ranges": [[{"subnet": "${POD_CIDRS}"}]],
+                                    "routes": [{"dst": "${POD_DEFAULT_ROUTES}"}, {"dst": "10.0.0.0/8"}]}}]}
+    single = render(template, {"POD_CIDRS": "10.244.1.0/24", "POD_DEFAULT_ROUTES": "0.0.0.0/0"})
+    assert len(single["plugins"]) == 1  # the plugins list itself is never repeated
+    assert single["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    dual = render(template, {"POD_CIDRS": "10.244.1.0/24,fd00::/64", "POD_DEFAULT_ROUTES": "0.0.0.0/0,::/0"})
+    assert dual["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00::/64"}]]
+    assert dual["plugins"][0]["ipam"]["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}, {"dst": "10.0.0.0/8"}]
+    with pytest.raises(ConfigRefused, match=r"ranges\[0\]\[0\]\.subnet: \$\{POD_CIDRS\} is used but"):
+        render(template, {"POD_DEFAULT_ROUTES": "0.0.0.0/0"})
+    with pytest.raises(ConfigRefused, match=r"x\[0\]: uses both"):
+        render({"x": [{"a": "${POD_CIDRS}", "b": "${POD_DEFAULT_ROUTES}"}]},
+               {"POD_CIDRS": "a", "POD_DEFAULT_ROUTES": "b"})

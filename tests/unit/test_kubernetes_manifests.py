@@ -11,6 +11,7 @@ import yaml
 
 from plugins.install import build_parser
 from plugins.install_config import node_subnet, render, validate
+from plugins.install_node import CLUSTER_ROLE, SERVICE_ACCOUNT, cidr_variables
 
 MANIFESTS = sorted((Path(__file__).resolve().parents[2] / "conf-examples" / "kubernetes").glob("*.yaml"))
 
@@ -74,14 +75,50 @@ def test_installer_commands_parse_and_match_the_volumes(path: Path):
         assert security.get("privileged") is False
 
 
+@pytest.mark.parametrize("cidrs", [["10.244.1.0/24"], ["10.244.1.0/24", "fd00:10:244:1::/64"], ["fd00:1::/64"]],
+                         ids=["ipv4", "dual-stack", "ipv6"])
 @pytest.mark.parametrize("path", INSTALLS, ids=lambda p: p.name)
-def test_configmap_template_renders_and_validates(path: Path):
+def test_configmap_template_renders_and_validates(path: Path, cidrs: list[str]):
     data = documents(path)["ConfigMap"]["data"]
-    env = {"NODE_NAME": "node-1"}
-    if "node-subnets" in data:
-        env["POD_CIDR"] = node_subnet(data["node-subnets"], "node-1")
-    needed = validate(render(yaml.safe_load(data["conflist.json"]), env))  # JSON is YAML
+    env = {"NODE_NAME": "node-1", **cidr_variables(cidrs)}  # what --pod-cidr-from-api reads from the node
+    conflist = render(yaml.safe_load(data["conflist.json"]), env)  # JSON is YAML
+    needed = validate(conflist)
     assert set(needed) <= {"bridge", "host-local", "portmap", "vxlan"}  # all installed by the DaemonSet
+    if "bridge" in needed:  # one range set per pod CIDR, and a default route per family
+        ipam = conflist["plugins"][0]["ipam"]
+        assert ipam["ranges"] == [[{"subnet": cidr}] for cidr in cidrs]
+        assert len(ipam["routes"]) == len({":" in cidr for cidr in cidrs})
+
+
+def test_the_node_subnets_fallback_is_documented_in_the_configmap():
+    path = next(p for p in MANIFESTS if p.name == "bridge.yaml")
+    data, text = documents(path)["ConfigMap"], path.read_text()
+    assert "node-subnets" not in data["data"] and "--node-subnets=/etc/cni-suite/node-subnets" in text
+    lines = "\n".join(line.split("#", 1)[1][3:] for line in text.splitlines() if line.startswith("  #   node-"))
+    assert node_subnet(lines, "node-1") == "10.244.1.0/24"  # the commented example parses once uncommented
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_only_the_installer_reading_the_api_has_a_token_and_it_may_only_get_nodes(path: Path):
+    docs = documents(path)
+    spec = docs["DaemonSet"]["spec"]["template"]["spec"]
+    reads_api = [c for c in containers(spec) if "--pod-cidr-from-api" in c.get("command", [])]
+    if not reads_api:  # least privilege: no API access at all
+        assert spec["automountServiceAccountToken"] is False and "ServiceAccount" not in docs
+        return
+    account, role, binding = docs["ServiceAccount"], docs["ClusterRole"], docs["ClusterRoleBinding"]
+    assert f"{account['metadata']['namespace']}/{account['metadata']['name']}" == SERVICE_ACCOUNT
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["namespace"] == docs["DaemonSet"]["metadata"]["namespace"]
+    assert spec.get("automountServiceAccountToken", True) is True
+    assert role["metadata"]["name"] == CLUSTER_ROLE  # the name the 403 message tells the operator to bind
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+    for c in reads_api:
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c.get("env", [])}
+        assert env["NODE_NAME"] == "spec.nodeName"
 
 
 def test_vxlan_agent_reads_the_installed_config_with_net_admin_only():
