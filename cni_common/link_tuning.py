@@ -66,9 +66,9 @@ class LinkSettings:
             raise ValueError("not a JSON object")
         settings = cls(mac=raw.get("mac") or "", promisc=raw.get("promisc"), mtu=raw.get("mtu") or 0,
                        allmulti=raw.get("allmulti"), txqlen=raw.get("txQLen"))
-        typed = (isinstance(settings.mac, str) and isinstance(settings.mtu, int)
+        typed = (isinstance(settings.mac, str) and _is_int(settings.mtu)
                  and all(v is None or isinstance(v, bool) for v in (settings.promisc, settings.allmulti))
-                 and (settings.txqlen is None or isinstance(settings.txqlen, int)))
+                 and (settings.txqlen is None or _is_int(settings.txqlen)))
         if not typed:
             raise ValueError("a value of the wrong type")
         return settings
@@ -86,6 +86,10 @@ class LinkSettings:
         return LinkSettings(mac=self.mac or other.mac, promisc=_first(self.promisc, other.promisc),
                             mtu=self.mtu or other.mtu, allmulti=_first(self.allmulti, other.allmulti),
                             txqlen=_first(self.txqlen, other.txqlen))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _first(a: Any, b: Any) -> Any:

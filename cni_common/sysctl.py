@@ -72,13 +72,13 @@ def user_key_parts(key: str, ifname: str) -> tuple[str, ...]:
     """The path parts under ``/proc/sys`` of a sysctl key written in a config (upstream tuning's rule).
 
     Every ``.`` becomes ``/`` first, then the first ``IFNAME`` becomes ``ifname`` (so ``net.ipv4.conf.IFNAME.
-    arp_filter`` works for an interface named ``eth0.100``). Empty parts (a leading ``/``, ``//``) are dropped
-    as a path join would; ``.`` and ``..`` parts are refused outright (upstream cleans them away and then checks
-    the prefix; refusing them leaves no doubt where a key points). Only ``net/...`` keys are accepted: those are
-    the container namespace's own. Raises code 7 naming the key.
+    arp_filter`` works for an interface named ``eth0.100``). One leading ``/`` is allowed (``/net/...``). Empty
+    parts are refused, and with them every ``..`` (its dots become slashes): upstream cleans such a path and
+    then checks the prefix; refusing it leaves no doubt where a key points. Only ``net/...`` keys are accepted:
+    those are the container namespace's own. Raises code 7 naming the key.
     """
-    parts = tuple(p for p in key.replace(".", "/").replace("IFNAME", ifname, 1).split("/") if p)
-    if len(parts) < 2 or parts[0] != "net" or any(p in (".", "..") for p in parts):
+    parts = tuple(key.replace(".", "/").replace("IFNAME", ifname, 1).removeprefix("/").split("/"))
+    if len(parts) < 2 or parts[0] != "net" or any(p in ("", ".", "..") for p in parts):
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid net sysctl key: {key!r} (sysctl): only keys under "
                        f"/proc/sys/net, the container's namespace, are allowed")
     return parts
