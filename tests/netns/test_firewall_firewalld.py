@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers.netns import Netns
 from tests.helpers.skip import skip_or_fail
-from tests.netns.test_firewall_plugin import conflist, make_host, reaches_remote  # noqa: F401  (make_host: a fixture)
+from tests.netns.test_firewall_plugin import conflist, host_factory, reaches_remote
 
 BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -55,12 +55,12 @@ class Firewalld:
         shutil.copytree("/etc/firewalld", self.workdir / "etc")
         self.procs.append(self.ns.popen(["dbus-daemon", "--nofork", f"--config-file={self.workdir / 'bus.conf'}"]))
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
-        log = open(self.workdir / "firewalld.log", "w")
-        self.procs.append(self.ns.popen(["firewalld", "--nofork", "--nopid", "--system-config",
-                                         str(self.workdir / "etc"), "--log-target", "console"],
-                                        env=env, stdout=log, stderr=subprocess.STDOUT))
+        with open(self.workdir / "firewalld.log", "w") as log:
+            self.procs.append(self.ns.popen(["firewalld", "--nofork", "--nopid", "--system-config",
+                                             str(self.workdir / "etc"), "--log-target", "console"],
+                                            env=env, stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
-        while not self.running():
+        while not (self.running() and self.ruleset_loaded()):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                 self.stop()
                 raise RuntimeError(f"firewalld did not come up: {(self.workdir / 'firewalld.log').read_text()}")
@@ -83,6 +83,11 @@ class Firewalld:
         except DBusError:
             return False
 
+    def ruleset_loaded(self) -> bool:
+        """firewalld takes its bus name before its ruleset is in: wait for its forward chain too."""
+        listing = self.ns.run(["nft", "list", "chain", "inet", "firewalld", "filter_FORWARD"], check=False)
+        return listing.returncode == 0 and "reject with icmpx admin-prohibited" in listing.stdout  # its last rule
+
     def has_source(self, source: str, zone: str = "trusted") -> bool:
         with self._bus() as bus:
             return bus.call(FIREWALLD_NAME, "/org/fedoraproject/FirewallD1", "org.fedoraproject.FirewallD1.zone",
@@ -97,6 +102,11 @@ class Firewalld:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+@pytest.fixture
+def make_host(netns_pool):
+    yield from host_factory(netns_pool)
 
 
 @pytest.fixture

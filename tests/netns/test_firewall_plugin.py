@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -28,6 +28,11 @@ REMOTE = "192.0.2.2"
 @pytest.fixture
 def make_host(netns_pool):
     """Factory: a host namespace (FORWARD policy DROP) wired to its own remote; both removed afterwards."""
+    yield from host_factory(netns_pool)
+
+
+def host_factory(netns_pool) -> Iterator[Callable[[], Netns]]:
+    """The body of ``make_host`` (a fixture of test_firewall_firewalld.py too)."""
     made: list[Netns] = []
 
     def make() -> Netns:
