@@ -12,12 +12,16 @@ attached, a second DEL, CHECK; then the nftables backend (ours) with its bridge 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.helpers import paths
 from tests.helpers.netns import Netns
 
 SUBNETS = {"cntf": "10.99.8.0/24", "cntg": "10.99.9.0/24"}
@@ -72,6 +76,14 @@ def filter_table(host: Netns) -> str:
     return "\n".join(_COUNTERS.sub("", line) for line in text.splitlines() if not line.startswith("#"))
 
 
+def inspected_firewall(host: Netns, tmp: Path) -> dict[str, Any]:
+    """``cni-suite inspect``'s firewall view of the host (from the source tree)."""
+    argv = [sys.executable, "-m", "cni_common.inspect", "--netns", host.name, "--format", "json",
+            "--data-dir", str(tmp), "--cache-dir", str(tmp)]
+    return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True, cwd=paths.REPO).stdout)[
+        "firewall"]
+
+
 def reaches_remote(ctr: Netns) -> bool:
     return ctr.run(["ping", "-c", "1", "-W", "1", REMOTE], check=False).returncode == 0
 
@@ -98,6 +110,10 @@ def test_same_rules_and_traffic_as_go(policy, make_host, make_cnitool, plugin_di
         assert bare.delete("cntg", other, container_id="cnt-fw-2").rc == 0
         assert tool.check("cntf", ctr, container_id="cnt-fw-1").rc == 0
         after_add = filter_table(host)
+        ip = added.out["ips"][0]["address"].split("/")[0]
+        view = inspected_firewall(host, tmp_path)
+        assert {"backend": "iptables", "address": ip, "attachment": None} in view["allowed"]
+        assert view["isolated_bridges"] == ([{"backend": "iptables", "bridge": "cntfbr0"}] if policy else [])
         assert tool.delete("cntf", ctr, container_id="cnt-fw-1").rc == 0
         after_del = filter_table(host)
         assert tool.delete("cntf", ctr, container_id="cnt-fw-1").rc == 0  # a second DEL
@@ -161,6 +177,9 @@ def test_nftables_backend_rules_isolation_and_del(make_host, make_cnitool, plugi
     assert a.run(["ping", "-c", "1", "-W", "1", ips["cnt-fw-c"]], check=False).returncode == 0  # same bridge
     assert a.run(["ping", "-c", "1", "-W", "1", ips["cnt-fw-b"]], check=False).returncode != 0  # across: dropped
     assert reaches_remote(a)
+    view = inspected_firewall(host, tmp_path)
+    assert {a["address"] for a in view["allowed"]} == set(ips.values())
+    assert sorted(b["bridge"] for b in view["isolated_bridges"]) == ["cntfbr0", "cntfbr1"]
     assert tools["cntf"].delete("cntf", a, container_id="cnt-fw-a").rc == 0
     assert ips["cnt-fw-a"] not in nft_table(host) and ips["cnt-fw-c"] in nft_table(host)
     for ctr, net, cid in ((b, "cntg", "cnt-fw-b"), (c, "cntf", "cnt-fw-c")):
