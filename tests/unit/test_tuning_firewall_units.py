@@ -122,3 +122,18 @@ def test_system_bus_address():
     assert system_bus_path({"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/tmp/b.sock,guid=1"}) == "/tmp/b.sock"
     assert system_bus_path({}) == "/run/dbus/system_bus_socket"
     assert system_bus_path({"DBUS_SYSTEM_BUS_ADDRESS": "tcp:host=x"}) == "/run/dbus/system_bus_socket"
+
+
+def test_duplicated_sysctl_keys_are_refused_before_anything():
+    """v1.2+ refuses them; a plain JSON decode would keep the last one silently (v1.1.1 did)."""
+    import io
+
+    from plugins import tuning
+
+    stdin = (b'{"cniVersion":"1.0.0","name":"cntu","type":"tuning","prevResult":{"cniVersion":"1.0.0"},'
+             b'"sysctl":{"net.ipv4.ip_forward":"1","net.ipv4.ip_forward":"0"}}')
+    out = io.StringIO()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "cnt", "CNI_IFNAME": "eth0", "CNI_NETNS": "/nonexistent/cnt",
+           "CNI_PATH": "/nonexistent"}
+    assert tuning.main(environ=env, stdin=io.BytesIO(stdin), stdout=out, stderr=io.StringIO()) == 1
+    assert '"code": 7' in out.getvalue() and "duplicated sysctl keys" in out.getvalue()
