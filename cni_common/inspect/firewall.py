@@ -21,7 +21,7 @@ def firewall_view(filter_tables: dict[int, str], nft_rules: list[dict[str, Any]]
                 allowed.append({"backend": "iptables", "address": source.split("/")[0], "attachment": None})
         for rule in table.rules(names.STAGE2):
             bridge = option_value(rule, "-o")
-            if bridge:
+            if bridge and {"backend": "iptables", "bridge": bridge} not in bridges:  # one per family
                 bridges.append({"backend": "iptables", "bridge": bridge})
     for obj in nft_rules:
         if obj.get("table") != names.NFT_TABLE:

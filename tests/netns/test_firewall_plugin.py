@@ -89,14 +89,18 @@ def reaches_remote(ctr: Netns) -> bool:
 
 
 @pytest.mark.parametrize("policy", ["", "same-bridge"])
-def test_same_rules_and_traffic_as_go(policy, make_host, make_cnitool, plugin_dir, go_plugin_dir,
+@pytest.mark.parametrize("dual_stack", [False, True])
+def test_same_rules_and_traffic_as_go(policy, dual_stack, make_host, make_cnitool, plugin_dir, go_plugin_dir,
                                       make_container_ns, tmp_path):
     keys = {"ingressPolicy": policy} if policy else {}
     tables = {}
     for suite, bin_dir in (("go", go_plugin_dir), ("ours", plugin_dir)):
         host = make_host()
         tool = make_cnitool(bin_dir, host=host)
-        tool.write_conflist(conflist("cntf", tmp_path / suite, **keys))
+        conf = conflist("cntf", tmp_path / suite, **keys)
+        if dual_stack:  # both families' filter tables, each with its own rules (/128 for IPv6)
+            conf["plugins"][0]["ipam"]["ranges"].append([{"subnet": "fd99:8::/64"}])
+        tool.write_conflist(conf)
         ctr = make_container_ns(lo_up=True)
         before = filter_table(host)
         added = tool.add("cntf", ctr, container_id="cnt-fw-1")
