@@ -161,12 +161,16 @@ def test_through_libcni_beside_go(make_cnitool, plugin_dir, go_plugin_dir, make_
             tool = make_cnitool(bin_dir, host=host)
             data = tmp_path / suite
             tool.write_conflist({"cniVersion": "1.0.0", "name": "cntt", "plugins": [
-                {"type": "bridge", "bridge": "cnttbr0", "ipam": {"type": "host-local", "dataDir": str(data / "ipam"),
-                                                                 "ranges": [[{"subnet": "10.99.7.0/24"}]]}},
+                {"type": "bridge", "bridge": "cnttbr0", "isGateway": True,
+                 "ipam": {"type": "host-local", "dataDir": str(data / "ipam"),
+                          "ranges": [[{"subnet": "10.99.7.0/24"}]]}},
                 {"type": "tuning", "dataDir": str(data / "tuning"), "sysctl": SYSCTLS, **TUNED}]})
             ctr = make_container_ns(lo_up=True)
             added = tool.add("cntt", ctr)
             assert added.rc == 0, added.out
+            gateway = added.out["ips"][0]["gateway"]  # traffic over the tuned link (new MAC, MTU 1400)
+            assert ctr.run(["ping", "-c", "1", "-W", "2", "-s", "1372", "-M", "do", gateway],
+                           check=False).returncode == 0, suite
             # txqlen aside: Go's bridge makes its veths with txqueuelen 0, ours with the kernel's 1000
             facts[suite] = ({k: v for k, v in _facts(ctr).items() if k != "txqlen"}, added.out["interfaces"])
             assert tool.check("cntt", ctr).rc == 0 or suite == "go"  # Go v1.1.1's CHECK misses IFNAME
