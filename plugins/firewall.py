@@ -10,7 +10,7 @@ The rules are the library's :mod:`cni_common.netfilter.firewall`; firewalld is r
 Beyond upstream: ingressPolicy, the admin chain name and the bridge are validated before anything changes, and
 a failed ADD removes the rules it added; CHECK changes nothing (upstream's creates chains) and firewalld's
 CHECK honours querySource's answer; the nftables backend's rules carry the attachment, so DEL removes them
-even without a prevResult.
+even without a prevResult and GC removes those of attachments the runtime no longer knows.
 """
 
 from __future__ import annotations
@@ -209,10 +209,21 @@ def cmd_check(args: CmdArgs) -> None:
         raise CNIError(PluginCode.CHECK_FAILED, "; ".join(missing))
 
 
+def cmd_gc(args: CmdArgs) -> None:
+    """Remove this network's nftables rules of attachments the runtime no longer knows. The iptables rules
+    name only addresses and firewalld's sources only addresses too: those are left to DEL, as upstream."""
+    from cni_common.netfilter import firewall
+
+    parse_conf(args)
+    valid = cfg.valid_attachments(args.conf)
+    if valid is not None:
+        firewall.nft_gc(args.network_name, valid)
+
+
 def main(**streams: Any) -> int:
     """``streams`` (environ, stdin, stdout, stderr) let tests drive the plugin in-process."""
-    return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check), about=about_line("firewall"),
-                       supported=SUPPORTED_VERSIONS, **streams)
+    return plugin_main(CNIFuncs(add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc),
+                       about=about_line("firewall"), supported=SUPPORTED_VERSIONS, **streams)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,20 @@ def nft_revoke(comment: str) -> None:
     runner.transact(f"remove forwarding rules ({comment})", build, runner.nft_apply, runner.NFT_LOCK)
 
 
+def nft_gc(network: str, valid: set[tuple[str, str]]) -> None:
+    """Remove this network's per-container rules whose attachment is not in ``valid`` {(containerID, ifname)}."""
+    keep = {nft_comment(network, cid, ifname) for cid, ifname in valid}
+    prefix = nft_comment(network, "", "").partition(", id: ")[0] + ", id: "
+
+    def build() -> Optional[str]:
+        lines = [f"delete rule {NFT_T} containers handle {r['handle']}"
+                 for r in _nft_rules(_nft_listing(), "containers")
+                 if str(r.get("comment", "")).startswith(prefix) and r.get("comment") not in keep]
+        return "\n".join(lines) + "\n" if lines else None
+
+    runner.transact(f"garbage-collect forwarding rules of {network!r}", build, runner.nft_apply, runner.NFT_LOCK)
+
+
 def nft_isolate(bridge: str, policy: str) -> None:
     runner.transact(f"set up ingress policy {policy} of {bridge}",
                     lambda: nft_isolation_script(_nft_listing(), bridge, policy), runner.nft_apply, runner.NFT_LOCK)

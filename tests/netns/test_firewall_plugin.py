@@ -23,6 +23,7 @@ import pytest
 
 from tests.helpers import paths
 from tests.helpers.netns import Netns
+from tests.helpers.plugin import run_plugin
 
 SUBNETS = {"cntf": "10.99.8.0/24", "cntg": "10.99.9.0/24"}
 BRIDGES = {"cntf": "cntfbr0", "cntg": "cntfbr1"}
@@ -184,8 +185,16 @@ def test_nftables_backend_rules_isolation_and_del(make_host, make_cnitool, plugi
     view = inspected_firewall(host, tmp_path)
     assert {a["address"] for a in view["allowed"]} == set(ips.values())
     assert sorted(b["bridge"] for b in view["isolated_bridges"]) == ["cntfbr0", "cntfbr1"]
+    # GC (spec 1.1.0) of cntf keeping only c: a's rules go, c's stay, the other network's b is not touched
+    gc_conf = {"cniVersion": "1.1.0", "name": "cntf", "type": "firewall", "backend": "nftables",
+               "cni.dev/valid-attachments": [{"containerID": "cnt-fw-c", "ifname": "eth0"}]}
+    gc = run_plugin(plugin_dir / "firewall", "GC", gc_conf, in_netns=host, env={"CNI_NETNS": None,
+                                                                            "CNI_CONTAINERID": None,
+                                                                            "CNI_IFNAME": None})
+    assert gc.rc == 0, gc.out
+    table = nft_table(host)
+    assert ips["cnt-fw-a"] not in table and ips["cnt-fw-c"] in table and ips["cnt-fw-b"] in table
     assert tools["cntf"].delete("cntf", a, container_id="cnt-fw-a").rc == 0
-    assert ips["cnt-fw-a"] not in nft_table(host) and ips["cnt-fw-c"] in nft_table(host)
     for ctr, net, cid in ((b, "cntg", "cnt-fw-b"), (c, "cntf", "cnt-fw-c")):
         assert tools[net].delete(net, ctr, container_id=cid).rc == 0
     assert "accept comment" not in nft_table(host)

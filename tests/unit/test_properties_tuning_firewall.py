@@ -51,7 +51,7 @@ def guard(monkeypatch, data_dir):
 
     monkeypatch.setattr(netns.NetNS, "__init__", refuse)
     for name in ("ipt_allow", "ipt_revoke", "ipt_isolate", "ipt_check", "nft_allow", "nft_revoke", "nft_isolate",
-                 "nft_check"):
+                 "nft_gc", "nft_check"):
         monkeypatch.setattr(rules, name, refuse)
     monkeypatch.setattr(firewall, "_firewalld", refuse)
     monkeypatch.setattr(firewall, "firewalld_running", lambda: False)
