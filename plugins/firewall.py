@@ -105,9 +105,17 @@ def firewalld_running() -> bool:
 
 
 def _choose_backend(configured: str) -> str:
+    """The configured backend; else upstream's choice (firewalld when running, else iptables), except that a
+    node with no ``iptables`` at all but a working ``nft`` gets nftables (upstream fails there)."""
     if configured in (IPTABLES, FIREWALLD, NFTABLES):
         return configured
-    return FIREWALLD if firewalld_running() else IPTABLES
+    if firewalld_running():
+        return FIREWALLD
+    from cni_common.netfilter import runner
+
+    if not runner.on_path("iptables") and runner.supports_nftables():
+        return NFTABLES
+    return IPTABLES
 
 
 def _sources(ips: list[Any]) -> list[str]:

@@ -137,3 +137,18 @@ def test_duplicated_sysctl_keys_are_refused_before_anything():
            "CNI_PATH": "/nonexistent"}
     assert tuning.main(environ=env, stdin=io.BytesIO(stdin), stdout=out, stderr=io.StringIO()) == 1
     assert '"code": 7' in out.getvalue() and "duplicated sysctl keys" in out.getvalue()
+
+
+def test_auto_backend(monkeypatch):
+    """firewalld when running; else iptables; nftables only on a node without the iptables command."""
+    from cni_common.netfilter import runner
+    from plugins import firewall as plugin
+
+    monkeypatch.setattr(plugin, "firewalld_running", lambda: False)
+    monkeypatch.setattr(runner, "supports_nftables", lambda: True)
+    monkeypatch.setattr(runner, "on_path", lambda name: True)
+    assert plugin._choose_backend("") == plugin._choose_backend("bogus") == "iptables"
+    monkeypatch.setattr(runner, "on_path", lambda name: False)
+    assert plugin._choose_backend("") == "nftables" and plugin._choose_backend("iptables") == "iptables"
+    monkeypatch.setattr(plugin, "firewalld_running", lambda: True)
+    assert plugin._choose_backend("") == "firewalld"
