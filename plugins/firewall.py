@@ -82,9 +82,12 @@ def _bridge(fc: FirewallConf) -> str:
     if not prev.interfaces:
         raise _invalid(f'interface needs to be set for ingress policy "{fc.ingress_policy}", make sure to chain '
                        f'"firewall" plugin with "bridge" (prevResult.interfaces)')
-    if not prev.interfaces[0].name:
+    name = prev.interfaces[0].name
+    if not name:
         raise _invalid("got empty bridge name (prevResult.interfaces[0].name)")
-    return prev.interfaces[0].name
+    if len(name) > 15 or not name.isprintable() or any(c.isspace() or c in "\"'\\/" for c in name):
+        raise _invalid(f"invalid bridge name {name!r} (prevResult.interfaces[0].name)")
+    return name
 
 
 def firewalld_running() -> bool:

@@ -238,27 +238,25 @@ def nft_allow(ips: list[IPInterface], comment: str) -> None:
                     runner.nft_apply, runner.NFT_LOCK)
 
 
-def nft_revoke(comment: str) -> None:
+def _nft_remove(what: str, doomed: Callable[[str], bool]) -> None:
+    """Delete the per-container rules whose comment ``doomed`` names, in one transaction (none: no exec)."""
     def build() -> Optional[str]:
         lines = [f"delete rule {NFT_T} containers handle {r['handle']}"
-                 for r in _nft_rules(_nft_listing(), "containers") if r.get("comment") == comment]
+                 for r in _nft_rules(_nft_listing(), "containers") if doomed(str(r.get("comment", "")))]
         return "\n".join(lines) + "\n" if lines else None
 
-    runner.transact(f"remove forwarding rules ({comment})", build, runner.nft_apply, runner.NFT_LOCK)
+    runner.transact(what, build, runner.nft_apply, runner.NFT_LOCK)
+
+
+def nft_revoke(comment: str) -> None:
+    _nft_remove(f"remove forwarding rules ({comment})", lambda c: c == comment)
 
 
 def nft_gc(network: str, valid: set[tuple[str, str]]) -> None:
     """Remove this network's per-container rules whose attachment is not in ``valid`` {(containerID, ifname)}."""
     keep = {nft_comment(network, cid, ifname) for cid, ifname in valid}
     prefix = nft_comment(network, "", "").partition(", id: ")[0] + ", id: "
-
-    def build() -> Optional[str]:
-        lines = [f"delete rule {NFT_T} containers handle {r['handle']}"
-                 for r in _nft_rules(_nft_listing(), "containers")
-                 if str(r.get("comment", "")).startswith(prefix) and r.get("comment") not in keep]
-        return "\n".join(lines) + "\n" if lines else None
-
-    runner.transact(f"garbage-collect forwarding rules of {network!r}", build, runner.nft_apply, runner.NFT_LOCK)
+    _nft_remove(f"garbage-collect forwarding rules of {network!r}", lambda c: c.startswith(prefix) and c not in keep)
 
 
 def nft_isolate(bridge: str, policy: str) -> None:
