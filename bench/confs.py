@@ -45,20 +45,18 @@ def pair_conflist(data_dir: Path) -> dict[str, Any]:
 
 
 def tuning_firewall_conflist(data_dir: Path) -> dict[str, Any]:
-    """The pair, then firewall (iptables) and tuning (a sysctl, MTU, MAC): the chained plugins podman's
-    conflists name. Its rows minus the pair's are what the two chained plugins cost."""
-    return {
-        "cniVersion": CNI_VERSION,
-        "name": TUNING_FIREWALL_NET,
-        "plugins": [
-            {"type": "bridge", "bridge": "cntb2", "isGateway": True,
-             "ipam": {"type": "host-local", "dataDir": str(data_dir),
-                      "ranges": [[{"subnet": "10.97.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "firewall", "backend": "iptables"},
-            {"type": "tuning", "dataDir": str(data_dir / "tuning"), "mtu": 1400, "mac": "0a:58:0a:61:00:99",
-             "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
-        ],
-    }
+    """The pair (on a bridge and subnet of its own), then firewall (iptables) and tuning (a sysctl, MTU, MAC):
+    the chained plugins podman's conflists name. Its rows minus the pair's are what the two chained plugins cost."""
+    conf = pair_conflist(data_dir)
+    bridge = conf["plugins"][0]
+    bridge["bridge"], bridge["ipam"]["ranges"] = "cntb2", [[{"subnet": "10.97.0.0/16"}]]
+    conf["name"] = TUNING_FIREWALL_NET
+    conf["plugins"] += [
+        {"type": "firewall", "backend": "iptables"},
+        {"type": "tuning", "dataDir": str(data_dir / "tuning"), "mtu": 1400, "mac": "0a:58:0a:61:00:99",
+         "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
+    ]
+    return conf
 
 
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:
