@@ -11,6 +11,7 @@ from typing import Any
 CNI_VERSION = "1.0.0"
 CHAIN_NET = "cntb-chain"
 PAIR_NET = "cntb-pair"
+TUNING_FIREWALL_NET = "cntb-tunfw"
 #: The one port mapping of the chain case, passed as libcni capability args (as CRI does).
 CHAIN_PORT = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 
@@ -41,6 +42,21 @@ def pair_conflist(data_dir: Path) -> dict[str, Any]:
                       "ranges": [[{"subnet": "10.98.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
         ],
     }
+
+
+def tuning_firewall_conflist(data_dir: Path) -> dict[str, Any]:
+    """The pair (on a bridge and subnet of its own), then firewall (iptables) and tuning (a sysctl, MTU, MAC):
+    the chained plugins podman's conflists name. Its rows minus the pair's are what the two chained plugins cost."""
+    conf = pair_conflist(data_dir)
+    bridge = conf["plugins"][0]
+    bridge["bridge"], bridge["ipam"]["ranges"] = "cntb2", [[{"subnet": "10.97.0.0/16"}]]
+    conf["name"] = TUNING_FIREWALL_NET
+    conf["plugins"] += [
+        {"type": "firewall", "backend": "iptables"},
+        {"type": "tuning", "dataDir": str(data_dir / "tuning"), "mtu": 1400, "mac": "0a:58:0a:61:00:99",
+         "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
+    ]
+    return conf
 
 
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:

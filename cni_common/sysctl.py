@@ -64,3 +64,61 @@ def write_best_effort(value: str | int, *parts: str) -> None:
 def iface(family: str, ifname: str, name: str) -> tuple[str, str, str, str]:
     """Key parts of a per-interface setting: ``iface("ipv6", "eth0", "accept_ra")``."""
     return (family, "conf", ifname, name)
+
+
+# ------------------------------------------------------------------------------------ keys from a user's config
+
+def user_key_parts(key: str, ifname: str) -> tuple[str, ...]:
+    """The path parts under ``/proc/sys`` of a sysctl key written in a config (upstream tuning's rule).
+
+    Every ``.`` becomes ``/`` first, then the first ``IFNAME`` becomes ``ifname`` (so ``net.ipv4.conf.IFNAME.
+    arp_filter`` works for an interface named ``eth0.100``). One leading ``/`` is allowed (``/net/...``). Empty
+    parts are refused, and with them every ``..`` (its dots become slashes): upstream cleans such a path and
+    then checks the prefix; refusing it leaves no doubt where a key points. Only ``net/...`` keys are accepted:
+    those are the container namespace's own. Raises code 7 naming the key.
+    """
+    parts = tuple(key.replace(".", "/").replace("IFNAME", ifname, 1).removeprefix("/").split("/"))
+    if len(parts) < 2 or parts[0] != "net" or any(p in ("", ".", "..") for p in parts):
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid net sysctl key: {key!r} (sysctl): only keys under "
+                       f"/proc/sys/net, the container's namespace, are allowed")
+    return parts
+
+
+def _open_beneath(parts: tuple[str, ...], flags: int, root: str) -> int:
+    """An fd on ``root/<parts[1:]>`` (``parts[0]`` is ``net``, the root itself) opened one component at a time
+    with ``O_NOFOLLOW``: a symlink anywhere on the way is refused (ELOOP/ENOTDIR), so the file opened is the
+    one under ``root`` that the key names and no other."""
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | nofollow)
+    try:
+        for part in parts[1:-1]:
+            next_fd = os.open(part, os.O_PATH | os.O_DIRECTORY | nofollow, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        return os.open(parts[-1], flags | nofollow, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def read_beneath(parts: tuple[str, ...], root: str = _ROOT) -> str:
+    """The raw value of a :func:`user_key_parts` key in the current namespace (no symlink followed)."""
+    try:
+        fd = _open_beneath(parts, os.O_RDONLY, root)
+    except OSError as exc:
+        raise CNIError(ErrorCode.INVALID_CONFIG,
+                       f"failed to read sysctl {'/'.join(parts)}: {exc.strerror} (sysctl)") from exc
+    with os.fdopen(fd, encoding="ascii", errors="replace") as f:
+        return f.read()
+
+
+def write_beneath(parts: tuple[str, ...], value: str, root: str = _ROOT) -> None:
+    """Write ``value`` (no newline, as upstream) to a :func:`user_key_parts` key (no symlink followed)."""
+    try:
+        fd = _open_beneath(parts, os.O_WRONLY, root)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise CNIError(ErrorCode.INVALID_CONFIG,
+                       f"failed to set sysctl {'/'.join(parts)} to {value!r}: {exc.strerror} (sysctl)") from exc

@@ -28,6 +28,8 @@ PLUGINS = {
     "host-local": "ipam.host_local",
     "portmap": "plugins.portmap",
     "vxlan": "plugins.vxlan",
+    "tuning": "plugins.tuning",
+    "firewall": "plugins.firewall",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

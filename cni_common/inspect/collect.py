@@ -22,7 +22,8 @@ NETNS_DIR = "/run/netns"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 #: nftables tables written by the plugins (portmap per family, bridge's masquerade in inet).
-NFT_TABLES = (("ip", "cni_hostport"), ("ip6", "cni_hostport"), ("inet", "cni_plugins_masquerade"))
+NFT_TABLES = (("ip", "cni_hostport"), ("ip6", "cni_hostport"), ("inet", "cni_plugins_masquerade"),
+              ("inet", "cni_plugins_firewall"))
 _COMMAND_TIMEOUT = 30.0
 
 
@@ -80,6 +81,7 @@ class Snapshot:
     reservations: list[dict[str, Any]]
     cache: list[dict[str, Any]]
     errors: list[str]
+    filter_tables: dict[int, str] = field(default_factory=dict)  # 4/6 -> iptables-save -t filter (firewall)
 
 
 def _named_namespaces() -> dict[int, str]:
@@ -298,4 +300,6 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     return Snapshot(netns=path, links=links, routes=routes + [r for r in routes6 if r.get("dst") != "fe80::/64"],
                     nsids=nsids, peers=peers, peer_routes=peer_routes, fdb=fdb, neighbours=neighbours,
                     iptables=iptables, nft=read_nft(run), reservations=read_reservations(data_dirs),
-                    cache=read_cache(cache_dir), errors=run.errors)
+                    cache=read_cache(cache_dir), errors=run.errors,
+                    filter_tables={4: run.text(["iptables-save", "-t", "filter"]) or "",
+                                   6: run.text(["ip6tables-save", "-t", "filter"]) or ""})

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
 from .collect import Snapshot, container_side, link_kind
+from .firewall import firewall_view
 
 _PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
@@ -194,6 +195,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         "cache": snapshot.cache,
         "masquerade": masquerade,
         "portmaps": portmaps,
+        "firewall": firewall_view(snapshot.filter_tables, snapshot.nft),
         "orphans": orphans,
         "errors": snapshot.errors,
     }

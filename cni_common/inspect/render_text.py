@@ -43,6 +43,11 @@ def render(node: dict[str, Any]) -> str:
     out += [f"  {p['backend']}: {host_port(p['host_ip'] or '*', p['host_port'])}/{p['protocol']} -> "
             f"{host_port(p['container_ip'], p['container_port'])} ({p['container_id']})" for p in node["portmaps"]] \
         or ["  (none)"]
+    out.append("firewall (allowed addresses, isolated bridges):")
+    fw = node["firewall"]
+    out += [f"  {a['backend']}: {a['address']}" + (f" ({a['attachment']})" if a["attachment"] else "")
+            for a in fw["allowed"]] + [f"  {b['backend']}: bridge {b['bridge']} (ingressPolicy)"
+                                       for b in fw["isolated_bridges"]] or ["  (none)"]
     out.append("host-local reservations:")
     out += [f"  {r['network']}: {r['ip']} -> {r['container_id']} {r['ifname'] or ''}".rstrip()
             for r in node["reservations"]] or ["  (none)"]

@@ -28,12 +28,14 @@ from .link import (
     get_link,
     list_bridge_vlans,
     list_links,
+    set_allmulti,
     set_bridge_port,
     set_down,
     set_mac,
     set_master,
     set_mtu,
     set_promisc,
+    set_txqlen,
     set_up,
     setup_veth,
 )
@@ -55,5 +57,6 @@ __all__ = [
     "add_route_excl", "del_addr", "del_bridge_vlan", "del_route", "delete_fdb", "delete_link", "delete_neigh",
     "ensure_bridge", "ensure_vxlan", "find_link", "get_link", "list_addrs", "list_bridge_vlans", "list_fdb",
     "list_links", "list_neighbours", "list_routes", "open_conn", "replace_fdb", "replace_neigh", "route_get",
-    "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_up", "setup_veth",
+    "set_allmulti", "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_txqlen",
+    "set_up", "setup_veth",
 ]

@@ -47,6 +47,7 @@ AF_INET6 = 10
 # net_device flags
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 IFF_LOWER_UP = 0x10000
 
 # IFLA_OPERSTATE values

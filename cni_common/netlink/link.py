@@ -25,6 +25,7 @@ from .consts import (
     BRIDGE_VLAN_INFO_PVID,
     BRIDGE_VLAN_INFO_UNTAGGED,
     IF_OPER_UP,
+    IFF_ALLMULTI,
     IFF_LOWER_UP,
     IFF_PROMISC,
     IFF_UP,
@@ -61,6 +62,7 @@ class Link:
     peer_index: int  # IFLA_LINK: for a veth, its peer's index (in the peer's namespace); else often = index
     flags: int  # IFF_* net_device flags
     operstate: int  # IF_OPER_*
+    txqlen: int = 0  # IFLA_TXQLEN: the transmit queue length
 
     @property
     def up(self) -> bool:
@@ -69,6 +71,10 @@ class Link:
     @property
     def promisc(self) -> bool:
         return bool(self.flags & IFF_PROMISC)
+
+    @property
+    def allmulti(self) -> bool:
+        return bool(self.flags & IFF_ALLMULTI)
 
     @property
     def oper_up(self) -> bool:
@@ -108,6 +114,7 @@ def _decode(body: bytes) -> tuple[Link, Any]:
         peer_index=m.get_attr("IFLA_LINK", 0),
         flags=m["flags"],
         operstate=operstate,
+        txqlen=m.get_attr("IFLA_TXQLEN", 0),
     )
     return link, m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
 
@@ -301,6 +308,15 @@ def set_down(conn: Conn, index: int) -> None:
 def set_promisc(conn: Conn, index: int, on: bool) -> None:
     _setlink(conn, index, f"failed to set promisc on link {index}", flags=IFF_PROMISC if on else 0,
              change=IFF_PROMISC)
+
+
+def set_allmulti(conn: Conn, index: int, on: bool) -> None:
+    _setlink(conn, index, f"failed to set allmulticast on link {index}", flags=IFF_ALLMULTI if on else 0,
+             change=IFF_ALLMULTI)
+
+
+def set_txqlen(conn: Conn, index: int, qlen: int) -> None:
+    _setlink(conn, index, f"failed to set txqueuelen {qlen} on link {index}", ("IFLA_TXQLEN", qlen))
 
 
 def set_mtu(conn: Conn, index: int, mtu: int) -> None:

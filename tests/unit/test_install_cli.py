@@ -6,7 +6,7 @@ import pytest
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--plugins", "bridge,tuning"], "--plugins: tuning"),
+    (["--plugins", "bridge,frobnicate"], "--plugins: frobnicate"),
     (["--conflist-name", "../x.conflist"], "--conflist-name"),
     (["--remove-binaries"], "--remove-binaries goes with --uninstall"),
     (["--remove-config-on-exit"], "--remove-config-on-exit goes with --watch"),
