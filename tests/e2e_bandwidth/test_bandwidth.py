@@ -1,0 +1,165 @@
+"""bandwidth through libcni after our bridge, beside the Go bandwidth v1.1.1: the same kernel objects, each
+plugin's state understood by the other, traffic at the configured rate, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+
+from cni_common.shaping import ifb_name
+from tests.e2e_bandwidth.conftest import GATEWAY, Attached, Lab
+from tests.helpers import paths, throughput
+from tests.helpers.plugin import run_plugin
+
+INGRESS, EGRESS = 8_000_000, 16_000_000  # the lab conflist's top-level limits (bits/s)
+CAP = {"bandwidth": {"ingressRate": 4_000_000, "ingressBurst": 400_000,
+                     "egressRate": 12_000_000, "egressBurst": 120_000}}
+
+
+def facts(lab: Lab, att: Attached) -> dict[str, Any]:
+    """What shaping built for ``att``, with its names taken out so two attachments compare."""
+    assert att.ifb == ifb_name(att.net, att.cid)
+    veth = [{k: v for k, v in q.items() if k != "dev"} for q in lab.qdiscs(att.host_veth)]
+    ifb = [{k: v for k, v in q.items() if k != "dev"} for q in lab.qdiscs(att.ifb)]
+    flt = [line.replace(att.ifb, "IFB") for line in lab.redirect_filter(att.host_veth)]
+    return {"veth": veth, "ifb_link": lab.ifb_facts(att.ifb), "ifb": ifb, "filter": flt}
+
+
+def bandwidth_conf(lab: Lab, att: Attached, verb_conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bandwidth plugin's own config as libcni would send it for ``att`` (prevResult = its ADD result)."""
+    listing = json.loads((att.tool.conf_dir / f"{att.net}.conflist").read_text())
+    conf = {"cniVersion": listing["cniVersion"], "name": att.net, **listing["plugins"][1], **(verb_conf or {})}
+    conf["prevResult"] = att.result
+    return conf
+
+
+def run_ours(lab: Lab, verb: str, att: Attached, conf: dict[str, Any]) -> Any:
+    return run_plugin(f"{lab.tools['ours'].cni_path}/bandwidth", verb, conf, netns=att.ns,
+                      container_id=att.cid, in_netns=lab.node)
+
+
+def run_go(lab: Lab, verb: str, att: Attached, conf: dict[str, Any]) -> Any:
+    return run_plugin(paths.GO_PLUGIN_DIR / "bandwidth", verb, conf, netns=att.ns, container_id=att.cid,
+                      in_netns=lab.node, cni_path=paths.GO_PLUGIN_DIR)
+
+
+def assert_unshaped(lab: Lab, att: Attached, veth: str) -> None:
+    assert lab.ifb_facts(ifb_name(att.net, att.cid)) is None
+    assert lab.qdiscs(veth) == [], lab.qdiscs(veth)
+
+
+@pytest.fixture(autouse=True)
+def _go_bandwidth() -> None:
+    if not (paths.GO_PLUGIN_DIR / "bandwidth").exists():
+        pytest.skip("Go bandwidth not installed (Debian's containernetworking-plugins)")
+
+
+@pytest.mark.parametrize("cap_args", [None, CAP], ids=["config-keys", "runtimeConfig"])
+def test_same_qdiscs_and_ifb_as_go_and_nothing_left_after_del(clean_lab: Lab, cap_args: Any) -> None:
+    lab = clean_lab
+    net = lab.net if cap_args is None else lab.net + "c"
+    seen = {}
+    for impl in ("ours", "go"):
+        att = lab.add(impl, impl, net=net, cap_args=cap_args)
+        seen[impl] = facts(lab, att)
+        ifb_entry = next(i for i in att.result["interfaces"] if i["name"] == att.ifb)
+        assert ifb_entry.get("mac") and "sandbox" not in ifb_entry
+        veth = att.host_veth
+        res = lab.delete(att)
+        assert res.rc == 0, res
+        assert lab.ifb_facts(att.ifb) is None and att.ifb not in lab.ifb_links()
+        assert lab.node.ip("link", "show", veth, check=False).returncode != 0  # bridge DEL took the veth
+        assert lab.delete(att).rc == 0, "a second DEL must succeed"
+    assert seen["ours"] == seen["go"]
+    kinds = [q["kind"] for q in seen["ours"]["veth"]]
+    assert kinds == ["tbf", "ingress"] and seen["ours"]["ifb"][0]["kind"] == "tbf"
+    assert seen["ours"]["ifb_link"] == {"kind": "ifb", "mtu": 1500, "txqlen": 0, "up": True, "qdisc": "tbf"}
+    want = (INGRESS, EGRESS) if cap_args is None else (CAP["bandwidth"]["ingressRate"],
+                                                       CAP["bandwidth"]["egressRate"])
+    assert seen["ours"]["veth"][0]["options"]["rate"] * 8 == want[0]
+    assert seen["ours"]["ifb"][0]["options"]["rate"] * 8 == want[1]
+
+
+def test_top_level_keys_win_over_the_capability(clean_lab: Lab) -> None:
+    att = clean_lab.add("ours", "both", cap_args=CAP)
+    assert clean_lab.qdiscs(att.host_veth)[0]["options"]["rate"] * 8 == INGRESS
+
+
+def test_each_plugin_checks_and_deletes_the_others_state(clean_lab: Lab) -> None:
+    lab = clean_lab
+    for maker, other, run_other in (("go", "ours", run_ours), ("ours", "go", run_go)):
+        att = lab.add(maker, f"by{maker}")
+        conf = bandwidth_conf(lab, att)
+        res = run_other(lab, "CHECK", att, conf)
+        assert res.rc == 0, (maker, other, res)
+        res = run_other(lab, "DEL", att, conf)
+        assert res.rc == 0, (maker, other, res)
+        assert lab.ifb_facts(att.ifb) is None
+        if other == "ours":  # ours also clears the host veth, which Go leaves to the bridge's DEL
+            assert lab.qdiscs(att.host_veth) == []
+        lab.remove(att)
+
+
+def test_second_add_converges_and_del_clears_a_surviving_veth(clean_lab: Lab) -> None:
+    lab = clean_lab
+    att = lab.add("ours", "again")
+    before = facts(lab, att)
+    for _ in range(2):
+        res = run_ours(lab, "ADD", att, bandwidth_conf(lab, att))
+        assert res.rc == 0, res
+        assert [i["name"] for i in res.out["interfaces"]].count(att.ifb) == 1
+    assert facts(lab, att) == before
+    assert run_ours(lab, "CHECK", att, bandwidth_conf(lab, att)).rc == 0
+    # DEL of bandwidth alone: the veth stays (the bridge's DEL has not run), its qdiscs and filter go.
+    res = run_ours(lab, "DEL", att, bandwidth_conf(lab, att))
+    assert res.rc == 0, res
+    assert_unshaped(lab, att, att.host_veth)
+    assert lab.tc("filter", "show", "dev", att.host_veth, "ingress") == ""
+    res = run_ours(lab, "CHECK", att, bandwidth_conf(lab, att))
+    assert res.rc == 1 and "qdisc" in res.out["msg"], res
+
+
+def test_failed_add_leaves_nothing(clean_lab: Lab) -> None:
+    lab = clean_lab
+    att = lab.add("ours", "blocked", net=lab.net + "c")  # no limits yet: bandwidth passed the result through
+    assert att.ifb is None and lab.qdiscs(att.host_veth) == []
+    blocker = ifb_name(att.net, att.cid)
+    lab.node.ip("link", "add", blocker, "type", "veth", "peer", "name", f"cntb{secrets.token_hex(3)}")
+    try:
+        conf = bandwidth_conf(lab, att, {"runtimeConfig": CAP})
+        res = run_ours(lab, "ADD", att, conf)
+        assert res.rc == 1 and "not an ifb" in res.out["msg"], res
+        assert lab.qdiscs(att.host_veth) == []  # the ingress tbf made before the failure is undone
+        assert lab.node.ip("-d", "link", "show", blocker).stdout.count("veth") >= 1  # not ours to delete
+    finally:
+        lab.node.ip("link", "del", blocker, check=False)
+
+
+def test_gc_removes_only_this_networks_stale_ifbs(clean_lab: Lab) -> None:
+    lab = clean_lab
+    keep, stale, foreign = lab.add("ours", "keep"), lab.add("ours", "stale"), lab.add("go", "foreign")
+    conf = {"cniVersion": "1.1.0", "name": lab.net, "type": "bandwidth",
+            "cni.dev/valid-attachments": [{"containerID": keep.cid, "ifname": "eth0"}]}
+    res = run_plugin(f"{lab.tools['ours'].cni_path}/bandwidth", "GC", conf, container_id="", in_netns=lab.node)
+    assert res.rc == 0, res
+    links = lab.ifb_links()
+    assert keep.ifb in links and stale.ifb not in links
+    assert foreign.ifb in links  # made by the Go plugin, which marks nothing: its network is unknown
+    res = run_plugin(f"{lab.tools['ours'].cni_path}/bandwidth", "STATUS", conf, container_id="",
+                     in_netns=lab.node)
+    assert res.rc == 0, res
+
+
+@pytest.mark.parametrize("impl", ["ours", "go"])
+def test_tcp_streams_run_at_the_configured_rates(clean_lab: Lab, impl: str) -> None:
+    """A TCP stream each way between the node and a shaped container lands within 20% of its limit."""
+    lab = clean_lab
+    att = lab.add(impl, f"tcp{impl}")
+    to_ctr = throughput.measure(lab.node, att.ns, att.ip, 5201)
+    from_ctr = throughput.measure(att.ns, lab.node, GATEWAY, 5202)
+    print(f"{impl}: to the container {to_ctr}, from it {from_ctr}")
+    assert abs(to_ctr["bits_per_s"] - INGRESS) <= 0.2 * INGRESS, to_ctr
+    assert abs(from_ctr["bits_per_s"] - EGRESS) <= 0.2 * EGRESS, from_ctr
