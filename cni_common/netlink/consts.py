@@ -110,6 +110,7 @@ TC_H_MIN_INGRESS = 0xFFF2  # clsact's ingress hook, as the minor of its handle
 ETH_P_ALL = 0x0003
 TC_ACT_STOLEN = 4
 TCA_EGRESS_REDIR = 1
+TC_U32_TERMINAL = 1  # tc_u32_sel.flags: the key list ends the match (a leaf)
 
 NDA_DST = 1
 NDA_LLADDR = 2

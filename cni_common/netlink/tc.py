@@ -26,9 +26,9 @@ from .consts import (
     TC_ACT_STOLEN,
     TC_H_INGRESS,
     TC_H_ROOT,
+    TC_U32_TERMINAL,
     TCA_EGRESS_REDIR,
 )
-from .tcmsg import TC_U32_TERMINAL
 
 #: The first handle of a u32 filter's default hash table (``800::800``): what the kernel gives the first
 #: filter of a priority when none is asked for, so naming it keeps the upstream object and makes a repeated

@@ -17,8 +17,6 @@ from typing import Any
 
 from pyroute2.netlink import NLA_F_NESTED, nla, nlmsg  # type: ignore[import-untyped]
 
-#: tc_u32_sel.flags: the key list ends the match (a leaf, not a link to another hash table).
-TC_U32_TERMINAL = 1
 #: A filter's actions, numbered TCA_ACT_PRIO_1..; the kernel's TCA_ACT_MAX_PRIO.
 _ACT_MAX_PRIO = 32
 

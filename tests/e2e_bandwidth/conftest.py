@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.containerd.conftest import (  # noqa: F401  (fixtures for the CRI test)
+    containerd_tools, cri_client, make_containerd, rootfs, sandbox_image_tar, workroot)
 from tests.e2e_portmap.conftest import plugin_dir  # noqa: F401  (dist/ copied away from concurrent builds)
 from tests.helpers import paths
 from tests.helpers.cnitool import Cnitool, ToolResult

@@ -138,3 +138,14 @@ def test_redirect_filter_body_is_a_match_all_u32_with_one_mirred_action():
     sel = opts.get_attr("TCA_U32_SEL")
     assert (sel["flags"], sel["nkeys"], sel["key_mask"], sel["key_val"]) == (1, 1, 0, 0)
     assert tc._first_redirect(opts.get_attr("TCA_U32_ACT")) == 9
+
+
+def test_the_tc_layer_loads_pyroute2_only_through_the_light_loader():
+    """tc.py must not import tcmsg itself: that would run pyroute2's package __init__ (absent from the bundle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cni_common.netlink import tc; from cni_common import shaping\n"
+            "print('pyroute2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
