@@ -163,3 +163,31 @@ def test_tcp_streams_run_at_the_configured_rates(clean_lab: Lab, impl: str) -> N
     print(f"{impl}: to the container {to_ctr}, from it {from_ctr}")
     assert abs(to_ctr["bits_per_s"] - INGRESS) <= 0.2 * INGRESS, to_ctr
     assert abs(from_ctr["bits_per_s"] - EGRESS) <= 0.2 * EGRESS, from_ctr
+
+
+def test_inspect_shows_shaped_links_and_orphaned_ifbs(clean_lab: Lab, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    lab = clean_lab
+    atts = {impl: lab.add(impl, f"insp{impl}") for impl in ("ours", "go")}
+
+    def inspect(*extra: str) -> str:
+        argv = [sys.executable, "-m", "cni_common.inspect", "--netns", lab.node.name, "--data-dir",
+                str(tmp_path / "none"), "--cache-dir", str(tmp_path / "none"), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, check=True, cwd=paths.REPO).stdout
+
+    node = json.loads(inspect("--format", "json"))
+    shaped = {i["host_veth"]: i["shaping"] for c in node["containers"] for i in c["interfaces"]}
+    for att in atts.values():  # Go's state reads the same
+        assert shaped[att.host_veth] == {
+            "ingress": {"device": att.host_veth, "rate_bits": INGRESS, "burst_bytes": 10_000},
+            "egress": {"device": att.ifb, "rate_bits": EGRESS, "burst_bytes": 20_000}}
+    assert not any(link["name"].startswith("bwp") for link in node["links"]) and node["orphans"]["ifbs"] == []
+    assert f"shaped: to it 8Mbit (tbf on {atts['ours'].host_veth}), from it 16Mbit" in inspect()
+    # An ifb that no veth's filter redirects to (its veth went away, say) is an orphan.
+    lab.node.ip("link", "add", "bwpcnt0000001", "type", "ifb")
+    try:
+        assert json.loads(inspect("--format", "json"))["orphans"]["ifbs"] == ["bwpcnt0000001"]
+    finally:
+        lab.node.ip("link", "del", "bwpcnt0000001", check=False)

@@ -48,3 +48,13 @@ def test_go_panics_where_ours_answers(host_ns) -> None:
     assert theirs.rc == 2 and "panic" in theirs.stderr
     ours = run_plugin(dist / "bandwidth", "ADD", base(), netns="/nonexistent/cnt-netns", in_netns=host_ns)
     assert ours.rc == 1 and ours.out["code"] == 7 and "prevResult" in ours.out["msg"], ours
+
+
+def test_del_without_a_netns_succeeds_on_both(host_ns) -> None:
+    """The runtime's second DEL (RemovePodSandbox after StopPodSandbox) comes with no netns and no veth."""
+    dist = require_dist()
+    conf = dict(base(), ingressRate=8000, ingressBurst=8000)
+    for binary in (dist / "bandwidth", paths.GO_PLUGIN_DIR / "bandwidth"):
+        for netns in ("", "/nonexistent/cnt-netns"):
+            res = run_plugin(binary, "DEL", conf, netns=netns, in_netns=host_ns, cni_path=paths.GO_PLUGIN_DIR)
+            assert res.rc == 0, (binary, netns, res)
