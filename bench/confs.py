@@ -11,6 +11,7 @@ from typing import Any
 CNI_VERSION = "1.0.0"
 CHAIN_NET = "cntb-chain"
 PAIR_NET = "cntb-pair"
+BANDWIDTH_NET = "cntb-bw"
 #: The one port mapping of the chain case, passed as libcni capability args (as CRI does).
 CHAIN_PORT = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 
@@ -39,6 +40,21 @@ def pair_conflist(data_dir: Path) -> dict[str, Any]:
             {"type": "bridge", "bridge": "cntb1", "isGateway": True,
              "ipam": {"type": "host-local", "dataDir": str(data_dir),
                       "ranges": [[{"subnet": "10.98.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        ],
+    }
+
+
+def bandwidth_conflist(data_dir: Path) -> dict[str, Any]:
+    """bridge + host-local + bandwidth shaping both directions: tbf on the host veth, ifb + redirect + tbf."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": BANDWIDTH_NET,
+        "plugins": [
+            {"type": "bridge", "bridge": "cntb2", "isGateway": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                      "ranges": [[{"subnet": "10.97.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "bandwidth", "ingressRate": 10_000_000, "ingressBurst": 1_000_000,
+             "egressRate": 10_000_000, "egressBurst": 1_000_000},
         ],
     }
 

@@ -17,7 +17,7 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "burst", "footprint", "arm64")
+CASES = ("version", "chain", "pair", "burst", "footprint", "arm64", "bandwidth")
 
 
 def go_version() -> str:
@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             cases.log("pair bridge + host-local")
             rows += cases.cycle_rows(lab, sides, "pair bridge+host-local", confs.PAIR_NET, confs.pair_conflist,
                                      None, opts.n, ())
+        if "bandwidth" in opts.cases:
+            cases.log("bridge + host-local + bandwidth")
+            rows += cases.cycle_rows(lab, sides, "bridge+host-local+bandwidth", confs.BANDWIDTH_NET,
+                                     confs.bandwidth_conflist, None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:

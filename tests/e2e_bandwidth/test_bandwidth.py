@@ -191,3 +191,25 @@ def test_inspect_shows_shaped_links_and_orphaned_ifbs(clean_lab: Lab, tmp_path: 
         assert json.loads(inspect("--format", "json"))["orphans"]["ifbs"] == ["bwpcnt0000001"]
     finally:
         lab.node.ip("link", "del", "bwpcnt0000001", check=False)
+
+
+@pytest.mark.parametrize("name", ["50-bridge-bandwidth.conflist", "51-bridge-bandwidth-kubernetes.conflist"])
+def test_conf_examples_shape_as_they_say(clean_lab: Lab, name: str, tmp_path: Any) -> None:
+    """The shipped examples, with a test bridge and a private dataDir: 50 with its own limits, 51 with the
+    limits a runtime sends through the capability (portmap before it passes the result on)."""
+    lab = clean_lab
+    conf = json.loads((paths.REPO / "conf-examples" / name).read_text())
+    conf["name"] = f"{lab.net}x{name[:2]}"
+    conf["plugins"][0]["bridge"] = f"cntbwx{name[:2]}"
+    conf["plugins"][0]["ipam"]["dataDir"] = str(tmp_path / "ipam")
+    lab.tools["ours"].write_conflist(conf)
+    bw = next(p for p in conf["plugins"] if p["type"] == "bandwidth")
+    limits = bw if "ingressRate" in bw else CAP["bandwidth"]
+    try:
+        att = lab.add("ours", f"ex{name[:2]}", net=conf["name"], cap_args=None if "ingressRate" in bw else CAP)
+        assert lab.qdiscs(att.host_veth)[0]["options"]["rate"] * 8 == limits["ingressRate"]
+        assert lab.qdiscs(att.ifb)[0]["options"]["rate"] * 8 == limits["egressRate"]
+        lab.remove(att)
+        assert att.ifb not in lab.ifb_links()
+    finally:
+        lab.node.ip("link", "del", conf["plugins"][0]["bridge"], check=False)
