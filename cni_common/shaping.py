@@ -162,14 +162,17 @@ def unshape(host: Conn, veth_index: int | None, ifb: str) -> None:
     """Remove the ifb and, when the host veth still exists, its tbf root and ingress qdisc (their filters go
     with them). Everything may already be gone."""
     from .netlink import delete_link, tc
-    from .netlink.consts import TC_H_INGRESS
+    from .netlink.consts import TC_H_INGRESS, TC_H_MIN_INGRESS
 
     delete_link(host, ifb)
     if veth_index is None:
         return
     _delete_own_root_tbf(host, veth_index)
-    if any(q.parent == TC_H_INGRESS and q.kind == "ingress" for q in tc.list_qdiscs(host, veth_index)):
+    hook = next((q for q in tc.list_qdiscs(host, veth_index) if q.parent == TC_H_INGRESS), None)
+    if hook is not None and hook.kind == "ingress":
         tc.delete_qdisc(host, veth_index, TC_H_INGRESS)
+    elif hook is not None and hook.kind == "clsact":  # someone else's: only our filter goes
+        tc.delete_redirect_filter(host, veth_index, parent=tc.handle(0xFFFF, TC_H_MIN_INGRESS))
 
 
 def _delete_own_root_tbf(host: Conn, index: int) -> None:
@@ -200,7 +203,7 @@ def check(host: Conn, veth: Link, ifb: str, ingress: Limit | None, egress: Limit
     """Every configured limit is in place with the settings it would be given now (upstream's CHECK, which
     compares rate, limit and buffer), and the egress redirect filter points at the ifb."""
     from .netlink import find_link, tc
-    from .netlink.consts import TC_H_INGRESS
+    from .netlink.consts import TC_H_INGRESS, TC_H_MIN_INGRESS
 
     ticks = tick_in_usec()
     if ingress is not None:
@@ -212,7 +215,7 @@ def check(host: Conn, veth: Link, ifb: str, ingress: Limit | None, egress: Limit
         raise CNIError(PluginCode.CHECK_FAILED, f"get ifb device: link {ifb!r} not found")
     _check_tbf(host, link.index, ifb, tbf_for(egress, ticks))
     hooks = [q for q in tc.list_qdiscs(host, veth.index) if q.parent == TC_H_INGRESS]
-    parents = [tc.handle(0xFFFF) if q.kind == "ingress" else tc.handle(0xFFFF, 0xFFF2) for q in hooks]
+    parents = [tc.handle(0xFFFF) if q.kind == "ingress" else tc.handle(0xFFFF, TC_H_MIN_INGRESS) for q in hooks]
     if not any(f.redirect == link.index for p in parents for f in tc.list_filters(host, veth.index, p)):
         raise CNIError(PluginCode.CHECK_FAILED, f"no filter on {veth.name!r} redirects its traffic to {ifb!r}")
 

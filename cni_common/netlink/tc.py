@@ -19,6 +19,7 @@ from .consts import (
     NLM_F_EXCL,
     NLM_F_REPLACE,
     RTM_DELQDISC,
+    RTM_DELTFILTER,
     RTM_GETQDISC,
     RTM_GETTFILTER,
     RTM_NEWQDISC,
@@ -140,6 +141,15 @@ def replace_redirect_filter(conn: Conn, index: int, target: int, *, parent: int,
                  handle_=U32_FIRST_HANDLE, info=info)
     conn.request(RTM_NEWTFILTER, body, NLM_F_CREATE | NLM_F_REPLACE,
                  f"failed to add redirect filter from link {index} to link {target}")
+
+
+def delete_redirect_filter(conn: Conn, index: int, *, parent: int, prio: int = 1) -> bool:
+    """Delete the filter :func:`replace_redirect_filter` made (by its handle: other filters of that priority
+    stay); False when it is not there."""
+    info = (prio << 16) | socket.htons(ETH_P_ALL)
+    body = _body(index, [("TCA_KIND", "u32")], parent=parent, handle_=U32_FIRST_HANDLE, info=info)
+    return request_unless(conn, RTM_DELTFILTER, body, 0, f"failed to delete redirect filter of link {index}",
+                          (errno.ENOENT, errno.EINVAL, errno.ENODEV))
 
 
 def list_filters(conn: Conn, index: int, parent: int) -> list[Filter]:

@@ -213,3 +213,23 @@ def test_conf_examples_shape_as_they_say(clean_lab: Lab, name: str, tmp_path: An
         assert att.ifb not in lab.ifb_links()
     finally:
         lab.node.ip("link", "del", conf["plugins"][0]["bridge"], check=False)
+
+
+def test_an_existing_clsact_is_shared_and_left_in_place(clean_lab: Lab) -> None:
+    """eBPF agents put a clsact on pod veths; upstream's ADD then fails ("file exists", #894)."""
+    lab = clean_lab
+    att = lab.add("ours", "clsact", net=lab.net + "c")
+    lab.tc("qdisc", "add", "dev", att.host_veth, "clsact")
+    conf = bandwidth_conf(lab, att, {"runtimeConfig": CAP})
+    res = run_go(lab, "ADD", att, conf)
+    assert res.rc == 1 and "exists" in res.out["msg"], res
+    run_go(lab, "DEL", att, conf)
+    lab.tc("qdisc", "del", "dev", att.host_veth, "root")  # Go's leftover (its DEL keeps the veth's qdiscs)
+    res = run_ours(lab, "ADD", att, conf)
+    assert res.rc == 0, res
+    ifb = ifb_name(att.net, att.cid)
+    assert f"Redirect to device {ifb}" in lab.tc("filter", "show", "dev", att.host_veth, "ingress")
+    assert run_ours(lab, "CHECK", att, conf).rc == 0
+    assert run_ours(lab, "DEL", att, conf).rc == 0
+    assert [q["kind"] for q in lab.qdiscs(att.host_veth)] == ["clsact"]
+    assert lab.tc("filter", "show", "dev", att.host_veth, "ingress") == ""
