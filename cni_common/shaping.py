@@ -111,16 +111,28 @@ def host_veth(host: Conn, cont: Conn, ifname: str, interfaces: list[Interface]) 
     if cont_link.kind != "veth":
         raise CNIError(PluginCode.LINK_FAILURE, f"container interface {ifname} has no veth peer: "
                                                 f"it is a {cont_link.kind or 'device'} link")
-    peer = netlink.find_link(host, cont_link.peer_index)
+    peer = veth_peer(host, cont_link)
     if peer is None or not any(i.name == peer.name and not i.sandbox for i in interfaces):
         raise CNIError(ErrorCode.INVALID_CONFIG, "no veth peer of container interface found in host ns "
                                                  f"(the host end of {ifname!r} is not in prevResult.interfaces)")
     return peer
 
 
+def veth_peer(host: Conn, cont_link: Link) -> Link | None:
+    """The other end of the container's veth ``cont_link`` among the host's links: the veth at the index it
+    names whose own peer index names it back (an index alone could be some other link of the host)."""
+    from .netlink import find_link
+
+    if cont_link.kind != "veth":
+        return None
+    peer = find_link(host, cont_link.peer_index)
+    return peer if peer is not None and peer.kind == "veth" and peer.peer_index == cont_link.index else None
+
+
 def shape(host: Conn, veth: Link, ifb: str, alias: str, ingress: Limit | None, egress: Limit | None) -> Link | None:
-    """Shape ``veth``'s traffic; returns the ifb when there is an egress limit. Either all of it is in place
-    afterwards, or none of what this call added (what a previous ADD made stays)."""
+    """Shape ``veth``'s traffic; returns the ifb when there is an egress limit. What is there already (a
+    previous ADD's) is replaced or reused, so a repeated ADD converges. On a failure, the tbf and ingress qdisc
+    this call put on the veth and an ifb it created are removed again."""
     from .netlink import ensure_ifb, set_alias, tc
 
     ticks = tick_in_usec()

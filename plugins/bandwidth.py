@@ -47,7 +47,6 @@ class BandwidthConf:
     ingress: Optional[Limit]
     egress: Optional[Limit]
     prev_result: Optional[Result]
-    configured: bool  # some bandwidth entry was given (upstream's "bandwidth != nil")
 
 
 def _uint64(entry: dict[str, Any], key: str, where: str) -> int:
@@ -100,7 +99,7 @@ def parse_conf(args: CmdArgs) -> BandwidthConf:
     egress = _limit(entry, "egress", where) if entry is not None else None
     prev_raw = cfg.get_key(conf, "prevResult")
     prev = Result.from_dict(prev_raw, args.cni_version) if prev_raw else None
-    return BandwidthConf(ingress=ingress, egress=egress, prev_result=prev, configured=entry is not None)
+    return BandwidthConf(ingress=ingress, egress=egress, prev_result=prev)
 
 
 def _require_prev(bw: BandwidthConf) -> Result:
@@ -140,8 +139,8 @@ def cmd_del(args: CmdArgs) -> None:
             try:
                 with NetNS(args.netns) as ns, netlink.open_conn(ns) as cont:
                     link = netlink.find_link(cont, args.ifname)
-                    peer = netlink.find_link(host, link.peer_index) if link and link.kind == "veth" else None
-                    veth_index = peer.index if peer is not None and peer.kind == "veth" else None
+                    peer = shaping.veth_peer(host, link) if link is not None else None
+                    veth_index = peer.index if peer is not None else None
             except NetNSGone:
                 pass  # the veth went with the namespace, and its qdiscs with it
         shaping.unshape(host, veth_index, shaping.ifb_name(args.network_name, args.container_id))

@@ -22,7 +22,7 @@ KERNEL_ENTRY_POINTS = {
                              "gc_masquerade", "teardown_masquerade", "setup_masquerade"),
     "cni_common.overlay.node": ("prepare", "sync"),
     "cni_common.overlay.attach": ("add", "delete", "check", "container_addresses"),
-    "cni_common.shaping": ("host_veth", "shape", "unshape", "check", "stale_ifbs"),
+    "cni_common.shaping": ("host_veth", "veth_peer", "shape", "unshape", "check", "stale_ifbs"),
 }
 
 
