@@ -149,3 +149,15 @@ def test_the_tc_layer_loads_pyroute2_only_through_the_light_loader():
             "print('pyroute2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_installer_refuses_a_bad_bandwidth_entry_naming_it():
+    from plugins.install_config import ConfigRefused, validate
+
+    conflist = {"cniVersion": "1.0.0", "name": "k8s", "plugins": [
+        {"type": "bridge", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.1.0.0/24"}]]}},
+        {"type": "bandwidth", "capabilities": {"bandwidth": True}}]}
+    assert validate(conflist) == ["bridge", "host-local", "bandwidth"]
+    conflist["plugins"][1]["ingressRate"] = 1000
+    with pytest.raises(ConfigRefused, match=r"plugins\[1\] \(bandwidth\): if rate is set, burst must also be set"):
+        validate(conflist)
