@@ -17,6 +17,7 @@ from tests.helpers.netns import Netns
 _RECEIVER = r"""
 import json, socket, sys, time
 host, port, skip, window = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+skip_bytes = int(sys.argv[5])
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -32,7 +33,7 @@ while True:
     if start is None:
         start = now
     total += len(data)
-    if now - start >= skip:
+    if now - start >= skip and total >= skip_bytes:
         if mark is None:
             mark = (now, total)
         elif now - mark[0] >= window:
@@ -60,16 +61,17 @@ s.close()
 
 
 def measure(sender: Netns, receiver: Netns, address: str, port: int, *, skip: float = 1.0,
-            window: float = 3.0) -> dict[str, Any]:
+            window: float = 3.0, skip_bytes: int = 0) -> dict[str, Any]:
     """Stream from ``sender`` to ``address:port`` (which ``receiver`` owns); the receiver's report:
-    ``bits_per_s`` over ``window`` seconds after the first ``skip``, and the ``total`` bytes it got."""
-    recv = receiver.popen([sys.executable, "-c", _RECEIVER, address, str(port), str(skip), str(window)],
-                          stdout=-1, stderr=-1, text=True)
+    ``bits_per_s`` over ``window`` seconds that start once ``skip`` seconds and ``skip_bytes`` bytes have
+    passed (a token bucket's initial burst), and the ``total`` bytes it got."""
+    recv = receiver.popen([sys.executable, "-c", _RECEIVER, address, str(port), str(skip), str(window),
+                           str(skip_bytes)], stdout=-1, stderr=-1, text=True)
     try:
         assert recv.stdout is not None
         line = recv.stdout.readline()
         assert line.strip() == "ready", (line, recv.stderr.read() if recv.stderr else "")
-        budget = skip + window + 10
+        budget = skip + window + 30
         send = sender.popen([sys.executable, "-c", _SENDER, address, str(port), str(budget)],
                             stdout=-1, stderr=-1, text=True)
         try:
