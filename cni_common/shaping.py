@@ -171,8 +171,9 @@ def _ingress_hook(host: Conn, index: int, undo: contextlib.ExitStack) -> int:
 
 
 def unshape(host: Conn, veth_index: int | None, ifb: str) -> None:
-    """Remove the ifb and, when the host veth still exists, its tbf root and ingress qdisc (their filters go
-    with them). Everything may already be gone."""
+    """Remove the ifb and, when the host veth still exists, its tbf root and our redirect filter, with the
+    ingress qdisc when nothing else hangs there (a clsact, or other filters, are someone else's). Everything
+    may already be gone."""
     from .netlink import delete_link, tc
     from .netlink.consts import TC_H_INGRESS, TC_H_MIN_INGRESS
 
@@ -181,10 +182,14 @@ def unshape(host: Conn, veth_index: int | None, ifb: str) -> None:
         return
     _delete_own_root_tbf(host, veth_index)
     hook = next((q for q in tc.list_qdiscs(host, veth_index) if q.parent == TC_H_INGRESS), None)
-    if hook is not None and hook.kind == "ingress":
+    if hook is None or hook.kind not in ("ingress", "clsact"):
+        return
+    parent = tc.handle(0xFFFF) if hook.kind == "ingress" else tc.handle(0xFFFF, TC_H_MIN_INGRESS)
+    others = [f for f in tc.list_filters(host, veth_index, parent) if not (f.kind == "u32" and f.prio == 1)]
+    if hook.kind == "ingress" and not others:
         tc.delete_qdisc(host, veth_index, TC_H_INGRESS)
-    elif hook is not None and hook.kind == "clsact":  # someone else's: only our filter goes
-        tc.delete_redirect_filter(host, veth_index, parent=tc.handle(0xFFFF, TC_H_MIN_INGRESS))
+    else:  # a clsact, or filters of someone else: only ours goes
+        tc.delete_redirect_filter(host, veth_index, parent=parent)
 
 
 def _delete_own_root_tbf(host: Conn, index: int) -> None:

@@ -144,10 +144,11 @@ def replace_redirect_filter(conn: Conn, index: int, target: int, *, parent: int,
 
 
 def delete_redirect_filter(conn: Conn, index: int, *, parent: int, prio: int = 1) -> bool:
-    """Delete the filter :func:`replace_redirect_filter` made (by its handle: other filters of that priority
-    stay); False when it is not there."""
+    """Delete what :func:`replace_redirect_filter` made: the u32 filters of priority ``prio`` at ``parent``,
+    with their hash table (a priority of u32 filters is one classifier instance; filters of other priorities
+    stay). False when there are none."""
     info = (prio << 16) | socket.htons(ETH_P_ALL)
-    body = _body(index, [("TCA_KIND", "u32")], parent=parent, handle_=U32_FIRST_HANDLE, info=info)
+    body = _body(index, [("TCA_KIND", "u32")], parent=parent, info=info)
     return request_unless(conn, RTM_DELTFILTER, body, 0, f"failed to delete redirect filter of link {index}",
                           (errno.ENOENT, errno.EINVAL, errno.ENODEV))
 

@@ -233,3 +233,14 @@ def test_an_existing_clsact_is_shared_and_left_in_place(clean_lab: Lab) -> None:
     assert run_ours(lab, "DEL", att, conf).rc == 0
     assert [q["kind"] for q in lab.qdiscs(att.host_veth)] == ["clsact"]
     assert lab.tc("filter", "show", "dev", att.host_veth, "ingress") == ""
+
+
+def test_del_leaves_other_filters_on_the_ingress_qdisc(clean_lab: Lab) -> None:
+    lab = clean_lab
+    att = lab.add("ours", "others")
+    lab.tc("filter", "add", "dev", att.host_veth, "ingress", "prio", "5", "protocol", "ip", "u32", "match", "u32",
+           "0", "0", "flowid", "1:5")  # no action: an action module may need loading first
+    assert run_ours(lab, "DEL", att, bandwidth_conf(lab, att)).rc == 0
+    assert [q["kind"] for q in lab.qdiscs(att.host_veth)] == ["ingress"]
+    left = lab.tc("filter", "show", "dev", att.host_veth, "ingress")
+    assert "pref 5" in left and "pref 1 " not in left and "mirred" not in left
