@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from plugins.multicall import PLUGINS
 from tests.containerd.conftest import go_bin_dir
 from tests.containerd.cri import CriClient, HostMount
 from tests.containerd.images import INSTALLER_IMAGE, installer_rootfs, oci_image_archive
@@ -26,7 +27,7 @@ from tests.helpers import net
 from tests.helpers.builds import build_hash
 
 POD_CIDR = "10.96.5.0/24"
-TYPES = ("bridge", "host-local", "portmap", "vxlan")
+TYPES = tuple(PLUGINS)  # every CNI type the suite ships
 
 
 def configmap(folder: Path, data_dir: Path) -> Path:
@@ -105,7 +106,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     pod_a, installer_a, log_a = daemonset.run(images[0][0], "--watch")
     wait_for(conflist.exists, f"the config (installer log: {log_a})")
     assert {build_hash(bin_dir / t) for t in TYPES} == {build_hash(first)}
-    assert "installed bridge, host-local, portmap, vxlan" in log_a.read_text()  # by the container, not the test
+    assert f"installed {', '.join(sorted(TYPES))}" in log_a.read_text()  # by the container, not the test
     wait_for(lambda: cri.status().get("NetworkReady") is True, "NetworkReady")
 
     # 2. A pod gets its network from the installed plugins, with traffic into it.
