@@ -12,6 +12,7 @@ CNI_VERSION = "1.0.0"
 CHAIN_NET = "cntb-chain"
 PAIR_NET = "cntb-pair"
 TUNING_FIREWALL_NET = "cntb-tunfw"
+BANDWIDTH_NET = "cntb-bw"
 #: The one port mapping of the chain case, passed as libcni capability args (as CRI does).
 CHAIN_PORT = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 
@@ -57,6 +58,19 @@ def tuning_firewall_conflist(data_dir: Path) -> dict[str, Any]:
          "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
     ]
     return conf
+def bandwidth_conflist(data_dir: Path) -> dict[str, Any]:
+    """bridge + host-local + bandwidth shaping both directions: tbf on the host veth, ifb + redirect + tbf."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": BANDWIDTH_NET,
+        "plugins": [
+            {"type": "bridge", "bridge": "cntb3", "isGateway": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                      "ranges": [[{"subnet": "10.95.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "bandwidth", "ingressRate": 10_000_000, "ingressBurst": 1_000_000,
+             "egressRate": 10_000_000, "egressBurst": 1_000_000},
+        ],
+    }
 
 
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "tuning-firewall", "burst", "footprint", "arm64")
+CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "burst", "footprint", "arm64")
 
 
 def go_version() -> str:
@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             cases.log("pair + firewall + tuning")
             rows += cases.cycle_rows(lab, sides, "pair+firewall+tuning", confs.TUNING_FIREWALL_NET,
                                      confs.tuning_firewall_conflist, None, opts.n, ())
+        if "bandwidth" in opts.cases:
+            cases.log("bridge + host-local + bandwidth")
+            rows += cases.cycle_rows(lab, sides, "bridge+host-local+bandwidth", confs.BANDWIDTH_NET,
+                                     confs.bandwidth_conflist, None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:

@@ -7,9 +7,9 @@ naming the key that uses it: a config with an empty subnet must never reach a no
 A list element using a list variable (``${POD_CIDRS}``) is repeated once per value: one range set per pod CIDR.
 
 Validation runs the suite's own config parsers on every plugin of the list whose ``type`` is ours (bridge's
-``load_conf``, host-local's range config, portmap's ``parse_conf``, vxlan's ``config.parse``): the same code a
-plugin runs on ADD, without touching the kernel. A bad config is refused with that parser's message, prefixed
-with where it is (``plugins[0] (bridge): invalid VLAN ID 5000``), and nothing is written.
+``load_conf``, host-local's range config, portmap's and bandwidth's ``parse_conf``, vxlan's ``config.parse``):
+the same code a plugin runs on ADD, without touching the kernel. A bad config is refused with that parser's
+message, prefixed with where it is (``plugins[0] (bridge): invalid VLAN ID 5000``), and nothing is written.
 """
 
 from __future__ import annotations
@@ -148,12 +148,24 @@ def _host_local(conf: dict[str, Any]) -> None:
             raise
 
 
-def _portmap(conf: dict[str, Any]) -> None:
+def _as_add(conf: dict[str, Any]) -> Any:
+    """The CmdArgs of an ADD of ``conf``, for the parsers of chained plugins (which read nothing else)."""
     from cni_common.skel import CmdArgs
+
+    return CmdArgs(command="ADD", container_id="cni-suite-install", netns="", ifname="eth0", args="", path=[],
+                   stdin_data=b"", conf=conf, cni_version=conf["cniVersion"])
+
+
+def _portmap(conf: dict[str, Any]) -> None:
     from plugins.portmap import parse_conf
 
-    parse_conf(CmdArgs(command="ADD", container_id="cni-suite-install", netns="", ifname="eth0", args="",
-                       path=[], stdin_data=b"", conf=conf, cni_version=conf["cniVersion"]))
+    parse_conf(_as_add(conf))
+
+
+def _bandwidth(conf: dict[str, Any]) -> None:
+    from plugins.bandwidth import parse_conf
+
+    parse_conf(_as_add(conf))
 
 
 def _vxlan(conf: dict[str, Any]) -> None:
@@ -163,6 +175,7 @@ def _vxlan(conf: dict[str, Any]) -> None:
 
 
 VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "bandwidth": _bandwidth,
     "bridge": _bridge,
     "portmap": _portmap,
     "vxlan": _vxlan,

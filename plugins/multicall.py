@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: names for the launcher's VERSION answer, tests/helpers/paths.py reads it, and a unit test checks that
 #: setup.cfg's console scripts match it.
 PLUGINS = {
+    "bandwidth": "plugins.bandwidth",
     "bridge": "plugins.bridge",
     "host-local": "ipam.host_local",
     "portmap": "plugins.portmap",

@@ -82,6 +82,8 @@ class Snapshot:
     cache: list[dict[str, Any]]
     errors: list[str]
     filter_tables: dict[int, str] = field(default_factory=dict)  # 4/6 -> iptables-save -t filter (firewall)
+    qdiscs: list[dict[str, Any]] = field(default_factory=list)  # ``tc -j qdisc show``: every link's
+    redirects: dict[str, str] = field(default_factory=dict)  # host veth -> the ifb its ingress filter feeds
 
 
 def _named_namespaces() -> dict[int, str]:
@@ -276,6 +278,23 @@ def read_nft(run: Runner) -> list[dict[str, Any]]:
     return rules
 
 
+def read_shaping(run: Runner, links: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every qdisc of the node, and for each container veth with an ingress qdisc the device its ingress filter
+    redirects to (the bandwidth plugin's ifb: the first mirred action's ``to_dev``)."""
+    qdiscs = run.json(["tc", "-j", "qdisc", "show"]) or []
+    hooked = {q.get("dev") for q in qdiscs if q.get("kind") in ("ingress", "clsact")}
+    redirects = {}
+    for link in links:
+        if link["ifname"] not in hooked or not container_side(link):
+            continue
+        for flt in run.json(["tc", "-j", "filter", "show", "dev", link["ifname"], "ingress"]) or []:
+            action = next((a for a in flt.get("options", {}).get("actions", []) if a.get("kind") == "mirred"), None)
+            if action and action.get("to_dev"):
+                redirects[link["ifname"]] = action["to_dev"]
+                break
+    return qdiscs, redirects
+
+
 def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snapshot:
     """Read everything :mod:`.model` needs from the namespace ``netns`` (None: the one we run in)."""
     path = netns_path(netns) if netns else None
@@ -297,9 +316,11 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
             fdb[link["ifname"]] = run.json(["bridge", "-j", "fdb", "show", "dev", link["ifname"]]) or []
             neighbours[link["ifname"]] = run.json(["ip", "-j", "neigh", "show", "dev", link["ifname"]]) or []
     iptables = {4: run.text(["iptables-save", "-t", "nat"]) or "", 6: run.text(["ip6tables-save", "-t", "nat"]) or ""}
+    qdiscs, redirects = read_shaping(run, links)
     return Snapshot(netns=path, links=links, routes=routes + [r for r in routes6 if r.get("dst") != "fe80::/64"],
                     nsids=nsids, peers=peers, peer_routes=peer_routes, fdb=fdb, neighbours=neighbours,
                     iptables=iptables, nft=read_nft(run), reservations=read_reservations(data_dirs),
                     cache=read_cache(cache_dir), errors=run.errors,
                     filter_tables={4: run.text(["iptables-save", "-t", "filter"]) or "",
-                                   6: run.text(["ip6tables-save", "-t", "filter"]) or ""})
+                                   6: run.text(["ip6tables-save", "-t", "filter"]) or ""},
+                    qdiscs=qdiscs, redirects=redirects)

@@ -157,7 +157,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         ctr["container_id"] = ctr["container_id"] or owner.get("container_id")
         ctr["interfaces"].append({
             "name": other["ifname"], "mac": other.get("address"), "mtu": other.get("mtu"), "addresses": addresses,
-            "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master")})
+            "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master"),
+            "shaping": _shaping(snapshot, veth_name)})
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     live_ips = set(by_ip)
     for pm in portmaps:
@@ -171,11 +172,12 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, ln in sorted(links.items()) if link_kind(ln) == "bridge"]
     lost_veths = [name for name, ln in sorted(links.items()) if container_side(ln) and name not in snapshot.peers]
+    shaping_ifbs = set(snapshot.redirects.values())
     others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
                "state": ln.get("operstate"), "addresses": _addresses(ln)}
               for name, ln in sorted(links.items())
               if name != "lo" and link_kind(ln) not in ("bridge", "vxlan") and name not in snapshot.peers
-              and name not in lost_veths]
+              and name not in lost_veths and name not in shaping_ifbs]
     orphans = {
         "reservations": [r for r in snapshot.reservations if r["ip"] not in live_ips],
         "veths": [{"name": name, "bridge": links[name].get("master"), "peer_ifindex": links[name].get("link_index")}
@@ -183,6 +185,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         "rules": [dict(r, kind="masquerade") for r in masquerade if r["source"] not in live_ips]
                  + [dict(r, kind="portmap") for r in portmaps if r["container_ip"] not in live_ips],
         "cache": [c for c in snapshot.cache if not _cache_live(c, live_ips, containers)],
+        "ifbs": [name for name, ln in sorted(links.items()) if link_kind(ln) == "ifb" and name.startswith("bwp")
+                 and name not in shaping_ifbs],
     }
     return {
         "netns": _netns_label(snapshot.netns),
@@ -199,6 +203,20 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         "orphans": orphans,
         "errors": snapshot.errors,
     }
+
+
+def _shaping(snapshot: Snapshot, veth: str) -> Optional[dict[str, Any]]:
+    """The bandwidth plugin's limits on a container's veth: "ingress" (to the container) is the veth's root tbf,
+    "egress" (from it) the root tbf of the ifb its ingress filter redirects to. None when neither is there."""
+    roots = {q.get("dev"): q for q in snapshot.qdiscs if q.get("kind") == "tbf" and q.get("root")}
+
+    def limit(dev: Optional[str]) -> Optional[dict[str, Any]]:
+        opts = roots[dev].get("options", {}) if dev in roots else None
+        return {"device": dev, "rate_bits": int(opts["rate"]) * 8, "burst_bytes": opts.get("burst")} \
+            if opts and "rate" in opts else None
+
+    ingress, egress = limit(veth), limit(snapshot.redirects.get(veth))
+    return {"ingress": ingress, "egress": egress} if ingress or egress else None
 
 
 def host_port(ip: Any, port: Any) -> str:

@@ -13,6 +13,22 @@ def _ports(ctr: dict[str, Any]) -> str:
                      f"/{p['protocol']} -> {p['container_port']} ({p['backend']})" for p in ctr["ports"])
 
 
+def _rate(bits: int) -> str:
+    for unit, size in (("Gbit", 10 ** 9), ("Mbit", 10 ** 6), ("Kbit", 10 ** 3)):
+        if bits >= size:
+            return f"{bits / size:g}{unit}"
+    return f"{bits}bit"
+
+
+def _shaped(shaping: dict[str, Any]) -> str:
+    parts = []
+    if shaping["ingress"]:
+        parts.append(f"to it {_rate(shaping['ingress']['rate_bits'])} (tbf on {shaping['ingress']['device']})")
+    if shaping["egress"]:
+        parts.append(f"from it {_rate(shaping['egress']['rate_bits'])} (tbf on {shaping['egress']['device']})")
+    return ", ".join(parts)
+
+
 def render(node: dict[str, Any]) -> str:
     out: list[str] = [f"node: {node['netns'] or '(this namespace)'}"]
     for link in node["links"]:
@@ -64,6 +80,7 @@ def render(node: dict[str, Any]) -> str:
             f"{r.get('source') or r.get('container_ip')} ({r['container_id']}): its container is gone"
             for r in orphans["rules"]]
     out += [f"  cache {c['file']}: its container is gone" for c in orphans["cache"]]
+    out += [f"  ifb {name}: no container's traffic is redirected to it" for name in orphans.get("ifbs", [])]
     if not any(orphans.values()):
         out.append("  (none)")
     if node["errors"]:
@@ -79,4 +96,6 @@ def _attached(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
                      f"{' '.join(iface['addresses']) or '-'}  [{iface['network'] or '?'} {ctr['container_id'] or '?'}]")
         if ctr["ports"]:
             lines.append(f"      ports: {_ports(ctr)}")
+        if iface.get("shaping"):
+            lines.append(f"      shaped: {_shaped(iface['shaping'])}")
     return lines

@@ -95,7 +95,10 @@ class Conn:
         dump = (flags & NLM_F_DUMP) == NLM_F_DUMP
         if not dump:
             flags |= NLM_F_ACK
-        self._sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
+        try:
+            self._sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
+        except OSError as exc:  # refused before the kernel saw it (qemu-user knows no tc messages: EOPNOTSUPP)
+            raise NetlinkError(exc.errno or errno.EIO, what) from exc
         replies: list[tuple[int, bytes]] = []
         interrupted = False
         while True:

@@ -38,6 +38,12 @@ RTM_GETROUTE = 26
 RTM_NEWNEIGH = 28
 RTM_DELNEIGH = 29
 RTM_GETNEIGH = 30
+RTM_NEWQDISC = 36
+RTM_DELQDISC = 37
+RTM_GETQDISC = 38
+RTM_NEWTFILTER = 44
+RTM_DELTFILTER = 45
+RTM_GETTFILTER = 46
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -97,6 +103,15 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: match any scope (iproute2's default)
 RTNH_F_ONLINK = 0x4
+
+# traffic control (linux/pkt_sched.h, pkt_cls.h, if_ether.h, tc_act/tc_mirred.h)
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+TC_H_MIN_INGRESS = 0xFFF2  # clsact's ingress hook, as the minor of its handle
+ETH_P_ALL = 0x0003
+TC_ACT_STOLEN = 4
+TCA_EGRESS_REDIR = 1
+TC_U32_TERMINAL = 1  # tc_u32_sel.flags: the key list ends the match (a leaf)
 
 NDA_DST = 1
 NDA_LLADDR = 2

@@ -63,6 +63,7 @@ class Link:
     flags: int  # IFF_* net_device flags
     operstate: int  # IF_OPER_*
     txqlen: int = 0  # IFLA_TXQLEN: the transmit queue length
+    alias: str = ""  # IFLA_IFALIAS: free text a plugin may mark its own links with
 
     @property
     def up(self) -> bool:
@@ -115,6 +116,7 @@ def _decode(body: bytes) -> tuple[Link, Any]:
         flags=m["flags"],
         operstate=operstate,
         txqlen=m.get_attr("IFLA_TXQLEN", 0),
+        alias=m.get_attr("IFLA_IFALIAS", "") or "",
     )
     return link, m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
 
@@ -292,6 +294,21 @@ def _vxlan_matches(link: Link, data: Any, vni: int, local: object, port: int, de
     )
 
 
+def ensure_ifb(conn: Conn, name: str, *, mtu: int) -> tuple[Link, bool]:
+    """The ifb device ``name`` (up, ``mtu``, txqueuelen 0 as upstream's), created if missing; and whether this
+    call created it. An existing link of that name must be an ifb."""
+    nlas: list[Nla] = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu), ("IFLA_TXQLEN", 0), _linkinfo("ifb")]
+    created = request_unless(conn, RTM_NEWLINK, _ifinfo(0, *nlas, flags=IFF_UP, change=IFF_UP),
+                             NLM_F_CREATE | NLM_F_EXCL, f"failed to add ifb device {name!r}", (errno.EEXIST,))
+    link = get_link(conn, name)
+    if link.kind != "ifb":
+        raise CNIError(PluginCode.LINK_FAILURE, f"{name!r} already exists but is not an ifb device")
+    if not link.up:
+        set_up(conn, link.index)
+        link = get_link(conn, link.index)
+    return link, created
+
+
 def delete_link(conn: Conn, key: str | int) -> bool:
     """Delete the link named or numbered ``key``; False when it did not exist (that is not an error)."""
     return request_unless(conn, RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}", (errno.ENODEV,))
@@ -326,6 +343,11 @@ def set_mtu(conn: Conn, index: int, mtu: int) -> None:
 def set_mac(conn: Conn, index: int, mac: str) -> None:
     """Set the MAC; on a bridge this also pins it, so it stops following the lowest port MAC."""
     _setlink(conn, index, f"failed to set MAC {mac} on link {index}", _mac_attr(mac))
+
+
+def set_alias(conn: Conn, index: int, alias: str) -> None:
+    """Set IFLA_IFALIAS (``ip link set ... alias``; the kernel takes it only on an existing link)."""
+    _setlink(conn, index, f"failed to set alias on link {index}", ("IFLA_IFALIAS", alias))
 
 
 def set_master(conn: Conn, index: int, master: int) -> None:

@@ -76,7 +76,7 @@ class CriClient:
 
     def run_pod(self, name: str, *, namespace: str = "default", ports: list[PortMap] | None = None,
                 dns: DnsConfig | None = None, uid: str | None = None, host_network: bool = False,
-                log_directory: str = "") -> str:
+                log_directory: str = "", annotations: dict[str, str] | None = None) -> str:
         """RunPodSandbox (CNI ADD happens here, unless `host_network`); returns the sandbox id.
 
         Each pod gets `linux.cgroup_parent = /<cgroup_parent>/<name>` so the
@@ -84,6 +84,7 @@ class CriClient:
         (a DaemonSet's `hostNetwork: true`) shares the node's netns: no CNI call.
         """
         self._configs[name] = config = self._pod_config(name, namespace, ports, dns, uid, host_network, log_directory)
+        config.annotations.update(annotations or {})  # e.g. kubernetes.io/ingress-bandwidth, as the kubelet sends
         resp = self.runtime.RunPodSandbox(self.pb.RunPodSandboxRequest(config=config), timeout=self.timeout)
         return resp.pod_sandbox_id
 

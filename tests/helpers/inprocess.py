@@ -22,6 +22,7 @@ KERNEL_ENTRY_POINTS = {
                              "gc_masquerade", "teardown_masquerade", "setup_masquerade"),
     "cni_common.overlay.node": ("prepare", "sync"),
     "cni_common.overlay.attach": ("add", "delete", "check", "container_addresses"),
+    "cni_common.shaping": ("host_veth", "veth_peer", "shape", "unshape", "check", "stale_ifbs"),
 }
 
 
@@ -81,6 +82,8 @@ def main_of(plugin: str) -> Callable[..., int]:
         from plugins.portmap import main
     elif plugin == "vxlan":
         from plugins.vxlan import main
+    elif plugin == "bandwidth":
+        from plugins.bandwidth import main
     else:
         raise ValueError(plugin)
     return main
