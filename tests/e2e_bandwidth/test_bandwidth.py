@@ -193,7 +193,7 @@ def test_inspect_shows_shaped_links_and_orphaned_ifbs(clean_lab: Lab, tmp_path: 
         lab.node.ip("link", "del", "bwpcnt0000001", check=False)
 
 
-@pytest.mark.parametrize("name", ["50-bridge-bandwidth.conflist", "51-bridge-bandwidth-kubernetes.conflist"])
+@pytest.mark.parametrize("name", ["60-bridge-bandwidth.conflist", "61-bridge-bandwidth-kubernetes.conflist"])
 def test_conf_examples_shape_as_they_say(clean_lab: Lab, name: str, tmp_path: Any) -> None:
     """The shipped examples, with a test bridge and a private dataDir: 50 with its own limits, 51 with the
     limits a runtime sends through the capability (portmap before it passes the result on)."""
