@@ -105,9 +105,13 @@ def _add_layer3(att: Attachment, ipam: Optional[Result]) -> None:
     masquerade."""
     from ..ifconfig import configure_iface
 
-    if ipam is None or not ipam.ips:
-        raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned missing IP config")
     conf, ifname, result = att.conf, att.args.ifname, att.result
+    if ipam is None or not ipam.ips:
+        # Go answers 999 here; the IPAM's config is what gives no address (e.g. a static IPAM without
+        # addresses): code 7, naming the plugin whose section to fix.
+        raise CNIError(ErrorCode.INVALID_CONFIG,
+                       f"IPAM plugin {conf.ipam_type!r} returned no IP addresses for {ifname!r}",
+                       "an attachment with IPAM needs at least one address: check the config's ipam section")
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
     gateways = fill_gateways(conf, result)
     masquerade = _start_masquerade(att) if conf.ip_masq else None

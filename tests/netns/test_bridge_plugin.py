@@ -253,7 +253,8 @@ def test_ipam_without_ips_fails_and_is_released(tmp_path, host, make_ctr, cni_bi
            "ipam": {"type": "recorder"}}
     ctr = make_ctr()
     add = bridge(cni_bin, host, "ADD", cfg, ctr)
-    assert add.rc == 1 and add.out["msg"] == "IPAM plugin returned missing IP config"
+    assert add.rc == 1 and add.out["code"] == 7, add
+    assert add.out["msg"] == "IPAM plugin 'recorder' returned no IP addresses for 'eth0'"
     assert (cni_bin / "recorder.log").read_text().split() == ["ADD", "DEL"]
     assert [link["ifname"] for link in ipj(ctr, "link", "show")] == ["lo"]
 
