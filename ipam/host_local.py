@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from cni_common.alloc.disk import DiskStore
     from cni_common.log import Logger
+    from cni_common.types import IPAddress
 
 ABOUT = about_line("host-local")
 
@@ -89,6 +90,22 @@ def cmd_del(args: CmdArgs) -> None:
         released += [addr.ip for addr in prev_result_addresses(args.conf, args.cni_version, args.ifname)
                      if addr.ip not in released and store.release_if_ownerless(addr.ip)]
     _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+
+
+def held_addresses(args: CmdArgs) -> "list[IPAddress]":
+    """The addresses the attachment (container ID, ifname) holds, read under the lock; [] when the network has
+    no data dir. A delegating plugin's DEL without ``prevResult`` asks it in-process
+    (:func:`cni_common.invoke.held_addresses`), so that only host-local reads host-local's files. Only
+    ``dataDir`` is read from the config, as DEL does."""
+    import os
+
+    from cni_common.alloc import config
+
+    store = _store(config.data_dir(args.conf), args.network_name)
+    if not os.path.isdir(store.dir):
+        return []
+    with store.lock():
+        return store.find_by_id(args.container_id, args.ifname)
 
 
 def cmd_check(args: CmdArgs) -> None:

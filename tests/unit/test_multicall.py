@@ -56,6 +56,7 @@ def test_a_plugin_call_runs_that_plugins_main_and_registers_the_in_process_deleg
     monkeypatch.setitem(sys.modules, "cnt_fake_plugin", fake)
     monkeypatch.setitem(multicall.PLUGINS, "bridge", "cnt_fake_plugin")
     monkeypatch.setattr(inprocess, "_LOADERS", {})
+    monkeypatch.setattr(inprocess, "_HELD_LOADERS", {})
     monkeypatch.delenv("CNI_COMMAND", raising=False)
     assert multicall.main(["/opt/cni/bin/bridge"]) == 7
     assert ran == ["bridge"]
@@ -63,6 +64,8 @@ def test_a_plugin_call_runs_that_plugins_main_and_registers_the_in_process_deleg
     from ipam import host_local
 
     assert inprocess.loader_of("host-local")() is host_local.main and inprocess.loader_of("bridge") is None
+    held = inprocess.held_loader_of("host-local")
+    assert held is not None and held() is host_local.held_addresses and inprocess.held_loader_of("bridge") is None
 
 
 @pytest.mark.parametrize("argv", [["/opt/cni/bin/vxlan", "agent", "--conf", "f"],
