@@ -593,13 +593,14 @@ class DiskStore:
         return None
 
 
-def _rewrite_hint(path: str, data: bytes) -> bool:
+def _rewrite_hint(path: str, data: bytes) -> None:
     """Write a hint (``last_reserved_ip.N``, the index, the boot-ID record) in place, as Go writes
-    ``last_reserved_ip``; False, logged, when it cannot be written: a hint never fails a call.
+    ``last_reserved_ip``; when it cannot be written, that is logged: a hint never fails a call.
 
     In place, not through a temporary file and a rename: on a full disk truncating the file frees the page the
-    new contents need, where a temporary copy needs one more. A write cut short (a crash, no space) leaves a
-    file that reads as absent. Whatever is at ``path`` is written only when it is a regular file of one link;
+    new contents need, where a temporary copy needs one more. A write cut short (a crash, no space) leaves an
+    empty or partial file, which reads as absent (or, for ``last_reserved_ip``, as another place to start the
+    walk). Whatever is at ``path`` is written only when it is a regular file of one link;
     anything else (a planted symlink, FIFO or hard link) is replaced, never written through.
     """
     try:
@@ -609,21 +610,24 @@ def _rewrite_hint(path: str, data: bytes) -> bool:
             write_all(fd, data)
         finally:
             os.close(fd)
-        return True
     except OSError as exc:
         log.warning("cannot write %s: %s (a hint: the call goes on, a later one rewrites it)", path,
                     exc.strerror or exc)
-        return False
 
 
 def _open_for_rewrite(path: str) -> int:
+    """A writable fd on ``path``: the regular file of one link there, or a new one in place of anything else."""
     try:
         fd = os.open(path, _REWRITE_FLAGS, 0o600)
     except OSError as exc:
         if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO without a reader
             raise
     else:
-        st = os.fstat(fd)
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             return fd
         os.close(fd)
