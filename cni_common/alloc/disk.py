@@ -19,7 +19,7 @@ inode number reused for the same IP name behind our back.
 Only the reservations are the store; ``last_reserved_ip.<N>``, the index and the boot-ID record are hints. A
 hint that cannot be written (a full or read-only disk, a quota, an I/O error) is logged and never fails a
 call; one that is missing, torn or unreadable reads as absent. They are rewritten in place, as Go writes
-``last_reserved_ip``: a full disk has no page for a temporary copy, and truncating a file frees its own. When
+``last_reserved_ip``: a full disk has no page for a temporary copy, and a file's own blocks are reused. When
 a reservation itself finds no space, the index and the boot-ID record are given up (deleted) once to make
 room: on a full disk host-local holds as many addresses as Go's.
 
@@ -597,22 +597,33 @@ def _rewrite_hint(path: str, data: bytes) -> None:
     """Write a hint (``last_reserved_ip.N``, the index, the boot-ID record) in place, as Go writes
     ``last_reserved_ip``; when it cannot be written, that is logged: a hint never fails a call.
 
-    In place, not through a temporary file and a rename: on a full disk truncating the file frees the page the
-    new contents need, where a temporary copy needs one more. A write cut short (a crash, no space) leaves an
-    empty or partial file, which reads as absent (or, for ``last_reserved_ip``, as another place to start the
-    walk). Whatever is at ``path`` is written only when it is a regular file of one link;
+    In place, not through a temporary file and a rename: on a full disk the file's own pages take the new
+    contents, where a temporary copy needs more (and ext4 writes a third of the bytes). A write cut short (a
+    crash, no space) leaves a partial file, which reads as absent (or, for ``last_reserved_ip``, as another
+    place to start the walk). Whatever is at ``path`` is written only when it is a regular file of one link;
     anything else (a planted symlink, FIFO or hard link) is replaced, never written through.
     """
     try:
         fd = _open_for_rewrite(path)
         try:
-            os.ftruncate(fd, 0)
-            write_all(fd, data)
+            _overwrite(fd, data)
         finally:
             os.close(fd)
     except OSError as exc:
         log.warning("cannot write %s: %s (a hint: the call goes on, a later one rewrites it)", path,
                     exc.strerror or exc)
+
+
+def _overwrite(fd: int, data: bytes) -> None:
+    """``data`` over the file's start, then the file cut to its length: the blocks (pages) it has are reused,
+    so a full disk has room for it, and ext4 starts no writeback of its own (it does on close after a
+    truncation to zero). Cut short, the file holds the new start with the old tail: no longer a valid index
+    or boot-ID record (absent)."""
+    view = memoryview(data)
+    offset = 0
+    while offset < len(view):
+        offset += os.pwrite(fd, view[offset:], offset)
+    os.ftruncate(fd, len(view))
 
 
 def _open_for_rewrite(path: str) -> int:
