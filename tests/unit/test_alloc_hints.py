@@ -82,7 +82,8 @@ def test_a_torn_or_missing_last_reserved_ip_reads_as_absent(conf, boot_file, tor
     assert address(run("ADD", conf, boot_file, "c3")[1]) == "10.5.0.3/28"
 
 
-@pytest.mark.parametrize("torn", ["", "boot_id: boot-", "boot_id: boot-a", "boot_id: \n", "garbage\n"])
+@pytest.mark.parametrize("torn", ["", "boot_id: boot-", "boot_id: boot-a", "boot_id: \n", "garbage\n",
+                                   "boot_id: boot-a\n-longer-old-id\n"])  # an overwrite cut short
 def test_a_torn_boot_id_record_reads_as_absent(tmp_path, torn):
     store = disk.DiskStore(str(tmp_path), "net1", "boot-a")
     store.ensure_dir()
@@ -92,10 +93,12 @@ def test_a_torn_boot_id_record_reads_as_absent(tmp_path, torn):
     assert store.recorded_boot_id() == "boot-a"
 
 
-def test_a_torn_index_is_rebuilt_from_the_reservations(conf, boot_file):
+@pytest.mark.parametrize("cut", ["head", "old-tail"])
+def test_a_torn_index_is_rebuilt_from_the_reservations(conf, boot_file, cut):
     assert run("ADD", conf, boot_file, "c1")[0] == 0
     index = net_dir(conf) / disk.INDEX_NAME
-    index.write_bytes(index.read_bytes()[:20])
+    whole = index.read_bytes()
+    index.write_bytes(whole[:20] if cut == "head" else whole + b',"10.5.0.9":[1,"x","eth0",null]}}')
     assert run("DEL", conf, boot_file, "c1")[0] == 0
     assert not (net_dir(conf) / "10.5.0.2").exists()
     assert json.loads(index.read_text())["entries"] == {}
