@@ -353,6 +353,10 @@ def watch(options: Options, installed: Installed, interval: float, remove_config
         now = _fingerprint(options)
         if now == seen and not backoff.due():
             continue
+        # What this re-install starts from: a change made while it runs (a file deleted just after it was
+        # checked) differs from it at the next look. Its own writes do too, once: a re-install that finds
+        # everything in place writes nothing.
+        seen = now
         try:
             installed = reconcile(options, dict(os.environ))
         except (ConfigRefused, InstallError, OSError) as exc:
@@ -361,7 +365,6 @@ def watch(options: Options, installed: Installed, interval: float, remove_config
         else:
             if backoff.succeeded():
                 log.info("re-install succeeded")
-        seen = _fingerprint(options)
     if remove_config_on_exit and installed.config is not None:
         _remove_own_config(options, installed.config)
     log.info("stopped")
