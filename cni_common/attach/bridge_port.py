@@ -95,7 +95,9 @@ def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> tuple[Link, bool]:
     link = nl.find_link(host, name)
     if link is not None:
         return link, False
-    gw_end, port = nl.setup_veth(host, host, name, mtu=br.mtu)
+    # setup_veth names its "container" end (here also in the host) and returns (peer, named end): the named
+    # <bridge>.<vlan> holds the gateway addresses, its peer veth<hex> becomes the bridge port.
+    port, gw_end = nl.setup_veth(host, host, name, mtu=br.mtu)
     try:
         connect_port(host, br, port, vlan=conf.vlan, preserve_default_vlan=conf.preserve_default_vlan)
         nl.set_up(host, gw_end.index)
@@ -121,7 +123,7 @@ def remove_vlan_gateway_if_unused(host: Conn, conf: BridgeConf, br_index: int, o
     if link is None or link.kind != "veth":
         return
     for port in nl.list_links(host):
-        if port.master != br_index or port.index in (link.peer_index, own_port):
+        if port.master != br_index or port.index in (link.index, link.peer_index, own_port):
             continue
         if any(v.vid == conf.vlan for v in nl.list_bridge_vlans(host, port.index)):
             log.info("keeping %r: port %r is in VLAN %d", link.name, port.name, conf.vlan)

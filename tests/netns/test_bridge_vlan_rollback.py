@@ -29,8 +29,8 @@ host, make_ctr, cni_bin = bp.host, bp.make_ctr, bp.cni_bin  # fixtures shared wi
 VLAN = 10
 GATEWAY_LINK = f"cntbr0.{VLAN}"
 
-#: The plugin with the gateway address step failing (after ``<bridge>.<vlan>`` was made); with ``no_vlans``
-#: also without bridge VLAN filtering and VLAN programming, for a kernel that has neither.
+#: The plugin with the gateway address step failing (after ``<bridge>.<vlan>`` was made) unless ``works``; with
+#: ``no_vlans`` also without bridge VLAN filtering and VLAN programming, for a kernel that has neither.
 LAUNCHER = """#!{python}
 import sys
 sys.path.insert(0, {repo!r})
@@ -40,7 +40,8 @@ from cni_common.attach import bridge_port
 def ensure_gateway_addr(host, link, addr, force):
     raise CNIError(PluginCode.LINK_FAILURE, "cannot add the gateway address (faked)")
 
-bridge_port.ensure_gateway_addr = ensure_gateway_addr
+if not {works}:
+    bridge_port.ensure_gateway_addr = ensure_gateway_addr
 if {no_vlans}:
     from cni_common import netlink
     real_ensure_bridge = netlink.ensure_bridge
@@ -58,9 +59,10 @@ def needs_vlan_filtering() -> None:
         pytest.skip(reason)
 
 
-def failing_bridge(cni_bin: Path, no_vlans: bool) -> Path:
-    name = "bridge-gw-fails-novlan" if no_vlans else "bridge-gw-fails"
-    return bp._script(cni_bin / name, LAUNCHER.format(python=sys.executable, repo=str(bp.REPO), no_vlans=no_vlans))
+def failing_bridge(cni_bin: Path, no_vlans: bool, works: bool = False) -> Path:
+    name = f"bridge-{'works' if works else 'gw-fails'}{'-novlan' if no_vlans else ''}"
+    return bp._script(cni_bin / name, LAUNCHER.format(python=sys.executable, repo=str(bp.REPO), no_vlans=no_vlans,
+                                                      works=works))
 
 
 def vlan_conf(tmp_path: Path) -> dict[str, Any]:
@@ -90,6 +92,16 @@ def test_failed_first_add_removes_the_vlan_gateway_and_the_bridge_on_any_kernel(
     assert host_links(host) == ["lo"]
     assert [link["ifname"] for link in ipj(ctr, "link", "show")] == ["lo"]
     assert leases(tmp_path) == []
+
+
+def test_the_vlan_gateway_holds_the_address_and_its_peer_is_the_bridge_port(tmp_path, host, make_ctr, cni_bin):
+    """The two ends of the ``<bridge>.<vlan>`` veth used to be swapped (the named end was made the port)."""
+    res = add(failing_bridge(cni_bin, no_vlans=True, works=True), host, vlan_conf(tmp_path), make_ctr())
+    assert res.rc == 0, res
+    gateway = next(link for link in ipj(host, "-d", "addr", "show") if link["ifname"] == GATEWAY_LINK)
+    assert "master" not in gateway and "10.88.0.1" in [a["local"] for a in gateway["addr_info"]]
+    ports = [link["ifname"] for link in ipj(host, "link", "show", "master", "cntbr0")]
+    assert GATEWAY_LINK not in ports and len(ports) == 2  # the container's veth and the gateway's peer
 
 
 def test_failed_add_keeps_the_bridge_of_other_pods_but_removes_the_vlan_gateway_it_made(tmp_path, host, make_ctr,
