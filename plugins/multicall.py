@@ -31,9 +31,12 @@ PLUGINS = {
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
-#: build can run them in-process as its delegate (:mod:`cni_common.invoke`). Each IPAM among them also has a
-#: ``held_addresses(args)``: the addresses it holds for an attachment (asked by a DEL without prevResult).
+#: build can run them in-process as its delegate (:mod:`cni_common.invoke`).
 IN_PROCESS_DELEGATES = ("host-local",)
+
+#: IPAM plugins among them whose module has ``held_addresses(args)``: the addresses it holds for an attachment,
+#: asked by a DEL without prevResult (:func:`cni_common.invoke.held_addresses`).
+HOLDS_ADDRESSES = ("host-local",)
 
 #: Commands that are not CNI calls: the words after the program's name (``cni-suite <mode> ARGS``, or a
 #: plugin's name followed by the rest: ``vxlan agent ARGS``) -> ``"module:function"``, called with the
@@ -100,8 +103,8 @@ def _register_in_process_delegates() -> None:
     from cni_common import inprocess
 
     for plugin_type in IN_PROCESS_DELEGATES:
-        inprocess.register(plugin_type, _loader(PLUGINS[plugin_type] + ":main"),
-                           _loader(PLUGINS[plugin_type] + ":held_addresses"))
+        held = _loader(PLUGINS[plugin_type] + ":held_addresses") if plugin_type in HOLDS_ADDRESSES else None
+        inprocess.register(plugin_type, _loader(PLUGINS[plugin_type] + ":main"), held)
 
 
 def _loader(target: str) -> Callable[[], Callable[..., Any]]:
