@@ -4,7 +4,8 @@ A 16 KiB tmpfs (four pages) is mounted inside a private mount namespace (``unsha
 on the machine) and used as ``dataDir``. ADD until the disk is full; then DEL one container and ADD again.
 The reservations are the store; ``last_reserved_ip``, the index and the boot-ID record are hints that never
 fail a call, and ours give way to reservations, so ours holds as many containers as Go's, and an ADD works again
-after a DEL (it used to fail with code 105 on ``last_reserved_ip.0`` for good).
+after a DEL (it used to fail with code 105 on ``last_reserved_ip.0`` for good). Remounted read-only, calls
+that need no new reservation still succeed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ for cid in held[1:] + ["again"]:
 steps["add_when_empty"] = call("ADD", "last")[0]
 d = os.path.join(mnt, "cntfull")
 steps["files"] = {name: os.path.getsize(os.path.join(d, name)) for name in sorted(os.listdir(d))}
+if not go:  # the same disk read-only: calls that need no new reservation still answer
+    os.unlink(os.path.join(d, ".cni-index.json"))  # a hint to rebuild, that cannot be written now
+    subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+    steps["read_only"] = {"check": call("CHECK", "last")[0], "del_unknown": call("DEL", "nobody")[0],
+                          "add": call("ADD", "new")[1]}
 print(json.dumps(steps))
 """
 
@@ -83,6 +89,7 @@ def fill_and_free(tmp_path: Path, go: str = "") -> dict:
 
 
 def test_a_full_disk_fails_only_the_reservation_and_a_del_makes_room_again(tmp_path: Path) -> None:
+    """Then the same disk read-only: CHECK and a DEL with nothing to release still succeed, ADD is 105."""
     ours = fill_and_free(tmp_path)
     assert ours["refused"]["code"] == 105 and "No space left on device" in ours["refused"]["msg"], ours
     assert ours["del"] == 0 and ours["add_after_del"][0] == 0, ours
@@ -90,6 +97,9 @@ def test_a_full_disk_fails_only_the_reservation_and_a_del_makes_room_again(tmp_p
     assert ours["dels"] == [0] * len(ours["dels"]) and ours["add_when_empty"] == 0, ours
     reservations = {name: size for name, size in ours["files"].items() if name[0].isdigit()}
     assert len(reservations) == 1 and all(reservations.values()), ours  # "last"'s, whole; nothing half-written
+    read_only = ours["read_only"]
+    assert read_only["check"] == 0 and read_only["del_unknown"] == 0, ours  # hints unwritable: no failure
+    assert read_only["add"]["code"] == 105 and "Read-only file system" in read_only["add"]["msg"], ours
     if GO_HOST_LOCAL.exists():
         go = fill_and_free(tmp_path, str(GO_HOST_LOCAL))
         assert go["add_after_del"][0] == 0, go
