@@ -10,9 +10,9 @@ about them are the checklist here (see docs/kubernetes.md):
 - the config list is written only after every plugin it names is there (a runtime acts as soon as it sees a
   config), only after the suite's own parsers accepted it, and by rename (never half a config);
 - ``--watch`` stays up and re-installs when an input or an installed file changes, and retries a failed
-  re-install with back-off even when nothing changes (a full disk freed, a directory fixed); on SIGTERM it removes the
-  config it wrote only with ``--remove-config-on-exit`` (pods still being torn down need DEL, so by default the
-  config stays, as Cilium does);
+  re-install with back-off even when nothing changes (a full disk freed, a directory fixed); on SIGTERM it
+  removes the config it wrote only with ``--remove-config-on-exit`` (pods still being torn down need DEL, so
+  by default the config stays, as Cilium does);
 - a failure (directory not writable, disk full, bad config) exits non-zero with one line saying what and
   why, and leaves the previous files as they were.
 

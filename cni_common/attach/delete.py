@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import invoke
 from ..errors import BestEffort
-from ..log import get_logger
 
 if TYPE_CHECKING:
     from ..parallel import Task
     from ..skel import CmdArgs
     from ..types import IPInterface
     from .conf import BridgeConf
-
-log = get_logger(__name__)
 
 
 def detach(args: CmdArgs, conf: BridgeConf) -> None:
