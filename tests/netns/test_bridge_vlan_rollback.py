@@ -3,12 +3,10 @@ it made and then the bridge, so the node is as it was; ``<bridge>.<vlan>`` stays
 in that VLAN.
 
 The failure is faked in the plugin's process after the gateway link was made (putting the gateway address on it
-fails); everything else is the kernel's. Two kinds of test:
-
-- with the kernel's bridge VLAN filtering (Debian's own kernel, e.g. the qemu full-kernel lane): the real VLAN
-  setup, ports' VLANs read back; they skip, naming the limit, on a kernel without it (this VM's);
-- on any kernel: the same rollback with the VLAN programming left out of the plugin's process (no VLAN
-  filtering needed): ``<bridge>.<vlan>`` is made, the ADD fails, both it and the bridge go.
+fails); everything else is the kernel's. Here, on any kernel, the VLAN programming is left out of the plugin's
+process (no VLAN filtering needed): ``<bridge>.<vlan>`` is made, the ADD fails, both it and the bridge go. With
+the kernel's bridge VLAN filtering, the same launcher runs in the kernel lane (Debian's own kernel under qemu):
+tests/kernel_lane/test_vlan_rollback.py.
 """
 
 from __future__ import annotations
@@ -17,9 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e_bridge.conftest import bridge_vlan_unsupported
 from tests.helpers.plugin import run_plugin
 from tests.netns import test_bridge_plugin as bp
 
@@ -52,13 +47,6 @@ sys.exit(main(["bridge"]))
 """
 
 
-@pytest.fixture
-def needs_vlan_filtering() -> None:
-    reason = bridge_vlan_unsupported()
-    if reason:
-        pytest.skip(reason)
-
-
 def failing_bridge(cni_bin: Path, no_vlans: bool, works: bool = False) -> Path:
     name = f"bridge-{'works' if works else 'gw-fails'}{'-novlan' if no_vlans else ''}"
     return bp._script(cni_bin / name, LAUNCHER.format(python=sys.executable, repo=str(bp.REPO), no_vlans=no_vlans,
@@ -71,14 +59,6 @@ def vlan_conf(tmp_path: Path) -> dict[str, Any]:
 
 def host_links(host) -> list[str]:
     return sorted(link["ifname"] for link in ipj(host, "link", "show"))
-
-
-def port_vlans(host, port: str) -> list[int]:
-    out = host.run(["bridge", "-j", "vlan", "show", "dev", port], check=False).stdout
-    import json
-
-    entries = json.loads(out or "[]")
-    return [v["vlan"] for v in entries[0]["vlans"]] if entries else []
 
 
 def add(binary: Path, host, cfg: dict[str, Any], ctr, cid: str = "cnt-test-id"):
@@ -107,32 +87,9 @@ def test_the_vlan_gateway_holds_the_address_and_its_peer_is_the_bridge_port(tmp_
 def test_failed_add_keeps_the_bridge_of_other_pods_but_removes_the_vlan_gateway_it_made(tmp_path, host, make_ctr,
                                                                                         cni_bin):
     """The bridge already has another pod (no VLAN here): only what this ADD made goes."""
-    assert bp.bridge(cni_bin, host, "ADD", bp.conf(tmp_path, "1.1.0", ipMasq=False), make_ctr(), container_id="c1").rc == 0
+    other_pod = bp.conf(tmp_path, "1.1.0", ipMasq=False)
+    assert bp.bridge(cni_bin, host, "ADD", other_pod, make_ctr(), container_id="c1").rc == 0
     before = host_links(host)
     res = add(failing_bridge(cni_bin, no_vlans=True), host, vlan_conf(tmp_path), make_ctr(), cid="c2")
     assert res.rc == 1 and "faked" in res.out["msg"], res
     assert host_links(host) == before and "cntbr0" in before and GATEWAY_LINK not in before
-
-
-def test_failed_first_add_with_an_access_vlan_leaves_nothing(needs_vlan_filtering, tmp_path, host, make_ctr, cni_bin):
-    ctr = make_ctr()
-    res = add(failing_bridge(cni_bin, no_vlans=False), host, vlan_conf(tmp_path), ctr)
-    assert res.rc == 1 and "faked" in res.out["msg"], res
-    assert host_links(host) == ["lo"]
-    assert leases(tmp_path) == []
-
-
-def test_the_vlan_gateway_stays_when_another_port_is_in_that_vlan(needs_vlan_filtering, tmp_path, host, make_ctr,
-                                                                   cni_bin):
-    """A port of the bridge already in VLAN 10 (another pod's, joined while this ADD ran): its gateway stays."""
-    host.ip("link", "add", "cntbr0", "type", "bridge", "vlan_filtering", "1")
-    host.ip("link", "add", "cntother", "type", "veth", "peer", "name", "cntother1")
-    host.ip("link", "set", "cntother", "master", "cntbr0", "up")
-    host.run(["bridge", "vlan", "add", "vid", str(VLAN), "dev", "cntother", "pvid", "untagged"])
-    res = add(failing_bridge(cni_bin, no_vlans=False), host, vlan_conf(tmp_path), make_ctr())
-    assert res.rc == 1 and "faked" in res.out["msg"], res
-    links = host_links(host)
-    assert GATEWAY_LINK in links and "cntbr0" in links
-    peer = next(link["ifname"] for link in ipj(host, "link", "show", "master", "cntbr0")
-                if link["ifname"] != "cntother")
-    assert VLAN in port_vlans(host, peer)
