@@ -32,6 +32,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms pe
 if TYPE_CHECKING:
     from typing import Callable, Optional
 
+    from .types import IPAddress
+
 log = get_logger(__name__)
 
 _TEXT_BUSY_RETRIES = 5
@@ -130,6 +132,28 @@ def delegate(verb: str, plugin_type: str, args: CmdArgs) -> Optional[Result]:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"delegate {plugin_type!r} printed a result that is not JSON",
                        str(exc)) from exc
     return Result.from_dict(payload, args.cni_version)
+
+
+def held_addresses(plugin_type: str, args: CmdArgs) -> list[IPAddress]:
+    """The addresses IPAM ``plugin_type`` holds for the attachment of ``args`` (container ID and ifname): what a
+    DEL without ``prevResult`` needs to find the rules made for them.
+
+    The CNI protocol has no verb for this question. An IPAM type of this build answers it in this process, from
+    its own records, through what the program registered (:mod:`cni_common.inprocess`); its records' format is
+    the type's (host-local's files are the same for ours and Go's), so the answer holds whichever program of
+    that type ``CNI_PATH`` has. Any other IPAM is not asked: the plain answer is none, and the caller keeps to
+    its other sources (the interface, ``prevResult``). Never raises: a DEL must not fail on it.
+    """
+    from . import inprocess
+
+    load = inprocess.held_loader_of(plugin_type)
+    if load is None:
+        return []
+    try:
+        return load()(args)
+    except CNIError as exc:
+        log.debug("IPAM %r: the addresses held are unknown: %s", plugin_type, exc)
+        return []
 
 
 def delegate_del_quietly(plugin_type: str, args: CmdArgs) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from cni_common.alloc.disk import DiskStore
     from cni_common.log import Logger
+    from cni_common.types import IPAddress
 
 ABOUT = about_line("host-local")
 
@@ -31,11 +32,12 @@ def _log() -> "Logger":
     return get_logger(__name__)
 
 
-def _store(data_dir: str, name: str) -> "DiskStore":
-    """The network's disk store; imported here so VERSION never loads the allocator."""
+def _store(data_dir: str, name: str, boot_id: "str | None" = None) -> "DiskStore":
+    """The network's disk store (recording ``boot_id`` with each reservation); imported here so VERSION never
+    loads the allocator."""
     from cni_common.alloc.disk import DiskStore
 
-    return DiskStore(data_dir, name)
+    return DiskStore(data_dir, name, boot_id)
 
 
 #: Tests only: a file to read as the kernel's boot ID, so a test can fake a reboot. Read from the request's
@@ -49,10 +51,11 @@ def _boot_id(args: CmdArgs) -> "str | None":
     return current_boot_id(args.env.get(TEST_BOOT_ID_FILE_ENV) or KERNEL_BOOT_ID)
 
 
-def _reclaim(args: CmdArgs, store: "DiskStore", enabled: bool) -> None:
-    """The first call after a reboot releases the earlier boot's reservations (caller holds the lock)."""
-    if enabled:
-        store.reclaim_after_reboot(_boot_id(args))
+def _reclaiming_store(args: CmdArgs, data_dir: str, name: str, reclaim: bool) -> "DiskStore":
+    """The store of a call that may reserve or release: with ``reclaim`` (``reclaimAfterReboot``), it knows
+    this boot's ID, records it with each reservation, and :meth:`DiskStore.reclaim_after_reboot` releases
+    the reservations of earlier boots (the first call after a reboot, under the lock)."""
+    return _store(data_dir, name, _boot_id(args) if reclaim else None)
 
 
 def cmd_add(args: CmdArgs) -> Result:
@@ -63,9 +66,9 @@ def cmd_add(args: CmdArgs) -> Result:
     result = Result(routes=list(cfg.routes), cni_version=args.cni_version)
     if cfg.resolv_conf:
         result.dns = config.parse_resolv_conf(cfg.resolv_conf)
-    store = _store(cfg.data_dir, cfg.name)
+    store = _reclaiming_store(args, cfg.data_dir, cfg.name, cfg.reclaim_after_reboot)
     with store.lock():
-        _reclaim(args, store, cfg.reclaim_after_reboot)
+        store.reclaim_after_reboot()
         result.ips = allocator.allocate(cfg.range_sets, store, args.container_id, args.ifname, cfg.requested_ips)
     return result
 
@@ -79,13 +82,30 @@ def cmd_del(args: CmdArgs) -> None:
     """
     from cni_common.alloc import config
 
-    store = _store(config.data_dir(args.conf), args.network_name)
+    store = _reclaiming_store(args, config.data_dir(args.conf), args.network_name,
+                              config.reclaim_after_reboot(args.conf))
     with store.lock():
-        _reclaim(args, store, config.reclaim_after_reboot(args.conf))
+        store.reclaim_after_reboot()
         released = store.release_by_id(args.container_id, args.ifname)
         released += [addr.ip for addr in prev_result_addresses(args.conf, args.cni_version, args.ifname)
                      if addr.ip not in released and store.release_if_ownerless(addr.ip)]
     _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+
+
+def held_addresses(args: CmdArgs) -> "list[IPAddress]":
+    """The addresses the attachment (container ID, ifname) holds, read under the lock; [] when the network has
+    no data dir. A delegating plugin's DEL without ``prevResult`` asks it in-process
+    (:func:`cni_common.invoke.held_addresses`), so that only host-local reads host-local's files. Only
+    ``dataDir`` is read from the config, as DEL does."""
+    import os
+
+    from cni_common.alloc import config
+
+    store = _store(config.data_dir(args.conf), args.network_name)
+    if not os.path.isdir(store.dir):
+        return []
+    with store.lock():
+        return store.find_by_id(args.container_id, args.ifname)
 
 
 def cmd_check(args: CmdArgs) -> None:
@@ -113,9 +133,10 @@ def cmd_gc(args: CmdArgs) -> None:
     if valid is None:
         _log().warning("GC without cni.dev/valid-attachments: releasing nothing")
         return
-    store = _store(config.data_dir(args.conf), args.network_name)
+    store = _reclaiming_store(args, config.data_dir(args.conf), args.network_name,
+                              config.reclaim_after_reboot(args.conf))
     with store.lock():
-        _reclaim(args, store, config.reclaim_after_reboot(args.conf))
+        store.reclaim_after_reboot()
         gc.collect(store, valid)
 
 

@@ -9,9 +9,10 @@ about them are the checklist here (see docs/kubernetes.md):
   in ``/opt/cni/bin``, and an upgrade switches all four names to the new build, each by one rename;
 - the config list is written only after every plugin it names is there (a runtime acts as soon as it sees a
   config), only after the suite's own parsers accepted it, and by rename (never half a config);
-- ``--watch`` stays up and re-installs when an input or an installed file changes; on SIGTERM it removes the
-  config it wrote only with ``--remove-config-on-exit`` (pods still being torn down need DEL, so by default the
-  config stays, as Cilium does);
+- ``--watch`` stays up and re-installs when an input or an installed file changes, and retries a failed
+  re-install with back-off even when nothing changes (a full disk freed, a directory fixed); on SIGTERM it
+  removes the config it wrote only with ``--remove-config-on-exit`` (pods still being torn down need DEL, so
+  by default the config stays, as Cilium does);
 - a failure (directory not writable, disk full, bad config) exits non-zero with one line saying what and
   why, and leaves the previous files as they were.
 
@@ -27,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -46,6 +48,9 @@ EXIT_IO, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 DEFAULT_BIN_DIR = "/host/opt/cni/bin"
 DEFAULT_CONF_DIR = "/host/etc/cni/net.d"
 DEFAULT_CONFLIST_NAME = "10-cni-suite.conflist"
+#: ``--watch`` retries a failed re-install after ``--interval``, then twice as long each time, up to this (the
+#: kubelet's restart back-off of a crashing container stops at five minutes too).
+RETRY_MAX_SECONDS = 300.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,25 +317,67 @@ def _wait_for_stop() -> int:
     return 0
 
 
-def watch(options: Options, installed: Installed, interval: float, remove_config_on_exit: bool) -> int:
+class Backoff:
+    """When to retry a failed re-install when nothing changed: ``first`` seconds after the failure, then twice
+    as long after each further failure, up to ``limit``; forgotten after a success."""
+
+    def __init__(self, first: float, limit: float) -> None:
+        self.first, self.limit = first, limit
+        self.delay = 0.0
+        self.retry_at: Optional[float] = None  # time.monotonic() of the next retry; None: nothing failed
+
+    def failed(self) -> float:
+        """Note a failure; returns the seconds until the retry."""
+        self.delay = min(self.limit, self.delay * 2 if self.delay else self.first)
+        self.retry_at = time.monotonic() + self.delay
+        return self.delay
+
+    def succeeded(self) -> bool:
+        """Note a success; True when it ends a run of failures."""
+        failing = self.retry_at is not None
+        self.delay, self.retry_at = 0.0, None
+        return failing
+
+    def due(self) -> bool:
+        return self.retry_at is not None and time.monotonic() >= self.retry_at
+
+    def wait(self, interval: float) -> float:
+        """How long to sleep before the next look: the poll ``interval``, or less when a retry comes sooner."""
+        if self.retry_at is None:
+            return interval
+        return max(0.0, min(interval, self.retry_at - time.monotonic()))
+
+
+def watch(options: Options, installed: Installed, interval: float, remove_config_on_exit: bool,
+          retry_max: float = RETRY_MAX_SECONDS) -> int:
     """Poll the inputs and the installed files every ``interval`` s; re-install when any of them changed.
 
     Polling, not inotify: ConfigMap volumes change by a symlink swap, hostPath files by anyone, and a few
     ``stat`` calls (plus reading two small text files) every few seconds cost nothing measurable. A failed
-    re-install is logged and retried at the next change; the previous files stay in place meanwhile.
+    re-install is logged and retried at the next change, and without one after ``interval``, then twice as long
+    each time up to ``retry_max`` (:class:`Backoff`): the cause (a full disk, a directory in the way, a
+    missing plugin) may go away without any input changing. The previous files stay in place meanwhile.
     """
     stop = _stop_event()
     seen = _fingerprint(options)
+    backoff = Backoff(interval, retry_max)
     log.info("watching every %gs", interval)
-    while not stop.wait(interval):
+    while not stop.wait(backoff.wait(interval)):
         now = _fingerprint(options)
-        if now == seen:
+        if now == seen and not backoff.due():
             continue
+        # What this re-install starts from: a change made while it runs (a file deleted just after it was
+        # checked) differs from it at the next look. Its own writes do too, once: a re-install that finds
+        # everything in place writes nothing.
+        seen = now
         try:
             installed = reconcile(options, dict(os.environ))
         except (ConfigRefused, InstallError, OSError) as exc:
-            log.error("re-install failed, previous files kept: %s", exc)
-        seen = _fingerprint(options)
+            log.error("re-install failed, previous files kept; retrying in %gs or at the next change: %s",
+                      backoff.failed(), exc)
+        else:
+            if backoff.succeeded():
+                log.info("re-install succeeded")
     if remove_config_on_exit and installed.config is not None:
         _remove_own_config(options, installed.config)
     log.info("stopped")

@@ -17,7 +17,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable
 
 #: Every CNI type the suite ships: the name the runtime execs -> the module whose ``main()`` runs it. The one
 #: list: build.sh makes one file per name, the PyInstaller spec collects these modules, the packer writes the
@@ -36,6 +36,10 @@ PLUGINS = {
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
 #: build can run them in-process as its delegate (:mod:`cni_common.invoke`).
 IN_PROCESS_DELEGATES = ("host-local",)
+
+#: IPAM plugins among them whose module has ``held_addresses(args)``: the addresses it holds for an attachment,
+#: asked by a DEL without prevResult (:func:`cni_common.invoke.held_addresses`).
+HOLDS_ADDRESSES = ("host-local",)
 
 #: Commands that are not CNI calls: the words after the program's name (``cni-suite <mode> ARGS``, or a
 #: plugin's name followed by the rest: ``vxlan agent ARGS``) -> ``"module:function"``, called with the
@@ -102,11 +106,12 @@ def _register_in_process_delegates() -> None:
     from cni_common import inprocess
 
     for plugin_type in IN_PROCESS_DELEGATES:
-        inprocess.register(plugin_type, _loader(PLUGINS[plugin_type] + ":main"))
+        held = _loader(PLUGINS[plugin_type] + ":held_addresses") if plugin_type in HOLDS_ADDRESSES else None
+        inprocess.register(plugin_type, _loader(PLUGINS[plugin_type] + ":main"), held)
 
 
-def _loader(target: str) -> Callable[[], Callable[..., int]]:
-    """A plugin's ``main``, imported only if a delegation asks for it."""
+def _loader(target: str) -> Callable[[], Callable[..., Any]]:
+    """A function of a plugin (its ``main``, an IPAM's ``held_addresses``), imported only when asked for."""
     return lambda: _load(target)
 
 

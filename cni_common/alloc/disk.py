@@ -4,24 +4,32 @@ Layout of ``<dataDir>/<network>/`` (directory 0755), the compatibility contract:
 
 - ``<ip>``: one file per reserved IP (mode 0600), containing ``<containerID>\\r\\n<ifname>``; files from old
   versions hold only ``<containerID>`` and match any ifname of that container;
-- ``last_reserved_ip.<N>``: the last IP reserved in range set N (written atomically: temp file + rename);
+- ``last_reserved_ip.<N>``: the last IP reserved in range set N (a hint: where the next walk starts);
 - ``lock``: an empty file, ``flock(LOCK_EX)``-ed around every operation, exactly as go-filemutex does, so
   our processes and Go's exclude each other.
 
-Beyond upstream, ``.cni-boot-id`` records the kernel's boot ID (see :meth:`DiskStore.reclaim_after_reboot`), and
-``.cni-index.json`` caches ``ip -> (inode, containerID, ifname)``. It is only a cache: every
-operation lists the directory (names and inode numbers, no file reads), reads just the IP files that are new
-or whose inode changed (e.g. written by the Go plugin), and re-reads a file before removing it. So a DEL reads
-a handful of files instead of all of them. When the index finds nothing for an attachment, DEL falls back to
-reading every file, which also covers an inode number reused for the same IP name behind our back.
+Beyond upstream, ``.cni-boot-id`` records the kernel's boot ID of the last call (see
+:meth:`DiskStore.reclaim_after_reboot`), and ``.cni-index.json`` caches ``ip -> (inode, containerID, ifname,
+boot ID it was reserved in)``. It is only a cache: every operation lists the directory (names and inode
+numbers, no file reads), reads just the IP files that are new or whose inode changed (e.g. written by the Go
+plugin), and re-reads a file before removing it. So a DEL reads a handful of files instead of all of them.
+When the index finds nothing for an attachment, DEL falls back to reading every file, which also covers an
+inode number reused for the same IP name behind our back.
+
+Only the reservations are the store; ``last_reserved_ip.<N>``, the index and the boot-ID record are hints. A
+hint that cannot be written (a full or read-only disk, a quota, an I/O error) is logged and never fails a
+call; one that is missing, torn or unreadable reads as absent. They are rewritten in place, as Go writes
+``last_reserved_ip``: a full disk has no page for a temporary copy, and a file's own blocks are reused. When
+a reservation itself finds no space, the index and the boot-ID record are given up (deleted) once to make
+room: on a full disk host-local holds as many addresses as Go's.
 
 File safety (see docs/threat-model.md): every file in the network directory is opened with ``O_NOFOLLOW``
 (a planted symlink is never followed, for reading or writing) and ``O_NONBLOCK`` (a planted FIFO cannot hang
-a read); reservations are created ``O_EXCL``; rewritten files go through a temporary file of a random name
-created ``O_EXCL`` in the same directory, then ``os.replace``. A reservation is fsync-ed, with its directory,
-before the ADD returns it. An empty reservation file (a power cut between create and write) holds no one's
-address: it is logged and reused. Directories (``dataDir`` and the network's) may be symlinks: the
-administrator chose them.
+a read); reservations are created ``O_EXCL``; a hint is rewritten only when what is there is a regular file
+with one link (anything else, a planted symlink, FIFO or hard link, is replaced, never written through). A
+reservation is fsync-ed, with its directory, before the ADD returns it. An empty reservation file (a power cut
+between create and write) holds no one's address: it is logged and reused. Directories (``dataDir`` and the
+network's) may be symlinks: the administrator chose them.
 """
 
 from __future__ import annotations
@@ -59,13 +67,18 @@ BOOT_ID_PREFIX = "boot_id: "
 KERNEL_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_REWRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: No room for a reservation: our own files are given up to make some.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 #: Larger than any file of ours (a reservation holds an ID and an ifname): a planted big file is not read whole.
 _MAX_READ = 64 * 1024
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2  # 2: entries carry the boot ID; an index of version 1 is rebuilt (the IDs then unknown)
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+_BOOT_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.\-]*")
 
-# ip name -> [inode, container id, ifname or None]; kept as the JSON lists they are stored as, so loading
-# and saving the index is one json call each (it is read and written on every operation).
+# ip name -> [inode, container id, ifname or None, boot ID or None]: the boot ID the reservation was made in,
+# when we made it (None for files we found: made by Go's host-local, or behind our back). Kept as the JSON lists
+# they are stored as, so loading and saving the index is one json call each (read and written on every call).
 _Entry = list
 
 
@@ -154,11 +167,15 @@ def boot_time() -> float:
 
 
 class DiskStore:
-    """The reservations of network ``network`` under ``data_dir``; implements :class:`.store.Store`."""
+    """The reservations of network ``network`` under ``data_dir``; implements :class:`.store.Store`.
 
-    def __init__(self, data_dir: str, network: str) -> None:
+    ``boot_id`` (the kernel's, None when the reboot reclaim is off) is recorded with each reservation made.
+    """
+
+    def __init__(self, data_dir: str, network: str, boot_id: Optional[str] = None) -> None:
         validate_network_name(network)
         self.dir = os.path.join(data_dir, network)
+        self.boot_id = boot_id
         self._index: Optional[dict[str, _Entry]] = None
         self._index_dirty = False
         self._unsynced: list[str] = []  # reservations written under the current lock, not yet fsync-ed
@@ -270,14 +287,14 @@ class DiskStore:
             with os.scandir(self.dir) as entries:
                 for entry in entries:
                     known = cached.get(entry.name)
-                    if type(known) is list and len(known) == 3 and known[0] == entry.inode():
+                    if type(known) is list and len(known) == 4 and known[0] == entry.inode():
                         fresh[entry.name] = known  # the name was checked to be an IP when it was indexed
                         continue
                     if ip_from_name(entry.name) is None:
                         continue
                     owner = self._read_owner(entry.name)
                     if owner is not None:
-                        fresh[entry.name] = [entry.inode(), owner.container_id, owner.ifname]
+                        fresh[entry.name] = [entry.inode(), owner.container_id, owner.ifname, None]
         except OSError as exc:
             raise _store_error("list", self.dir, exc) from exc
         if fresh != cached:
@@ -289,10 +306,7 @@ class DiskStore:
         if not self._index_dirty or self._index is None:
             return
         body = {"version": _INDEX_VERSION, "entries": self._index}
-        try:
-            _atomic_write(self._path(INDEX_NAME), json.dumps(body, separators=(",", ":")).encode())
-        except OSError as exc:
-            log.warning("cannot save index %s: %s", self._path(INDEX_NAME), exc)
+        _rewrite_hint(self._path(INDEX_NAME), json.dumps(body, separators=(",", ":")).encode())
         self._index_dirty = False
 
     def _forget(self, name: str) -> None:
@@ -305,34 +319,56 @@ class DiskStore:
         name = str(ip)
         path = self._path(name)
         index = self.index()
+        data = f"{container_id}\r\n{ifname}".encode()
         try:
-            fd = self._create_reservation(path)
+            inode = self._write_reservation(path, data)
         except OSError as exc:
-            raise _store_error("reserve", path, exc) from exc
-        if fd is None:
-            return False
-        try:
+            if exc.errno not in _NO_SPACE or not self._give_up_own_files():
+                raise _store_error("reserve", path, exc) from exc
             try:
-                write_all(fd, f"{container_id}\r\n{ifname}".encode())
-                inode = os.fstat(fd).st_ino
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise _store_error("write reservation", path, exc) from exc
-        index[name] = [inode, container_id, ifname]
+                inode = self._write_reservation(path, data)
+            except OSError as exc2:
+                raise _store_error("reserve", path, exc2) from exc2
+        if inode is None:
+            return False
+        index[name] = [inode, container_id, ifname, self.boot_id]
         self._index_dirty = True
         self._unsynced.append(path)
-        last_path = self._path(f"{LAST_RESERVED_PREFIX}{range_id}")
+        _rewrite_hint(self._path(f"{LAST_RESERVED_PREFIX}{range_id}"), name.encode())
+        return True
+
+    def _write_reservation(self, path: str, data: bytes) -> Optional[int]:
+        """Create the reservation file holding ``data``; its inode, or None when the IP is taken. On a failure
+        nothing of it is left (OSError)."""
+        fd = self._create_reservation(path)
+        if fd is None:
+            return None
         try:
-            _atomic_write(last_path, name.encode())
-        except OSError as exc:
+            try:
+                write_all(fd, data)
+                return os.fstat(fd).st_ino
+            finally:
+                os.close(fd)
+        except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            self._forget(name)
-            raise _store_error("write", last_path, exc) from exc
-        return True
+            raise
+
+    def _give_up_own_files(self) -> bool:
+        """No room for a reservation: delete the index and the boot-ID record, hints only we read (the index
+        is rebuilt from the reservations; without a record the reclaim decides by the IDs the index recorded,
+        now none). True when anything was deleted. The reservation is what the call is for."""
+        freed = False
+        for name in (INDEX_NAME, BOOT_ID_NAME):
+            try:
+                os.unlink(self._path(name))
+                freed = True
+            except OSError:
+                pass
+        if freed:
+            log.warning("%s is full: deleted the index and the boot-ID record to make room for a reservation",
+                        self.dir)
+        return freed
 
     def _create_reservation(self, path: str) -> Optional[int]:
         """A new reservation file's fd, or None when the IP is taken. ``O_EXCL`` fails on anything already
@@ -359,6 +395,8 @@ class DiskStore:
             return None
 
     def last_reserved_ip(self, range_id: int) -> Optional[IPAddress]:
+        """The hint where the last walk stopped; None when missing, torn or unreadable (the walk then starts at
+        the range's beginning)."""
         try:
             return ipaddress.ip_address(read_small(self._path(f"{LAST_RESERVED_PREFIX}{range_id}"), 256)
                                         .decode().strip())
@@ -390,7 +428,7 @@ class DiskStore:
         container_id = container_id.strip()
         names = []
         index = self.index()
-        for name, (inode, cid, ifn) in list(index.items()):
+        for name, (inode, cid, ifn, _) in list(index.items()):
             if cid != container_id or (ifn is not None and ifn != ifname):  # Owner.matches, inlined: hot loop
                 continue
             owner = self._read_owner(name)
@@ -399,7 +437,7 @@ class DiskStore:
             elif owner.matches(container_id, ifname):
                 names.append(name)
             else:
-                index[name] = [inode, owner.container_id, owner.ifname]
+                index[name] = [inode, owner.container_id, owner.ifname, None]
                 self._index_dirty = True
         return names
 
@@ -428,6 +466,7 @@ class DiskStore:
         """Read every reservation file (the source of truth) and rebuild the index from what was read."""
         out: list[tuple[IPAddress, Owner]] = []
         fresh: dict[str, _Entry] = {}
+        known = self._index if self._index is not None else self._load_index_file()
         try:
             with os.scandir(self.dir) as entries:
                 for entry in entries:
@@ -437,7 +476,10 @@ class DiskStore:
                     owner = self._read_owner(entry.name)
                     if owner is not None:
                         out.append((ip, owner))
-                        fresh[entry.name] = [entry.inode(), owner.container_id, owner.ifname]
+                        now = [entry.inode(), owner.container_id, owner.ifname]
+                        was = known.get(entry.name)
+                        made_in = was[3] if type(was) is list and len(was) == 4 and was[:3] == now else None
+                        fresh[entry.name] = [*now, made_in]
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -449,61 +491,74 @@ class DiskStore:
 
     # ----------------------------------------------------------------- reboot reclaim
     def recorded_boot_id(self) -> Optional[str]:
-        """The boot ID recorded by the last call (None when never recorded or unreadable)."""
+        """The boot ID recorded by the last call; None when never recorded, unreadable or torn (the record ends
+        with a line break: a write cut short reads as no record)."""
         try:
-            text = read_small(self._path(BOOT_ID_NAME), 256).decode("ascii", "replace").strip()
+            text = read_small(self._path(BOOT_ID_NAME), 256).decode("ascii", "replace")
         except OSError:
             return None
-        if not text.startswith(BOOT_ID_PREFIX):
+        if not (text.startswith(BOOT_ID_PREFIX) and text.endswith("\n")):
             return None
-        return text[len(BOOT_ID_PREFIX):].strip() or None
+        boot_id = text[len(BOOT_ID_PREFIX):-1]
+        return boot_id if _BOOT_ID_RE.fullmatch(boot_id) else None
 
-    def reclaim_after_reboot(self, boot_id: Optional[str]) -> list[IPAddress]:
-        """Release every reservation made in an earlier boot; the caller holds the lock.
+    def reclaim_after_reboot(self) -> list[IPAddress]:
+        """Release every reservation made in an earlier boot than :attr:`boot_id`; the caller holds the lock.
 
         No attachment survives a reboot, and after a hard one no runtime sends the DELs (containerd never
-        calls GC either): without this, the addresses of every pod that died with the node leak. The boot ID
-        is recorded in ``.cni-boot-id``; the first call that finds another one releases each reservation
-        whose file is older than this boot (its mtime before ``btime``), so reservations Go's host-local made
-        in this boot before our first call are kept. A missing record (first run, upgrade) releases nothing.
-        Costs one small read per call when nothing changed.
+        calls GC either): without this, the addresses of every pod that died with the node leak. The first call
+        that finds another boot ID in ``.cni-boot-id`` than the kernel's decides, for each reservation:
+
+        - made by us (the index recorded the boot ID it was made in, and the file is still the one recorded:
+          same inode, same owner): released when that ID is not this boot's. No clock is involved;
+        - any other file (made by Go's host-local, or an index lost): released when its mtime is before this
+          boot's start (``btime``), and only when a record of an earlier boot exists (a first run or an upgrade
+          cannot know which boot a file is from). A clock stepped forward after boot can make a file of this
+          boot look older: that is the limit of what a file without a boot ID can tell.
+
+        Then the new ID is recorded (a hint: when it cannot be written the next call decides again, the same
+        way). Costs one small read per call when nothing changed.
         """
-        if boot_id is None:
+        if self.boot_id is None:
             return []
         recorded = self.recorded_boot_id()
-        if recorded == boot_id:
+        if recorded == self.boot_id:
             return []
-        released: list[IPAddress] = []
+        booted: Optional[float] = None
         if recorded is not None:
             try:
                 booted = boot_time()
             except OSError as exc:
-                log.warning("no reboot reclaim: cannot read the boot time: %s", exc)
-                booted = None
-            if booted is not None:
-                released = self._release_older_than(booted)
-                log.info("boot ID changed (%s -> %s): released %d reservations of the earlier boot: %s",
-                         recorded, boot_id, len(released), ", ".join(map(str, released)) or "none")
-        try:
-            _atomic_write(self._path(BOOT_ID_NAME), f"{BOOT_ID_PREFIX}{boot_id}\n".encode(), durable=True)
-            fsync_dir(self.dir)
-        except OSError as exc:
-            raise _store_error("record the boot ID in", self._path(BOOT_ID_NAME), exc) from exc
+                log.warning("reboot reclaim by boot ID only: cannot read the boot time: %s", exc)
+        released = [ipaddress.ip_address(name) for name in self._earlier_boots(booted)]
+        for ip in released:
+            self.release_ip(ip)
+        if released or recorded is not None:
+            log.info("boot ID changed (%s -> %s): released %d reservations of an earlier boot: %s",
+                     recorded, self.boot_id, len(released), ", ".join(map(str, released)) or "none")
+        _rewrite_hint(self._path(BOOT_ID_NAME), f"{BOOT_ID_PREFIX}{self.boot_id}\n".encode())
         return released
 
-    def _release_older_than(self, when: float) -> list[IPAddress]:
-        released = []
-        try:
-            with os.scandir(self.dir) as entries:
-                stale = [e.name for e in entries
-                         if ip_from_name(e.name) is not None and e.stat(follow_symlinks=False).st_mtime < when]
-        except OSError as exc:
-            raise _store_error("list", self.dir, exc) from exc
-        for name in stale:
-            ip = ipaddress.ip_address(name)
-            self.release_ip(ip)
-            released.append(ip)
-        return released
+    def _earlier_boots(self, booted: Optional[float]) -> list[str]:
+        """Names of the reservations made in an earlier boot (see :meth:`reclaim_after_reboot`); ``booted``
+        None: only those whose boot ID we recorded."""
+        stale = []
+        for name, (_inode, cid, ifname, made_in) in list(self.index().items()):
+            if isinstance(made_in, str):
+                owner = self._read_owner(name)
+                if owner is not None and (owner.container_id, owner.ifname) == (cid, ifname):
+                    if made_in != self.boot_id:
+                        stale.append(name)
+                    continue
+            if booted is not None:
+                try:
+                    if os.lstat(self._path(name)).st_mtime < booted:
+                        stale.append(name)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise _store_error("stat", self._path(name), exc) from exc
+        return stale
 
     # ----------------------------------------------------------------- read-only views (no lock)
     def listed_ips(self) -> list[IPAddress]:
@@ -538,34 +593,54 @@ class DiskStore:
         return None
 
 
-def _atomic_write(path: str, data: bytes, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` via a new temp file in the same directory and ``os.replace``.
+def _rewrite_hint(path: str, data: bytes) -> None:
+    """Write a hint (``last_reserved_ip.N``, the index, the boot-ID record) in place, as Go writes
+    ``last_reserved_ip``; when it cannot be written, that is logged: a hint never fails a call.
 
-    The temp file is what ``tempfile.mkstemp`` makes (a random name, ``O_EXCL | O_NOFOLLOW``, mode 0600), made
-    here without importing ``tempfile`` (and ``random``, ``shutil``...: milliseconds on every ADD). A fixed
-    name could be a planted symlink. Its name starts with a dot: never taken for an IP, by us or by Go.
-    ``os.replace`` swaps a symlink planted at ``path`` itself for the file, never writing through it.
-    ``durable`` fsyncs the data before the rename (the caller fsyncs the directory).
+    In place, not through a temporary file and a rename: on a full disk the file's own pages take the new
+    contents, where a temporary copy needs more (and ext4 writes a third of the bytes). A write cut short (a
+    crash, no space) leaves a partial file, which reads as absent (or, for ``last_reserved_ip``, as another
+    place to start the walk). Whatever is at ``path`` is written only when it is a regular file of one link;
+    anything else (a planted symlink, FIFO or hard link) is replaced, never written through.
     """
-    directory, base = os.path.split(path)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
-        try:
-            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OSError(errno.EEXIST, "no free temporary name", path)
     try:
+        fd = _open_for_rewrite(path)
         try:
-            write_all(fd, data)
-            if durable:
-                os.fsync(fd)
+            _overwrite(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    except OSError as exc:
+        log.warning("cannot write %s: %s (a hint: the call goes on, a later one rewrites it)", path,
+                    exc.strerror or exc)
+
+
+def _overwrite(fd: int, data: bytes) -> None:
+    """``data`` over the file's start, then the file cut to its length: the blocks (pages) it has are reused,
+    so a full disk has room for it, and ext4 starts no writeback of its own (it does on close after a
+    truncation to zero). Cut short, the file holds the new start with the old tail: no longer a valid index
+    or boot-ID record (absent)."""
+    view = memoryview(data)
+    offset = 0
+    while offset < len(view):
+        offset += os.pwrite(fd, view[offset:], offset)
+    os.ftruncate(fd, len(view))
+
+
+def _open_for_rewrite(path: str) -> int:
+    """A writable fd on ``path``: the regular file of one link there, or a new one in place of anything else."""
+    try:
+        fd = os.open(path, _REWRITE_FLAGS, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO without a reader
+            raise
+    else:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            return fd
+        os.close(fd)
+    os.unlink(path)
+    return os.open(path, _CREATE_FLAGS, 0o600)

@@ -46,6 +46,7 @@ class Attachment:
     cont: Conn
     cont_ns: NetNS
     bridge: Link
+    host_veth: Link
     cont_veth: Link
     result: Result
     undo: contextlib.ExitStack[Optional[bool]]
@@ -76,7 +77,7 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
             netfilter.setup_macspoofchk(host_veth.name, cont_veth.mac, args.container_id, args.ifname)
         result = Result(interfaces=[Interface(br.name, br.mac), Interface(host_veth.name, host_veth.mac),
                                     Interface(args.ifname, cont_veth.mac, sandbox=args.netns)])
-        att = Attachment(args, conf, host, cont, cont_ns, br, cont_veth, result, undo)
+        att = Attachment(args, conf, host, cont, cont_ns, br, host_veth, cont_veth, result, undo)
         if conf.ipam_type:
             ipam = invoke.delegate("ADD", conf.ipam_type, args)
             undo.callback(invoke.delegate_del_quietly, conf.ipam_type, args)
@@ -105,9 +106,13 @@ def _add_layer3(att: Attachment, ipam: Optional[Result]) -> None:
     masquerade."""
     from ..ifconfig import configure_iface
 
-    if ipam is None or not ipam.ips:
-        raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned missing IP config")
     conf, ifname, result = att.conf, att.args.ifname, att.result
+    if ipam is None or not ipam.ips:
+        # Go answers 999 here; the IPAM's config is what gives no address (e.g. a static IPAM without
+        # addresses): code 7, naming the plugin whose section to fix.
+        raise CNIError(ErrorCode.INVALID_CONFIG,
+                       f"IPAM plugin {conf.ipam_type!r} returned no IP addresses for {ifname!r}",
+                       "an attachment with IPAM needs at least one address: check the config's ipam section")
     result.ips, result.routes, result.dns = ipam.ips, ipam.routes, ipam.dns
     gateways = fill_gateways(conf, result)
     masquerade = _start_masquerade(att) if conf.ip_masq else None
@@ -120,7 +125,10 @@ def _add_layer3(att: Attachment, ipam: Optional[Result]) -> None:
         sysctl.write_best_effort(1, "ipv4", "conf", ifname, "arp_notify")
         configure_iface(att.cont, att.cont_veth.index, ifname, result)
     if conf.is_gateway:
-        gw_link = bridge_port.gateway_link(att.host, conf, att.bridge)
+        gw_link, made = bridge_port.gateway_link(att.host, conf, att.bridge)
+        if made:  # a failed ADD removes the <bridge>.<vlan> it made (runs before the veth and bridge steps)
+            att.undo.callback(_quietly, bridge_port.remove_vlan_gateway_if_unused, att.host, conf, att.bridge.index,
+                              att.host_veth.index)
         for gw in gateways:
             bridge_port.ensure_gateway_addr(att.host, gw_link, gw, conf.force_address)
         if any(gw.version == 4 for gw in gateways):

@@ -83,22 +83,52 @@ def _program_vlans(host: Conn, index: int, vlan: int, trunk: Sequence[int], pres
         nl.add_bridge_vlan(host, index, vid)
 
 
-def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> Link:
-    """The link that holds the gateway addresses: the bridge, or for an access VLAN the ``<bridge>.<vlan>``
-    veth (made on first use: both ends live in the host, ``<bridge>.<vlan>`` keeps the addresses and its peer
-    becomes the bridge's port in that VLAN)."""
+def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> tuple[Link, bool]:
+    """The link that holds the gateway addresses, and whether this call made it: the bridge, or for an access
+    VLAN the ``<bridge>.<vlan>`` veth (made on first use: both ends live in the host, ``<bridge>.<vlan>`` keeps
+    the addresses and its peer becomes the bridge's port in that VLAN). A failure while making it removes it."""
     from .. import netlink as nl
 
     if conf.vlan == 0:
-        return br
-    name = f"{conf.bridge}.{conf.vlan}"
+        return br, False
+    name = vlan_gateway_name(conf)
     link = nl.find_link(host, name)
-    if link is None:
-        gw_end, port = nl.setup_veth(host, host, name, mtu=br.mtu)
+    if link is not None:
+        return link, False
+    # setup_veth names its "container" end (here also in the host) and returns (peer, named end): the named
+    # <bridge>.<vlan> holds the gateway addresses, its peer veth<hex> becomes the bridge port.
+    port, gw_end = nl.setup_veth(host, host, name, mtu=br.mtu)
+    try:
         connect_port(host, br, port, vlan=conf.vlan, preserve_default_vlan=conf.preserve_default_vlan)
-        link = nl.get_link(host, gw_end.index)
-        nl.set_up(host, link.index)
-    return link
+        nl.set_up(host, gw_end.index)
+        return nl.get_link(host, gw_end.index), True
+    except BaseException:
+        nl.delete_link(host, gw_end.index)  # its peer goes with it
+        raise
+
+
+def vlan_gateway_name(conf: BridgeConf) -> str:
+    """The access VLAN's gateway link: ``<bridge>.<vlan>``, upstream's name."""
+    return f"{conf.bridge}.{conf.vlan}"
+
+
+def remove_vlan_gateway_if_unused(host: Conn, conf: BridgeConf, br_index: int, own_port: int) -> None:
+    """Rollback of the ADD that made ``<bridge>.<vlan>`` (:func:`gateway_link`): delete it (and its peer, the
+    bridge's port in that VLAN) unless another port of the bridge, besides that peer and this ADD's own
+    ``own_port`` (removed later in the rollback), is in the VLAN: another pod's ADD that joined it meanwhile
+    needs its gateway. Then the first ADD's bridge has no port left, and its own rollback step removes it."""
+    from .. import netlink as nl
+
+    link = nl.find_link(host, vlan_gateway_name(conf))
+    if link is None or link.kind != "veth":
+        return
+    for port in nl.list_links(host):
+        if port.master != br_index or port.index in (link.index, link.peer_index, own_port):
+            continue
+        if any(v.vid == conf.vlan for v in nl.list_bridge_vlans(host, port.index)):
+            log.info("keeping %r: port %r is in VLAN %d", link.name, port.name, conf.vlan)
+            return
+    nl.delete_link(host, link.index)
 
 
 def ensure_gateway_addr(host: Conn, link: Link, addr: IPInterface, force: bool) -> None:

@@ -4,26 +4,22 @@ Every step runs even when an earlier one failed (the IPAM lease is always releas
 reported at the end. A gone or empty netns only skips the veth; the rules are still removed (found by their
 names and comments, so the container's addresses are not needed). Beyond upstream: masquerading is removed
 even when the netns is gone, and its rules are found from every source of the container's addresses: the
-interface, the request's ``prevResult`` and host-local's records (:func:`known_addresses`), so an address
+interface, the request's ``prevResult`` and the IPAM's records (:func:`known_addresses`), so an address
 removed or replaced on the interface before the DEL leaks no rule.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import invoke
 from ..errors import BestEffort
-from ..log import get_logger
 
 if TYPE_CHECKING:
     from ..parallel import Task
     from ..skel import CmdArgs
     from ..types import IPInterface
     from .conf import BridgeConf
-
-log = get_logger(__name__)
 
 
 def detach(args: CmdArgs, conf: BridgeConf) -> None:
@@ -86,35 +82,19 @@ def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterfa
 
 def known_addresses(args: CmdArgs, conf: BridgeConf) -> list[IPInterface]:
     """The attachment's addresses as recorded elsewhere than on its interface: ``prevResult`` (the runtime's
-    cache of the ADD result; its IPs of this interface, or of none) or, without one (no cache entry), for
-    host-local its reservations of (container, ifname), read from its data dir under its lock (with a host
-    prefix: only the address matters to the rules). Either may be missing or unreadable: then it adds nothing,
-    a DEL never fails on it. The common DEL (libcni sends the cached result) reads no extra file."""
+    cache of the ADD result; its IPs of this interface, or of none) or, without one (no cache entry), what the
+    IPAM says it holds for (container, ifname) (:func:`..invoke.held_addresses`; with a host prefix: only the
+    address matters to the rules). Either may be missing or unknown: then it adds nothing, a DEL never fails on
+    it. The common DEL (libcni sends the cached result) asks the IPAM nothing."""
+    import ipaddress
+
     from ..types import prev_result_addresses
 
     found = prev_result_addresses(args.conf, args.cni_version, args.ifname)
-    if not found and conf.ipam_type == "host-local":
-        found = _host_local_records(args, conf)
+    if not found and conf.ipam_type:
+        found = [ipaddress.ip_interface(f"{ip}/{ip.max_prefixlen}")
+                 for ip in invoke.held_addresses(conf.ipam_type, args)]
     return found
-
-
-def _host_local_records(args: CmdArgs, conf: BridgeConf) -> list[IPInterface]:
-    import ipaddress
-
-    from ..alloc import config as alloc_config
-    from ..alloc.disk import DiskStore
-    from ..errors import CNIError
-
-    try:
-        store = DiskStore(alloc_config.data_dir(args.conf), conf.network)
-        if not os.path.isdir(store.dir):
-            return []
-        with store.lock():
-            held = store.find_by_id(args.container_id, args.ifname)
-    except CNIError as exc:
-        log.debug("host-local records unreadable: %s", exc)
-        return []
-    return [ipaddress.ip_interface(f"{ip}/{ip.max_prefixlen}") for ip in held]
 
 
 def union_of_addresses(*sources: list[IPInterface]) -> list[IPInterface]:

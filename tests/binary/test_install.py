@@ -262,3 +262,25 @@ def test_uninstall_watch_stays_up_until_sigterm(node: Node, builds):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_watch_retries_a_failed_reinstall_when_nothing_changes(node: Node, builds):
+    """Issue 23: a re-install that failed (a file in the way of the config directory) is retried with back-off,
+    not only at the next change: removing the obstacle changes no input, and the config comes back."""
+    first, _ = builds
+    log = node.root / "installer.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(node.argv(first, "--watch", "--interval", "0.1"), env=node.env(), stderr=stderr)
+    try:
+        _wait_for(lambda: "watching" in log.read_text())
+        node.conf.rename(node.root / "net.d.old")  # the config went (a change) and a file blocks its directory
+        node.conf.write_text("in the way")
+        _wait_for(lambda: "re-install failed" in log.read_text())
+        node.conf.unlink()
+        _wait_for(node.conflist.exists)
+        assert "re-install succeeded" in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

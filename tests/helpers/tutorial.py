@@ -14,8 +14,14 @@ stable (addresses, names, rule names, error codes), never MACs, veth names or ti
     .venv/bin/python -m tests.helpers.tutorial docs/tutorial/en.md            # run and check (as root)
     .venv/bin/python -m tests.helpers.tutorial --update docs/tutorial/en.md   # ... and rewrite the outputs
 
-The SVG pictures the tutorial draws with inspect land in TUTORIAL_TMP/img and are copied to docs/tutorial/img
-when they differ from the committed ones by more than the random veth names.
+The SVG pictures the tutorial draws with inspect land in <the run's folder>/img and are copied to
+docs/tutorial/img when they differ from the committed ones by more than the random veth names.
+
+The pages name everything they make ``cnt-tut...`` (namespaces ``cnt-tut-host``, ``cnt-tut-c1``..., the folder
+``/tmp/cnt-tut``). Each run renames them with a random tag (:class:`Renaming`: ``cnt-tut-c1`` becomes
+``cnt-tut3fa1-c1``, ``/tmp/cnt-tut`` ``/tmp/cnt-tut3fa1``) in the code it runs, in the expectations and,
+backwards, in the outputs and pictures it writes: two runs on one machine (two suite runs, or a reader's
+terminal beside CI) never share a namespace or a folder, and the pages keep their plain names.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from typing import Optional
 
 from tests.helpers.paths import REPO
 
-TUTORIAL_TMP = Path("/tmp/cnt-tut")
+#: What the pages call their namespaces and folder (``/tmp/cnt-tut``); a run uses :meth:`Renaming.forward` of it.
+DOC_NAME = "cnt-tut"
 IMG_DIR = REPO / "docs" / "tutorial" / "img"
 BLOCK_TIMEOUT = 180.0  # a safety net for a hung command, not a timing
 _FENCE = re.compile(r"^```(\S*)\s*(.*?)\s*$")
@@ -84,6 +91,31 @@ def _only_blank_between(lines: list[str], block: Block, start: int) -> bool:
     """An output block belongs to the run block just above it (only blank lines between)."""
     end = block.line + block.code.count("\n")  # the closing fence of the run block
     return all(not line.strip() for line in lines[end + 1:start])
+
+
+@dataclass(frozen=True)
+class Renaming:
+    """One run's names: the pages' ``cnt-tut`` with ``tag`` appended, everywhere it occurs."""
+
+    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+
+    def forward(self, text: str) -> str:
+        """The pages' names -> this run's (code to run, expectations)."""
+        return text.replace(DOC_NAME, DOC_NAME + self.tag)
+
+    def back(self, text: str) -> str:
+        """This run's names -> the pages' (outputs and pictures written back into docs/)."""
+        return text.replace(DOC_NAME + self.tag, DOC_NAME)
+
+    @property
+    def tmp(self) -> Path:
+        """The run's folder (the pages' ``/tmp/cnt-tut``)."""
+        return Path("/tmp") / self.forward(DOC_NAME)
+
+    @property
+    def netns_prefix(self) -> str:
+        """Every namespace the run makes starts with this."""
+        return self.forward(DOC_NAME) + "-"
 
 
 def _squash(text: str) -> str:
@@ -137,52 +169,66 @@ def shell_env() -> dict[str, str]:
             "LANG": "C.UTF-8", "TERM": "dumb"}
 
 
-_VETH_NAME = re.compile(r"veth[0-9a-f]{8}")
+#: What differs between two runs of the same page: host veth names, and cnitool's container IDs (a hash of the
+#: netns path, which holds the run's tag).
+_RANDOM_NAME = re.compile(r"(veth)[0-9a-f]{8}|(cnitool-)[0-9a-f]{12}")
 
 
-def same_picture(new: Path, old: Path) -> bool:
-    """Equal but for the host veths' random names: the committed picture is kept (no churn on every run)."""
+def same_picture(new: str, old: Path) -> bool:
+    """Equal but for random names: the committed picture is kept (no churn on every run)."""
+    def plain(text: str) -> str:
+        return _RANDOM_NAME.sub(r"\1\2", text)
+
     try:
-        return _VETH_NAME.sub("veth", new.read_text()) == _VETH_NAME.sub("veth", old.read_text())
+        return plain(new) == plain(old.read_text())
     except FileNotFoundError:
         return False
 
 
-def cleanup(blocks: list[Block]) -> None:
+def _keep_pictures(names: Renaming) -> None:
+    """Copy the pictures the run drew into docs/tutorial/img, with the pages' names, when they changed."""
+    IMG_DIR.mkdir(parents=True, exist_ok=True)
+    for svg in sorted((names.tmp / "img").glob("*.svg")):
+        drawn = names.back(svg.read_text())
+        if not same_picture(drawn, IMG_DIR / svg.name):
+            (IMG_DIR / svg.name).write_text(drawn)
+
+
+def cleanup(blocks: list[Block], names: Renaming) -> None:
     for block in blocks:
         if block.kind == "cleanup":
-            subprocess.run(["bash", "-c", block.code], cwd=REPO, env=shell_env(), capture_output=True,
+            subprocess.run(["bash", "-c", names.forward(block.code)], cwd=REPO, env=shell_env(), capture_output=True,
                            timeout=BLOCK_TIMEOUT)
 
 
-def run_tutorial(path: Path, *, update: bool = False) -> list[str]:
-    """Run every block of ``path``; returns the failures (empty: all good). Cleans up whatever happens."""
+def run_tutorial(path: Path, *, update: bool = False, names: Optional[Renaming] = None) -> list[str]:
+    """Run every block of ``path`` under ``names`` (a fresh tag by default); returns the failures (empty: all
+    good). Cleans up whatever happens."""
+    names = names or Renaming()
     text = path.read_text()
     blocks = parse(text)
     failures: list[str] = []
     outputs: dict[int, str] = {}
-    cleanup(blocks)
+    cleanup(blocks, names)
     shell = Shell(shell_env())
     try:
         for block in (b for b in blocks if b.kind == "run"):
-            status, out = shell.run(block.code)
-            outputs[block.line] = out
+            status, out = shell.run(names.forward(block.code))
+            outputs[block.line] = names.back(out)
             where = f"{path.name}:{block.line}"
             if status != 0:
                 failures.append(f"{where}: exit status {status}\n{block.code}{out}")
                 break
             squashed = _squash(out)
-            failures += [f"{where}: expected {e!r} in:\n{out}" for e in block.expect if _squash(e) not in squashed]
+            failures += [f"{where}: expected {e!r} in:\n{out}" for e in block.expect
+                         if _squash(names.forward(e)) not in squashed]
             failures += [f"{where}: did not expect {e!r} in:\n{out}" for e in block.expect_not
-                         if _squash(e) in squashed]
-        if not failures and (TUTORIAL_TMP / "img").is_dir():
-            IMG_DIR.mkdir(parents=True, exist_ok=True)
-            for svg in sorted((TUTORIAL_TMP / "img").glob("*.svg")):
-                if not same_picture(svg, IMG_DIR / svg.name):
-                    shutil.copyfile(svg, IMG_DIR / svg.name)
+                         if _squash(names.forward(e)) in squashed]
+        if not failures and (names.tmp / "img").is_dir():
+            _keep_pictures(names)
     finally:
         shell.close()
-        cleanup(blocks)
+        cleanup(blocks, names)
     if update and not failures:
         path.write_text(with_outputs(text, blocks, outputs))
     return failures

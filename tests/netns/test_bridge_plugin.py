@@ -42,12 +42,13 @@ def make_ctr(pool: NetnsPool) -> Callable[[], Netns]:
 
 @pytest.fixture
 def cni_bin(tmp_path: Path) -> Path:
-    """A CNI_PATH dir: our bridge and host-local as Python launchers, Go's host-local as `go-host-local`."""
+    """A CNI_PATH dir: our bridge and host-local as Python launchers through the program's dispatcher (as the
+    built file runs them: it registers the in-process IPAM answers), Go's host-local as `go-host-local`."""
     d = tmp_path / "bin"
     d.mkdir()
-    for name, module in (("bridge", "plugins.bridge"), ("host-local", "ipam.host_local")):
+    for name in ("bridge", "host-local"):
         _script(d / name, f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                          f"from {module} import main\nsys.exit(main())\n")
+                          f"from plugins.multicall import main\nsys.exit(main(sys.argv))\n")
     if GO_HOST_LOCAL.exists():
         (d / "go-host-local").symlink_to(GO_HOST_LOCAL)
     _script(d / "recorder", "#!/bin/sh\n"
@@ -253,7 +254,8 @@ def test_ipam_without_ips_fails_and_is_released(tmp_path, host, make_ctr, cni_bi
            "ipam": {"type": "recorder"}}
     ctr = make_ctr()
     add = bridge(cni_bin, host, "ADD", cfg, ctr)
-    assert add.rc == 1 and add.out["msg"] == "IPAM plugin returned missing IP config"
+    assert add.rc == 1 and add.out["code"] == 7, add
+    assert add.out["msg"] == "IPAM plugin 'recorder' returned no IP addresses for 'eth0'"
     assert (cni_bin / "recorder.log").read_text().split() == ["ADD", "DEL"]
     assert [link["ifname"] for link in ipj(ctr, "link", "show")] == ["lo"]
 

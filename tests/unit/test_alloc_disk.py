@@ -111,7 +111,7 @@ def test_corrupt_or_missing_index_is_rebuilt(store):
     Path(store.dir, disk.INDEX_NAME).write_text("{not json")
     with store.lock():
         assert store.get_by_id("c1", "eth0") == [ip("10.0.0.2")]
-    assert json.loads(Path(store.dir, disk.INDEX_NAME).read_text())["entries"]["10.0.0.2"][1:] == ["c1", "eth0"]
+    assert json.loads(Path(store.dir, disk.INDEX_NAME).read_text())["entries"]["10.0.0.2"][1:] == ["c1", "eth0", None]
     os.unlink(Path(store.dir, disk.INDEX_NAME))
     with store.lock():
         assert store.release_by_id("c1", "eth0") == [ip("10.0.0.2")]

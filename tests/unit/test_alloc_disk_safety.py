@@ -268,6 +268,7 @@ def test_no_record_yet_releases_nothing(conf, tmp_path):
     boot_file = boot(tmp_path / "boot_id", "boot-a")
     assert run("ADD", conf, boot_file, "old1")[0] == 0
     os.unlink(Path(conf["ipam"]["dataDir"], conf["name"], disk.BOOT_ID_NAME))
+    os.unlink(Path(conf["ipam"]["dataDir"], conf["name"], disk.INDEX_NAME))  # a version without either
     age(conf, "10.5.0.2")
     boot(boot_file, "boot-b")
     assert run("ADD", conf, boot_file, "new1")[0] == 0

@@ -2,6 +2,7 @@
 one table of plugin types that setup.cfg and the in-process delegation follow."""
 
 import configparser
+import importlib
 import io
 import json
 import subprocess
@@ -56,6 +57,7 @@ def test_a_plugin_call_runs_that_plugins_main_and_registers_the_in_process_deleg
     monkeypatch.setitem(sys.modules, "cnt_fake_plugin", fake)
     monkeypatch.setitem(multicall.PLUGINS, "bridge", "cnt_fake_plugin")
     monkeypatch.setattr(inprocess, "_LOADERS", {})
+    monkeypatch.setattr(inprocess, "_HELD_LOADERS", {})
     monkeypatch.delenv("CNI_COMMAND", raising=False)
     assert multicall.main(["/opt/cni/bin/bridge"]) == 7
     assert ran == ["bridge"]
@@ -63,6 +65,11 @@ def test_a_plugin_call_runs_that_plugins_main_and_registers_the_in_process_deleg
     from ipam import host_local
 
     assert inprocess.loader_of("host-local")() is host_local.main and inprocess.loader_of("bridge") is None
+    held = inprocess.held_loader_of("host-local")
+    assert held is not None and held() is host_local.held_addresses and inprocess.held_loader_of("bridge") is None
+    assert set(multicall.HOLDS_ADDRESSES) <= set(multicall.IN_PROCESS_DELEGATES)
+    for plugin_type in multicall.HOLDS_ADDRESSES:  # each names a function its module has
+        assert callable(getattr(importlib.import_module(multicall.PLUGINS[plugin_type]), "held_addresses"))
 
 
 @pytest.mark.parametrize("argv", [["/opt/cni/bin/vxlan", "agent", "--conf", "f"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.helpers import tutorial
 
 DOC = """# t
@@ -50,3 +52,15 @@ def test_update_rewrites_only_the_output_blocks() -> None:
 
 def test_matching_ignores_white_space() -> None:
     assert tutorial._squash('"code": 7') in tutorial._squash('{\n    "code":   7,\n}')
+
+
+def test_each_run_renames_the_pages_names_and_writes_them_back_plain() -> None:
+    one, two = tutorial.Renaming("a1b2"), tutorial.Renaming()
+    code = "ip netns add cnt-tut-c1\nexport T=/tmp/cnt-tut\nip -n cnt-tut-host link add cnttut0 type bridge\n"
+    assert one.forward(code) == ("ip netns add cnt-tuta1b2-c1\nexport T=/tmp/cnt-tuta1b2\n"
+                                 "ip -n cnt-tuta1b2-host link add cnttut0 type bridge\n")  # link names: per netns
+    assert one.back(one.forward(code)) == code
+    assert (one.tmp, one.netns_prefix) == (Path("/tmp/cnt-tuta1b2"), "cnt-tuta1b2-")
+    assert two.netns_prefix == f"cnt-tut{two.tag}-" and len(two.tag) == 4  # a fresh tag per run
+    cleanup = tutorial.parse(DOC)[-1].code
+    assert one.forward(cleanup) == "rm -rf /tmp/cnt-tuta1b2\n"  # a run's cleanup leaves other runs' alone
