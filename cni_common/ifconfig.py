@@ -27,19 +27,22 @@ DAD_TIMEOUT = 5.0
 FIRST_PAUSE = 0.001
 MAX_PAUSE = 0.05
 
-#: The interface index that CNI results give a container interface (the host bridge and veth are 0 and 1).
+#: The interface index that a bridge attachment's result gives the container interface (the host bridge and veth
+#: are 0 and 1).
 CONTAINER_INTERFACE = 2
 
 
-def configure_iface(cont: Conn, index: int, ifname: str, result: Result) -> None:
+def configure_iface(cont: Conn, index: int, ifname: str, result: Result,
+                    result_index: int = CONTAINER_INTERFACE) -> None:
     """Upstream's ConfigureIface: IPv6 sysctls, addresses, link up, wait for DAD, routes (ECMP append).
 
-    Only the result's IPs that point at the container interface are added. Call inside the container's
-    namespace (``cont`` is a connection to it): the sysctls act on the current namespace.
+    Only the result's IPs that point at the container interface (``result_index`` in ``result.interfaces``:
+    2 behind a bridge, 1 for a plain veth pair) are added. Call inside the container's namespace (``cont`` is
+    a connection to it): the sysctls act on the current namespace.
     """
     from . import netlink as nl
 
-    ips = [ip for ip in result.ips if ip.interface == CONTAINER_INTERFACE]
+    ips = [ip for ip in result.ips if ip.interface == result_index]
     if any(ip.address.version == 6 for ip in ips):
         sysctl.write_best_effort(0, "ipv6", "conf", "lo", "disable_ipv6")
         sysctl.write_best_effort(0, "ipv6", "conf", ifname, "disable_ipv6")

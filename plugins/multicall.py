@@ -28,11 +28,14 @@ PLUGINS = {
     "host-local": "ipam.host_local",
     "portmap": "plugins.portmap",
     "vxlan": "plugins.vxlan",
+    "loopback": "plugins.loopback",
+    "ptp": "plugins.ptp",
+    "static": "ipam.static",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
 #: build can run them in-process as its delegate (:mod:`cni_common.invoke`).
-IN_PROCESS_DELEGATES = ("host-local",)
+IN_PROCESS_DELEGATES = ("host-local", "static")
 
 #: Commands that are not CNI calls: the words after the program's name (``cni-suite <mode> ARGS``, or a
 #: plugin's name followed by the rest: ``vxlan agent ARGS``) -> ``"module:function"``, called with the

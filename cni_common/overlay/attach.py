@@ -88,11 +88,11 @@ def check(args: CmdArgs, conf: VxlanConf) -> None:
 
 
 def recorded_addresses(args: CmdArgs, conf: VxlanConf) -> list[Any]:
-    """The attachment's addresses from ``prevResult`` or IPAM's records (:func:`..attach.delete.known_addresses`):
+    """The attachment's addresses from ``prevResult`` or IPAM's records (:func:`..veth.known_addresses`):
     with the interface's, what the masquerade teardown looks for, so a replaced address leaks no rule."""
-    from ..attach.delete import known_addresses
+    from ..veth import known_addresses
 
-    return known_addresses(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
+    return known_addresses(ipam_args(args, conf, conf.node_subnet), ipam_type(conf))
 
 
 def container_addresses(args: CmdArgs) -> list[Any]:
