@@ -40,8 +40,8 @@ def load_conf(conf: dict[str, Any]) -> RoutedConf:
         dns=DNS.from_dict(config.get_dict(conf, "dns")),
     )
     if not c.ipam_type:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "no plugin name provided", "ptp needs ipam.type: IPAM gives "
-                       "the container its addresses and gateways")
+        raise CNIError(ErrorCode.INVALID_CONFIG, "no plugin name provided (ipam.type)",
+                       "ptp needs IPAM: it gives the container its addresses and gateways")
     if not 0 <= c.mtu <= MAX_MTU:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid mtu {c.mtu} (must be between 0 and {MAX_MTU})")
     return c
@@ -56,7 +56,7 @@ def cmd_add(args: CmdArgs) -> Result:
     conf = load_conf(args.conf)
     if conf.ip_masq_backend is not None and conf.ip_masq_backend not in MASQ_BACKENDS:
         # Only ADD refuses it (as upstream): DEL removes both layouts whatever the config says.
-        raise CNIError(ErrorCode.INVALID_CONFIG, f"unknown ipmasq backend {conf.ip_masq_backend!r}",
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"unknown ipmasq backend {conf.ip_masq_backend!r} (ipMasqBackend)",
                        f"ipMasqBackend must be one of {', '.join(MASQ_BACKENDS)}")
     # Before the first change to the node: a missing CNI_PATH (4) or IPAM binary (104).
     invoke.find_in_path(conf.ipam_type, args.path)

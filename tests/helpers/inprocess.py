@@ -22,6 +22,10 @@ KERNEL_ENTRY_POINTS = {
                              "gc_masquerade", "teardown_masquerade", "setup_masquerade"),
     "cni_common.overlay.node": ("prepare", "sync"),
     "cni_common.overlay.attach": ("add", "delete", "check", "container_addresses"),
+    "cni_common.routed.add": ("attach",),
+    "cni_common.routed.check": ("check",),
+    "cni_common.veth": ("release",),
+    "cni_common.netns": ("NetNS",),  # loopback opens the container's namespace itself
 }
 
 
@@ -81,6 +85,12 @@ def main_of(plugin: str) -> Callable[..., int]:
         from plugins.portmap import main
     elif plugin == "vxlan":
         from plugins.vxlan import main
+    elif plugin == "loopback":
+        from plugins.loopback import main
+    elif plugin == "ptp":
+        from plugins.ptp import main
+    elif plugin == "static":
+        from ipam.static import main
     else:
         raise ValueError(plugin)
     return main
