@@ -101,9 +101,10 @@ def run_suite(tool: Cnitool, netns_pool, config: str, data_dir: Path) -> dict[st
     make_conf, cni_args = CONFIGS[config]
     tool.write_conflist(make_conf(data_dir))
     ctrs = [netns_pool.create("ctr") for _ in CIDS]
+    pods = list(zip(ctrs, CIDS, cni_args, strict=True))
     snap: dict[str, Any] = {"results": []}
     try:
-        for ctr, cid, args in zip(ctrs, CIDS, cni_args):
+        for ctr, cid, args in pods:
             add = tool.add(NET, ctr, container_id=cid, cni_args=args or None)
             assert add.rc == 0, (config, add)
             snap["results"].append(normalized(add.out))
@@ -115,13 +116,13 @@ def run_suite(tool: Cnitool, netns_pool, config: str, data_dir: Path) -> dict[st
         snap["node"] = node_state(tool.host)
         snap["containers"] = [container_state(c) for c in ctrs]
         snap["check"] = [tool.check(NET, c, container_id=cid, cni_args=a or None).rc
-                         for c, cid, a in zip(ctrs, CIDS, cni_args)]
-        for ctr, cid, args in zip(ctrs, CIDS, cni_args):
+                         for c, cid, a in pods]
+        for ctr, cid, args in pods:
             assert tool.delete(NET, ctr, container_id=cid, cni_args=args or None).rc == 0
         snap["node_after_del"] = node_state(tool.host)
         snap["containers_after_del"] = [container_state(c) for c in ctrs]
         snap["second_del"] = [tool.delete(NET, c, container_id=cid, cni_args=a or None).rc
-                              for c, cid, a in zip(ctrs, CIDS, cni_args)]
+                              for c, cid, a in pods]
         snap["leases_after_del"] = sorted(p.name for p in data_dir.rglob("10.*"))
     finally:
         for ctr in ctrs:
