@@ -19,14 +19,14 @@ import threading
 import time
 from pathlib import Path
 
-from tests.containerd.conftest import go_bin_dir
+from plugins.multicall import PLUGINS
 from tests.containerd.cri import CriClient, HostMount
 from tests.containerd.images import INSTALLER_IMAGE, installer_rootfs, oci_image_archive
 from tests.helpers import net
 from tests.helpers.builds import build_hash
 
 POD_CIDR = "10.96.5.0/24"
-TYPES = ("bridge", "host-local", "portmap", "vxlan")
+TYPES = tuple(PLUGINS)  # every file of the suite, loopback included: the node needs nothing else
 
 
 def configmap(folder: Path, data_dir: Path) -> Path:
@@ -89,7 +89,8 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
         rootfs = installer_rootfs(build, tmp_path / f"rootfs-{tag}")
         images.append((INSTALLER_IMAGE.format(tag=tag), oci_image_archive(
             rootfs, tmp_path / f"installer-{tag}.tar", INSTALLER_IMAGE.format(tag=tag), ("/cni-suite", "install"))))
-    bin_dir = go_bin_dir(tmp_path / "bin", ("loopback",))  # the node's own loopback; the DaemonSet brings ours
+    bin_dir = tmp_path / "bin"  # a node whose CNI bin dir is empty: the DaemonSet brings every file, loopback too
+    bin_dir.mkdir()
     plugin_cache = tmp_path / "plugin-cache"
     plugin_cache.mkdir(mode=0o700)
     cd = make_containerd(bin_dir, None, extra_env={"CNI_SUITE_CACHE_DIR": str(plugin_cache)})
@@ -105,7 +106,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     pod_a, installer_a, log_a = daemonset.run(images[0][0], "--watch")
     wait_for(conflist.exists, f"the config (installer log: {log_a})")
     assert {build_hash(bin_dir / t) for t in TYPES} == {build_hash(first)}
-    assert "installed bridge, host-local, portmap, vxlan" in log_a.read_text()  # by the container, not the test
+    assert f"installed {', '.join(TYPES)}" in log_a.read_text()  # by the container, not the test
     wait_for(lambda: cri.status().get("NetworkReady") is True, "NetworkReady")
 
     # 2. A pod gets its network from the installed plugins, with traffic into it.
