@@ -76,12 +76,13 @@ def settle_dad(cont: Conn, index: int, ifname: str) -> None:
         raise CNIError(PluginCode.LINK_FAILURE, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
 
 
-def wait_oper_up(conn: Conn, link: Link) -> None:
-    """Wait until ``link`` is operationally up (a veth once its peer is up): traffic before that is lost."""
+def wait_oper_up(conn: Conn, link: Link, what: str = "bridge port") -> None:
+    """Wait until ``link`` is operationally up (a veth once its peer is up): traffic before that is lost (IPv6
+    does not even resolve neighbours on a link that is not up yet)."""
     from . import netlink as nl
 
     if not wait_until(lambda: nl.get_link(conn, link.index).oper_up, OPER_UP_TIMEOUT):
-        raise CNIError(PluginCode.LINK_FAILURE, f"bridge port in error state: {link.name}")
+        raise CNIError(PluginCode.LINK_FAILURE, f"{what} in error state: {link.name}")
 
 
 def wait_until(ready: Callable[[], bool], timeout: float) -> bool:

@@ -5,7 +5,9 @@ Drop-in for upstream's ``static``: the same keys under ``ipam`` (``addresses: [{
 ``args.cni.ips``, then by runtimeConfig ``ips``), the same result (addresses keep their host bits; no
 ``interface`` index), the same messages for malformed addresses.
 Beyond upstream: CNI_ARGS ``GATEWAY=`` sets the gateway of every address of its subnet, whatever its source
-(upstream's reaches only CNI_ARGS addresses, so it is ignored for configured ones); CHECK wants every address in
+(upstream's reaches only CNI_ARGS addresses, so it is ignored for configured ones); an address of ``args.cni`` or
+runtimeConfig ``ips`` keeps the gateway configured for its subnet (upstream's drops every gateway, so ptp
+cannot use them); CHECK wants every address in
 ``prevResult`` (upstream's passes when one is missing); unknown CNI_ARGS keys are ignored, as by every plugin of
 the suite (each plugin of a chain sees every other's).
 """
@@ -97,10 +99,15 @@ def load_conf(conf: dict[str, Any], cni_args: Mapping[str, str], cni_version: st
     ips = _configured_ips(ipam)
     ips += [IPConfig(address=_cidr(t, "CNI_ARGS IP", "the 'ip' field is expected to be in CIDR notation, got: '{}'"))
             for t in cni_args.get("IP", "").split(",") if t.strip()]
+    configured = ips
     for where, block in (("args.cni.", config.args_cni(conf)), ("runtimeConfig.", config.runtime_config(conf))):
         replacing = _runtime_ips(block, where)
         if replacing is not None:
             ips = replacing
+    for ip in ips:
+        if ip.gateway is None:  # a replacing address keeps the gateway configured for its subnet
+            ip.gateway = next((c.gateway for c in configured if c.gateway is not None
+                               and c.address.network == ip.address.network), None)
     gateways = [_ip(t, "invalid gateway address: {} (CNI_ARGS GATEWAY)")
                 for t in cni_args.get("GATEWAY", "").split(",") if t.strip()]
     for ip in ips:

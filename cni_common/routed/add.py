@@ -52,6 +52,10 @@ def attach(args: CmdArgs, conf: RoutedConf) -> Result:
         host_veth, cont_veth = nl.setup_veth(host, cont, args.ifname, mtu=conf.mtu)
         undo.callback(undo_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
         sysctl.write_best_effort(0, "ipv6", "conf", host_veth.name, "accept_ra")
+        # Before the container end comes up (the host end's carrier, hence its link-local address, waits for it):
+        # while that address is tentative the node sends no neighbour solicitation on the link at all, and IPv6
+        # to the container fails for a second or two after the ADD.
+        sysctl.write_best_effort(0, "ipv6", "conf", host_veth.name, "accept_dad")
         for ip in ips:
             ip.interface = CONTAINER_INTERFACE
         result = Result(interfaces=[Interface(host_veth.name, host_veth.mac),
@@ -64,6 +68,9 @@ def attach(args: CmdArgs, conf: RoutedConf) -> Result:
             masquerade = start_masquerade(args, undo, backend, conf.network, [ip.address for ip in ips])
         _configure_container(cont_ns, cont, cont_veth, args.ifname, result)
         _configure_host_end(host, host_veth, ips)
+        from ..ifconfig import wait_oper_up
+
+        wait_oper_up(host, host_veth, "host end of the veth pair")  # the first packets would be lost before
         if masquerade is not None:
             masquerade.wait()
         if not conf.dns.is_empty():

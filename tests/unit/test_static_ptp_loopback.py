@@ -100,3 +100,10 @@ def test_loopback_del_without_a_netns_is_done_without_the_kernel():
     assert inprocess.call("loopback", "DEL", conf, {"CNI_NETNS": None}).rc == 0
     assert inprocess.call("loopback", "ADD", conf).reached_kernel
     assert inprocess.call("loopback", "GC", dict(conf, cniVersion="1.1.0"), {"CNI_PATH": "/x"}).rc == 0
+
+
+def test_static_replacing_addresses_keep_the_gateway_configured_for_their_subnet():
+    """Upstream drops every gateway with runtimeConfig ``ips``, so ptp (which needs one) cannot use them."""
+    conf = static([{"address": "10.10.0.1/24", "gateway": "10.10.0.254"}],
+                  runtimeConfig={"ips": ["10.10.0.7/24", "10.11.0.7/24"]})
+    assert ips(inprocess.call("static", "ADD", conf)) == [("10.10.0.7/24", "10.10.0.254"), ("10.11.0.7/24", None)]
