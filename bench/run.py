@@ -17,7 +17,7 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "burst", "footprint", "arm64")
+CASES = ("version", "chain", "pair", "ptp", "loopback", "static", "burst", "footprint", "arm64")
 
 
 def go_version() -> str:
@@ -74,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             cases.log("pair bridge + host-local")
             rows += cases.cycle_rows(lab, sides, "pair bridge+host-local", confs.PAIR_NET, confs.pair_conflist,
                                      None, opts.n, ())
+        for case, title, net, conflist in (
+                ("ptp", "ptp+host-local", confs.PTP_NET, confs.ptp_conflist),
+                ("loopback", "loopback", confs.LOOPBACK_NET, confs.loopback_conflist),
+                ("static", "static", confs.STATIC_NET, confs.static_conflist)):
+            if case in opts.cases:
+                cases.log(title)
+                rows += cases.cycle_rows(lab, sides, title, net, conflist, None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:
