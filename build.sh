@@ -7,9 +7,9 @@
 #   ./build.sh --arch arm64 install DIR   the same with that architecture's files (e.g. a root for another node)
 #
 # dist/ afterwards (docs/packaging.md):
-#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan}          the four files of each architecture
+#   dist/linux-<arch>/<type>                                     the files of each architecture, one per type
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
-#   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
+#   dist/<type>                                                  the build machine's architecture (tests, bench)
 #
 # All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),
 # frozen once by PyInstaller as a tuned one-folder bundle (cni_common/bundle/cni-suite.spec). Per architecture,

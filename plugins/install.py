@@ -5,8 +5,8 @@ about them are the checklist here (see docs/kubernetes.md):
 
 - plugin files appear by ``rename(2)`` from a temporary file in the same directory, never written in place
   ("text file busy", half a binary); files whose bytes are already there are left alone;
-- the four types are hard links to ONE copy (the single file is the same program under four names): one file
-  in ``/opt/cni/bin``, and an upgrade switches all four names to the new build, each by one rename;
+- the types are hard links to ONE copy (the single file is the same program under every type's name): one file
+  in ``/opt/cni/bin``, and an upgrade switches every name to the new build, each by one rename;
 - the config list is written only after every plugin it names is there (a runtime acts as soon as it sees a
   config), only after the suite's own parsers accepted it, and by rename (never half a config);
 - ``--watch`` stays up and re-installs when an input or an installed file changes; on SIGTERM it removes the
