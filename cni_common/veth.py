@@ -92,14 +92,11 @@ def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterfa
     """Delete ``CNI_IFNAME`` in the netns (its host end goes with it); a missing netns or link is fine.
     ``before_delete`` first gets the link's global unicast addresses (the masquerade rules match them) and is
     called from the host's namespace."""
-    if not args.netns:
-        return
     from . import netlink as nl
-    from .netns import NetNS, NetNSGone
+    from .netns import NetNS
 
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return
     with ns, nl.open_conn(ns) as cont:
         link = nl.find_link(cont, args.ifname)

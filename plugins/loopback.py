@@ -72,13 +72,12 @@ def cmd_del(args: CmdArgs) -> None:
     """``lo`` down; an empty or gone netns is success (nothing left to do). The config is not read (nor by
     upstream's DEL): a DEL never fails on it."""
     from cni_common import netlink as nl
-    from cni_common.netns import NetNS, NetNSGone
+    from cni_common.netns import NetNS
 
-    if not args.netns or _refuse_own_namespace(args):
+    if _refuse_own_namespace(args):
         return
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return
     with ns, nl.open_conn(ns) as cont:
         lo = nl.find_link(cont, LOOPBACK)

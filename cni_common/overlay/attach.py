@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from .. import netlink
 from ..attach.conf import BridgeConf
 from ..config import get_dict
-from ..netns import NetNS, NetNSGone
+from ..netns import NetNS
 from ..record import replace
 from ..skel import CmdArgs
 from ..types import DNS, Result
@@ -97,13 +97,11 @@ def recorded_addresses(args: CmdArgs, conf: VxlanConf) -> list[Any]:
 
 def container_addresses(args: CmdArgs) -> list[Any]:
     """The global addresses of the container interface (for masquerade teardown); [] when it is gone."""
-    if not args.netns:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return []
-    try:
-        with NetNS(args.netns) as ns, netlink.open_conn(ns) as cont:
-            link = netlink.find_link(cont, args.ifname)
-            if link is None:
-                return []
-            return [a.address for a in netlink.list_addrs(cont, link.index) if a.is_global_unicast]
-    except NetNSGone:
-        return []
+    with ns, netlink.open_conn(ns) as cont:
+        link = netlink.find_link(cont, args.ifname)
+        if link is None:
+            return []
+        return [a.address for a in netlink.list_addrs(cont, link.index) if a.is_global_unicast]

@@ -25,7 +25,7 @@ KERNEL_ENTRY_POINTS = {
     "cni_common.routed.add": ("attach",),
     "cni_common.routed.check": ("check",),
     "cni_common.veth": ("release",),
-    "cni_common.netns": ("NetNS",),  # loopback opens the container's namespace itself
+    "cni_common.netns": ("_open_netns_fd",),  # loopback opens the container's namespace itself
 }
 
 
