@@ -200,3 +200,25 @@ def test_a_failed_add_leaves_nothing(cnitool, host_ns, make_container_ns):
     add = cnitool.add(NET, ctr, container_id="cntp-fail")
     assert add.rc != 0 and "gateway" in add.out["msg"], add
     assert node_state(host_ns) == before_host and container_state(ctr) == before_ctr
+
+
+def test_gc_and_status(plugin_dir, host_ns, make_container_ns, tmp_path):
+    """Spec 1.1.0 (beyond Go v1.1.1, which speaks up to 1.0.0): STATUS is IPAM's; GC removes the masquerading of
+    attachments the runtime no longer lists and forwards GC to IPAM, which frees their leases."""
+    conf = {"cniVersion": "1.1.0", "name": NET, "type": "ptp", "ipMasq": True,
+            "ipam": host_local_ipam(tmp_path / "ipam")}
+    ctrs = {cid: make_container_ns() for cid in ("cntp-gc-keep", "cntp-gc-gone")}
+    for cid, ctr in ctrs.items():
+        added = run_plugin(plugin_dir / "ptp", "ADD", conf, netns=ctr, container_id=cid, in_netns=host_ns)
+        assert added.rc == 0, added
+    assert run_plugin(plugin_dir / "ptp", "STATUS", conf, in_netns=host_ns).rc == 0
+    valid = [{"containerID": "cntp-gc-keep", "ifname": "eth0"}]
+    gc = run_plugin(plugin_dir / "ptp", "GC", dict(conf, **{"cni.dev/valid-attachments": valid}), in_netns=host_ns)
+    assert gc.rc == 0, gc
+    nat = "\n".join(node_state(host_ns)["nat"])
+    assert 'id: \\"cntp-gc-keep\\"' in nat and "cntp-gc-gone" not in nat
+    leases = {p.read_text().split()[0] for p in (tmp_path / "ipam" / NET).glob("10.*")}
+    assert leases == {"cntp-gc-keep"}
+    for cid, ctr in ctrs.items():
+        assert run_plugin(plugin_dir / "ptp", "DEL", conf, netns=ctr, container_id=cid, in_netns=host_ns).rc == 0
+    assert [line for line in node_state(host_ns)["nat"] if "CNI-" in line] == []
