@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from typing import Any, Mapping
 
 from cni_common.config import get_key
 from cni_common.errors import CNIError, ErrorCode, PluginCode
@@ -24,6 +23,10 @@ from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, IPAddress, IPConfig, IPInterface, Result, Route
 from cni_common.version import about_line
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 # ---------------------------------------------------------------------------------------------------- config
 
