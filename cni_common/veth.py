@@ -1,12 +1,13 @@
-"""The container end of a veth pair, as every veth attachment removes it: the bridge attachment
-(:mod:`cni_common.attach`, for bridge and vxlan) and the routed one (:mod:`cni_common.routed`, for ptp).
+"""What every veth attachment shares once its pair exists: the bridge attachment (:mod:`cni_common.attach`, for
+bridge and vxlan) and the routed one (:mod:`cni_common.routed`, for ptp).
 
-The pair itself is made by :func:`cni_common.netlink.setup_veth`; this module is its DEL: delete the container
-end (the host end, its addresses and its routes go with it), release the IPAM lease, and remove the masquerade
-rules, best effort and idempotent. Beyond upstream: the rules are removed even when the netns is gone (found by
-their names and comments), and from every source of the container's addresses: the interface, the request's
-``prevResult`` and host-local's records (:func:`known_addresses`), so an address removed or replaced on the
-interface before the DEL leaks no rule.
+The pair itself is made by :func:`cni_common.netlink.setup_veth`. Here: the masquerading an ADD starts beside its
+kernel work (:func:`start_masquerade`); the DEL (:func:`release`): delete the container end (the host end, its
+addresses and its routes go with it), release the IPAM lease, and remove the masquerade rules, best effort and
+idempotent; the GC (:func:`gc`) of masquerading and IPAM. Beyond upstream: the rules are removed even when the
+netns is gone (found by their names and comments), and from every source of the container's addresses: the
+interface, the request's ``prevResult`` and host-local's records (:func:`known_addresses`), so an address removed
+or replaced on the interface before the DEL leaks no rule.
 """
 
 from __future__ import annotations

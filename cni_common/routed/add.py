@@ -35,6 +35,7 @@ def attach(args: CmdArgs, conf: RoutedConf) -> Result:
     """Create the attachment; on any failure everything made so far is undone (veth, IPAM lease, rules).
     IPAM (``conf.ipam_type``) is delegated ``args`` as they are: their stdin is its request."""
     from .. import netlink as nl
+    from ..ifconfig import wait_oper_up
     from ..netns import NetNS
 
     backend = None
@@ -68,8 +69,6 @@ def attach(args: CmdArgs, conf: RoutedConf) -> Result:
             masquerade = start_masquerade(args, undo, backend, conf.network, [ip.address for ip in ips])
         _configure_container(cont_ns, cont, cont_veth, args.ifname, result)
         _configure_host_end(host, host_veth, ips)
-        from ..ifconfig import wait_oper_up
-
         wait_oper_up(host, host_veth, "host end of the veth pair")  # the first packets would be lost before
         if masquerade is not None:
             masquerade.wait()
@@ -82,8 +81,8 @@ def attach(args: CmdArgs, conf: RoutedConf) -> Result:
 def _checked(ipam: Result | None) -> Result:
     """IPAM's result, with addresses; each needs a gateway (the host end holds it). Upstream finds a missing
     one only in the kernel ("numerical result out of range"), after it made the veth."""
-    if ipam is None or not ipam.ips:
-        raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned missing IP config")
+    if ipam is None or not ipam.ips:  # static with no address, say: the config's doing, not ours
+        raise CNIError(ErrorCode.INVALID_CONFIG, "IPAM plugin returned missing IP config")
     missing = [str(ip.address) for ip in ipam.ips if ip.gateway is None]
     if missing:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"ptp needs a gateway for every address: IPAM gave none for "
