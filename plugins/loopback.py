@@ -46,6 +46,8 @@ def cmd_add(args: CmdArgs) -> Result:
     from cni_common.netns import NetNS
 
     config.check_netconf_types(args.conf, runtime_config=False)
+    prev_raw = args.conf.get("prevResult")
+    prev = Result.from_dict(prev_raw, args.cni_version) if prev_raw else None  # read before lo changes
     if _refuse_own_namespace(args):
         raise CNIError(ErrorCode.INVALID_NETNS, f"CNI_NETNS {args.netns!r} is the plugin's own network namespace",
                        "lo left alone")
@@ -57,9 +59,8 @@ def cmd_add(args: CmdArgs) -> Result:
                                f"loopback interface found with non-loopback address {str(addr.address.ip)!r}")
         nl.set_up(cont, lo.index)
         addrs = [a.address for a in nl.list_addrs(cont, lo.index)]
-    prev = args.conf.get("prevResult")
-    if isinstance(prev, dict) and prev:
-        return Result.from_dict(prev, args.cni_version)
+    if prev is not None:
+        return prev
     result = Result(interfaces=[Interface(LOOPBACK, LOOPBACK_MAC, sandbox=args.netns)])
     for family in (4, 6):
         first = next((a for a in addrs if a.version == family), None)
