@@ -80,7 +80,7 @@ def _configured_ips(ipam: Mapping[str, Any]) -> list[IPConfig]:
                         "the 'address' field is expected to be in CIDR notation, got: '{}'")
         gateway = get_key(entry, "gateway")
         out.append(IPConfig(address=address, gateway=_ip(gateway, "invalid IP address: {} (ipam.addresses gateway)")
-                            if gateway else None))
+                            if gateway not in (None, "") else None))
     return out
 
 
