@@ -222,3 +222,21 @@ def test_gc_and_status(plugin_dir, host_ns, make_container_ns, tmp_path):
     for cid, ctr in ctrs.items():
         assert run_plugin(plugin_dir / "ptp", "DEL", conf, netns=ctr, container_id=cid, in_netns=host_ns).rc == 0
     assert [line for line in node_state(host_ns)["nat"] if "CNI-" in line] == []
+
+
+def test_check_sees_the_host_end(cnitool, go_cnitool, host_ns, make_container_ns):
+    """Upstream's CHECK stops at the container; a node that lost the host route (or the gateway) still passes it.
+    Ours checks the host end too."""
+    checks = {}
+    for suite, tool in (("ours", cnitool), ("go", go_cnitool)):
+        tool.write_conflist(conflist(static_ipam()))
+        ctr = make_container_ns()
+        assert tool.add(NET, ctr, container_id=f"cntp-chk-{suite}", cni_args=STATIC_ARGS[0]).rc == 0
+        before = tool.check(NET, ctr, container_id=f"cntp-chk-{suite}", cni_args=STATIC_ARGS[0]).rc
+        host_ns.ip("route", "del", "10.79.0.5/32")
+        after = tool.check(NET, ctr, container_id=f"cntp-chk-{suite}", cni_args=STATIC_ARGS[0])
+        checks[suite] = (before, after.rc)
+        if suite == "ours":
+            assert "no host route to 10.79.0.5" in after.out["msg"], after
+        assert tool.delete(NET, ctr, container_id=f"cntp-chk-{suite}", cni_args=STATIC_ARGS[0]).rc == 0
+    assert checks == {"ours": (0, 1), "go": (0, 0)}
