@@ -135,3 +135,17 @@ def test_static_honours_cni_args_gateway_for_configured_addresses(cnitool, go_cn
         gateways[suite] = [ip.get("gateway") for ip in add.out["ips"]]
         assert tool.delete("cntst", ctr, container_id="cntst-gw", cni_args="GATEWAY=10.81.4.1").rc == 0
     assert gateways == {"ours": ["10.81.4.1"], "go": [None]}
+
+
+def test_loopback_refuses_a_foreign_address_on_lo_before_changing_it(plugin_dir, go_plugin_dir, host_ns,
+                                                                     make_container_ns):
+    """Upstream refuses it too, but after it set lo up."""
+    conf = {"cniVersion": "1.0.0", "name": "cntlo", "type": "loopback"}
+    states = {}
+    for suite, bin_dir in (("ours", plugin_dir), ("go", go_plugin_dir)):
+        ctr = make_container_ns()
+        ctr.ip("addr", "add", "10.9.9.9/32", "dev", "lo")
+        got = run_plugin(bin_dir / "loopback", "ADD", conf, netns=ctr, in_netns=host_ns)
+        assert got.rc == 1 and "non-loopback address" in got.out["msg"] and "10.9.9.9" in got.out["msg"], got
+        states[suite] = lo_state(ctr)[0]
+    assert states == {"ours": False, "go": True}
