@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Optional
 
 from .. import invoke, sysctl
 from ..errors import CNIError, ErrorCode, undo_quietly
-from ..log import get_logger
 from ..record import record
 from ..types import Interface, Result, Route
 from . import bridge_port
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from ..skel import CmdArgs
     from ..types import IPInterface
     from .conf import BridgeConf
-
-log = get_logger(__name__)
 
 _DEFAULT_NETS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
