@@ -9,9 +9,9 @@
 #                                  --arch): dist/cni-suite-image-v<version>.tar, one multi-arch OCI index
 #
 # dist/ afterwards (docs/packaging.md):
-#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan}          the four files of each architecture
+#   dist/linux-<arch>/<type>                                     the files of each architecture, one per type
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
-#   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
+#   dist/<type>                                                  the build machine's architecture (tests, bench)
 #   dist/cni-suite-image-v<version>.tar{,.sha256}                 ./build.sh image: the image (an OCI archive)
 #
 # All types are one multi-call program (plugins/multicall.py picks the plugin from the name it runs as),

@@ -85,7 +85,7 @@ def version_rows(sides: list[Side], n: int) -> list[Row]:
     ours_side, go_side = sides
     ours_dir, go_dir = ours_side.cni_path, go_side.cni_path
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION", **ours_side.env}
-    for plugin in ("bridge", "host-local", "portmap", "vxlan"):
+    for plugin in ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static"):
         binaries = {"ours": ours_dir / plugin, "go": go_dir / plugin}
         if plugin == "vxlan":
             del binaries["go"]  # upstream has no vxlan plugin

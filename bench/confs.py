@@ -13,6 +13,9 @@ CHAIN_NET = "cntb-chain"
 PAIR_NET = "cntb-pair"
 TUNING_FIREWALL_NET = "cntb-tunfw"
 BANDWIDTH_NET = "cntb-bw"
+PTP_NET = "cntb-ptp"
+LOOPBACK_NET = "cntb-lo"
+STATIC_NET = "cntb-static"
 #: The one port mapping of the chain case, passed as libcni capability args (as CRI does).
 CHAIN_PORT = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 
@@ -58,6 +61,8 @@ def tuning_firewall_conflist(data_dir: Path) -> dict[str, Any]:
          "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
     ]
     return conf
+
+
 def bandwidth_conflist(data_dir: Path) -> dict[str, Any]:
     """bridge + host-local + bandwidth shaping both directions: tbf on the host veth, ifb + redirect + tbf."""
     return {
@@ -71,6 +76,36 @@ def bandwidth_conflist(data_dir: Path) -> dict[str, Any]:
              "egressRate": 10_000_000, "egressBurst": 1_000_000},
         ],
     }
+
+
+def ptp_conflist(data_dir: Path) -> dict[str, Any]:
+    """ptp + host-local: dual-stack, ipMasq (a veth pair, host routes, the gateway on the host end)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": PTP_NET,
+        "plugins": [
+            {"type": "ptp", "ipMasq": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                      "ranges": [[{"subnet": "10.94.0.0/16"}], [{"subnet": "fd94::/64"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
+        ],
+    }
+
+
+def loopback_conflist(_data_dir: Path) -> dict[str, Any]:
+    """loopback alone: what containerd's CRI runs for every pod's lo."""
+    return {"cniVersion": CNI_VERSION, "name": LOOPBACK_NET, "plugins": [{"type": "loopback"}]}
+
+
+def static_conflist(_data_dir: Path) -> dict[str, Any]:
+    """static as the network's only plugin (libcni runs an IPAM plugin as any other): its config in, the result
+    out, nothing in the kernel."""
+    return {"cniVersion": CNI_VERSION, "name": STATIC_NET, "plugins": [
+        {"type": "static", "ipam": {"type": "static",
+                                    "addresses": [{"address": "10.96.0.5/24", "gateway": "10.96.0.1"},
+                                                  {"address": "fd96::5/64", "gateway": "fd96::1"}],
+                                    "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+                                    "dns": {"nameservers": ["10.96.0.53"]}}}]}
 
 
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "burst", "footprint", "arm64")
+CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "burst", "footprint",
+         "arm64")
 
 
 def go_version() -> str:
@@ -82,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             cases.log("bridge + host-local + bandwidth")
             rows += cases.cycle_rows(lab, sides, "bridge+host-local+bandwidth", confs.BANDWIDTH_NET,
                                      confs.bandwidth_conflist, None, opts.n, ())
+        for case, title, net, conflist in (
+                ("ptp", "ptp+host-local", confs.PTP_NET, confs.ptp_conflist),
+                ("loopback", "loopback", confs.LOOPBACK_NET, confs.loopback_conflist),
+                ("static", "static", confs.STATIC_NET, confs.static_conflist)):
+            if case in opts.cases:
+                cases.log(title)
+                rows += cases.cycle_rows(lab, sides, title, net, conflist, None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:

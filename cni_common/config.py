@@ -81,14 +81,15 @@ def _check_str_list(d: Mapping[str, Any], key: str, where: str) -> None:
                            f"got {item!r}")
 
 
-def check_netconf_types(conf: Mapping[str, Any]) -> None:
+def check_netconf_types(conf: Mapping[str, Any], runtime_config: bool = True) -> None:
     """The JSON types of the keys every Go plugin decodes into ``types.NetConf`` (``type``, ``capabilities``,
     ``ipam.type``, ``dns``, ``prevResult``) and of the ``runtimeConfig`` object: Go refuses a config whose value
     there has another type (its decoder error, code 999 there), so a config the Go plugins refuse is refused
     here too, as code 7 naming the key. ``null`` is allowed everywhere, as Go's decoder allows it. ``name``
     and ``cniVersion`` are checked by the skel. host-local does not call this: Go's host-local decodes only
     ``ipam``, ``args`` and ``runtimeConfig`` (a ``"type": 5`` passes there), and a delegate must give the same
-    verdict."""
+    verdict. ``runtime_config`` False: the plugin has no runtimeConfig of its own (loopback, ptp), and Go's,
+    decoding only ``types.NetConf``, accepts any value there."""
     get_typed(conf, "type", str, "")
     for cap, value in get_typed(conf, "capabilities", dict, {}).items():
         if value is not None and not isinstance(value, bool):
@@ -100,7 +101,8 @@ def check_netconf_types(conf: Mapping[str, Any]) -> None:
     for key in ("nameservers", "search", "options"):
         _check_str_list(dns, key, "dns")
     get_typed(conf, "prevResult", dict, {})
-    get_typed(conf, "runtimeConfig", dict, {})  # every NetConf of ours has one (bridge, portmap, vxlan)
+    if runtime_config:
+        get_typed(conf, "runtimeConfig", dict, {})  # bridge, portmap and vxlan have one
 
 
 def runtime_config(conf: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import enum
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 
 class ErrorCode(enum.IntEnum):
@@ -91,3 +91,14 @@ class BestEffort:
         the runtime's or the operator's mistake."""
         if self.first is not None:
             raise CNIError(self.first.code, f"{msg}: {self.first.msg}", "; ".join(self.failures))
+
+
+def undo_quietly(fn: Callable[..., Any], *args: Any) -> None:
+    """Run a rollback step of a failed ADD: its own failure is logged, the error that caused the rollback is
+    what the runtime gets."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - a rollback step must not mask the original error
+        from .log import get_logger
+
+        get_logger(__name__).warning("rollback step %s failed: %s", getattr(fn, "__name__", fn), exc)

@@ -27,19 +27,22 @@ DAD_TIMEOUT = 5.0
 FIRST_PAUSE = 0.001
 MAX_PAUSE = 0.05
 
-#: The interface index that CNI results give a container interface (the host bridge and veth are 0 and 1).
+#: The interface index that a bridge attachment's result gives the container interface (the host bridge and veth
+#: are 0 and 1).
 CONTAINER_INTERFACE = 2
 
 
-def configure_iface(cont: Conn, index: int, ifname: str, result: Result) -> None:
+def configure_iface(cont: Conn, index: int, ifname: str, result: Result,
+                    result_index: int = CONTAINER_INTERFACE) -> None:
     """Upstream's ConfigureIface: IPv6 sysctls, addresses, link up, wait for DAD, routes (ECMP append).
 
-    Only the result's IPs that point at the container interface are added. Call inside the container's
-    namespace (``cont`` is a connection to it): the sysctls act on the current namespace.
+    Only the result's IPs that point at the container interface (``result_index`` in ``result.interfaces``:
+    2 behind a bridge, 1 for a plain veth pair) are added. Call inside the container's namespace (``cont`` is
+    a connection to it): the sysctls act on the current namespace.
     """
     from . import netlink as nl
 
-    ips = [ip for ip in result.ips if ip.interface == CONTAINER_INTERFACE]
+    ips = [ip for ip in result.ips if ip.interface == result_index]
     if any(ip.address.version == 6 for ip in ips):
         sysctl.write_best_effort(0, "ipv6", "conf", "lo", "disable_ipv6")
         sysctl.write_best_effort(0, "ipv6", "conf", ifname, "disable_ipv6")
@@ -73,12 +76,13 @@ def settle_dad(cont: Conn, index: int, ifname: str) -> None:
         raise CNIError(PluginCode.LINK_FAILURE, f"IPv6 addresses of {ifname!r} still tentative after {DAD_TIMEOUT:g} s")
 
 
-def wait_oper_up(conn: Conn, link: Link) -> None:
-    """Wait until ``link`` is operationally up (a veth once its peer is up): traffic before that is lost."""
+def wait_oper_up(conn: Conn, link: Link, what: str = "bridge port") -> None:
+    """Wait until ``link`` is operationally up (a veth once its peer is up): traffic before that is lost (IPv6
+    does not even resolve neighbours on a link that is not up yet)."""
     from . import netlink as nl
 
     if not wait_until(lambda: nl.get_link(conn, link.index).oper_up, OPER_UP_TIMEOUT):
-        raise CNIError(PluginCode.LINK_FAILURE, f"bridge port in error state: {link.name}")
+        raise CNIError(PluginCode.LINK_FAILURE, f"{what} in error state: {link.name}")
 
 
 def wait_until(ready: Callable[[], bool], timeout: float) -> bool:

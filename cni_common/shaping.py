@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 
-from .errors import CNIError, ErrorCode, PluginCode
+from .errors import CNIError, ErrorCode, PluginCode, undo_quietly
 from .log import get_logger
 from .record import record
 
@@ -138,14 +138,14 @@ def shape(host: Conn, veth: Link, ifb: str, alias: str, ingress: Limit | None, e
     ticks = tick_in_usec()
     with contextlib.ExitStack() as undo:
         if ingress is not None:
-            undo.callback(_quietly, _delete_own_root_tbf, host, veth.index)
+            undo.callback(undo_quietly, _delete_own_root_tbf, host, veth.index)
             tc.replace_tbf(host, veth.index, tbf_for(ingress, ticks))
         if egress is None:
             undo.pop_all()
             return None
         link, created = ensure_ifb(host, ifb, mtu=veth.mtu)
         if created:
-            undo.callback(_quietly, _delete_link, host, link.index)
+            undo.callback(undo_quietly, _delete_link, host, link.index)
         set_alias(host, link.index, alias)
         hook = _ingress_hook(host, veth.index, undo)
         tc.replace_redirect_filter(host, veth.index, link.index, parent=hook)
@@ -162,7 +162,7 @@ def _ingress_hook(host: Conn, index: int, undo: contextlib.ExitStack) -> int:
     from .netlink.consts import TC_H_INGRESS, TC_H_MIN_INGRESS
 
     if tc.add_ingress_qdisc(host, index):
-        undo.callback(_quietly, tc.delete_qdisc, host, index, TC_H_INGRESS)
+        undo.callback(undo_quietly, tc.delete_qdisc, host, index, TC_H_INGRESS)
         return tc.handle(0xFFFF)
     existing = next((q for q in tc.list_qdiscs(host, index) if q.parent == TC_H_INGRESS), None)
     if existing is not None and existing.kind == "clsact":
@@ -206,14 +206,6 @@ def _delete_link(host: Conn, index: int) -> None:
     from .netlink import delete_link
 
     delete_link(host, index)
-
-
-def _quietly(step: object, *args: object) -> None:
-    """One undo step of a failed ADD; its own failure is logged, and the original error is what is reported."""
-    try:
-        step(*args)  # type: ignore[operator]
-    except CNIError as exc:
-        log.warning("undo failed: %s", exc)
 
 
 def check(host: Conn, veth: Link, ifb: str, ingress: Limit | None, egress: Limit | None) -> None:

@@ -246,7 +246,7 @@ def _config_version(conf: Mapping[str, Any], supported: tuple[str, ...]) -> str:
     return version
 
 
-def _is_own_netns(path: str) -> bool:
+def is_own_netns(path: str) -> bool:
     """Whether ``path`` is the namespace we run in (an ADD there would rewire the host itself)."""
     try:
         target = os.stat(path)
@@ -285,7 +285,7 @@ def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
                        f'config is "{cni_version}", {verb} needs {minimum} or newer')
     netns = _env(environ, "CNI_NETNS")
     override = _env(environ, "CNI_NETNS_OVERRIDE").lower() in ("1", "true")
-    if verb in ("ADD", "DEL") and netns and not override and _is_own_netns(netns):
+    if verb in ("ADD", "DEL") and netns and not override and is_own_netns(netns):
         raise CNIError(ErrorCode.INVALID_NETNS, f"CNI_NETNS {netns!r} is the plugin's own network namespace")
     path = [p for p in _env(environ, "CNI_PATH").split(os.pathsep) if p]
     return CmdArgs(command=verb, container_id=container_id, netns=netns, ifname=ifname,

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from cni_common import config, invoke
 from cni_common.attach.conf import DEFAULT_BRIDGE, BridgeConf, requested_mac
-from cni_common.errors import BestEffort, CNIError, ErrorCode
+from cni_common.errors import CNIError, ErrorCode
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Result
 from cni_common.version import about_line
@@ -146,18 +146,10 @@ def cmd_status(args: CmdArgs) -> None:
 
 def cmd_gc(args: CmdArgs) -> None:
     """Remove the masquerading of attachments not in ``cni.dev/valid-attachments``, then forward GC to IPAM."""
-    conf = load_conf(args.conf)
-    steps = BestEffort()
-    valid = config.valid_attachments(args.conf)
-    if valid is not None:
-        from cni_common import netfilter
+    from cni_common import veth
 
-        with steps:
-            netfilter.gc_masquerade(conf.network, valid)
-    if conf.ipam_type:
-        with steps:
-            invoke.delegate("GC", conf.ipam_type, args)
-    steps.raise_if_failed("bridge GC failed")
+    conf = load_conf(args.conf)
+    veth.gc(args, network=conf.network, ipam_type=conf.ipam_type, what="bridge")
 
 
 def main(**streams: Any) -> int:

@@ -5,8 +5,8 @@ about them are the checklist here (see docs/kubernetes.md):
 
 - plugin files appear by ``rename(2)`` from a temporary file in the same directory, never written in place
   ("text file busy", half a binary); files whose bytes are already there are left alone;
-- the four types are hard links to ONE copy (the single file is the same program under four names): one file
-  in ``/opt/cni/bin``, and an upgrade switches all four names to the new build, each by one rename;
+- the types are hard links to ONE copy (the single file is the same program under every type's name): one file
+  in ``/opt/cni/bin``, and an upgrade switches every name to the new build, each by one rename;
 - the config list is written only after every plugin it names is there (a runtime acts as soon as it sees a
   config), only after the suite's own parsers accepted it, and by rename (never half a config);
 - ``--watch`` stays up and re-installs when an input or an installed file changes, and retries a failed
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="",
                    help="the single file to install (default: the file this command runs from)")
     p.add_argument("--plugins", default=",".join(PLUGIN_TYPES),
-                   help="comma-separated types to install under their names (default: all four)")
+                   help="comma-separated types to install under their names (default: every type)")
     p.add_argument("--conflist", default="",
                    help="template of the network config list (JSON; ${NAME} in string values is replaced by "
                         "the environment variable NAME); without it no config is written")

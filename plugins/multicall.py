@@ -31,11 +31,14 @@ PLUGINS = {
     "vxlan": "plugins.vxlan",
     "tuning": "plugins.tuning",
     "firewall": "plugins.firewall",
+    "loopback": "plugins.loopback",
+    "ptp": "plugins.ptp",
+    "static": "ipam.static",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
 #: build can run them in-process as its delegate (:mod:`cni_common.invoke`).
-IN_PROCESS_DELEGATES = ("host-local",)
+IN_PROCESS_DELEGATES = ("host-local", "static")
 
 #: IPAM plugins among them whose module has ``held_addresses(args)``: the addresses it holds for an attachment,
 #: asked by a DEL without prevResult (:func:`cni_common.invoke.held_addresses`).

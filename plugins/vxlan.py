@@ -93,7 +93,7 @@ def cmd_del(args: CmdArgs) -> None:
     steps = BestEffort()
     addresses: list[Any] = []
     if conf.ip_masq:  # every source: the interface's address may have been removed or replaced before the DEL
-        from cni_common.attach.delete import union_of_addresses
+        from cni_common.veth import union_of_addresses
 
         with steps:
             addresses = attach.container_addresses(args)

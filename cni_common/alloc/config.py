@@ -191,7 +191,8 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
     return out
 
 
-def _routes(raw: Any) -> list[Route]:
+def parse_routes(raw: Any) -> list[Route]:
+    """``ipam.routes``: a list of routes (1.1.0 fields kept), each refused naming the entry (code 7)."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -280,7 +281,8 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str)
             if a.overlaps(range_sets[j]):
                 raise _invalid(f"range set {i} ({a}) overlaps with range set {j} ({range_sets[j]})")
     check_version_limits(range_sets, cni_version)
-    return IPAMConfig(name=str(conf.get("name", "")), range_sets=range_sets, routes=_routes(get_key(ipam, "routes")),
+    return IPAMConfig(name=str(conf.get("name", "")), range_sets=range_sets,
+                      routes=parse_routes(get_key(ipam, "routes")),
                       data_dir=_string(ipam, "dataDir", DEFAULT_DATA_DIR),
                       resolv_conf=_string(ipam, "resolvConf", ""),
                       requested_ips=_requested_ips(conf, cni_args), reclaim_after_reboot=reclaim_after_reboot(conf))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .. import invoke, sysctl
-from ..errors import CNIError, ErrorCode
-from ..log import get_logger
+from ..errors import CNIError, ErrorCode, undo_quietly
 from ..record import record
 from ..types import Interface, Result, Route
 from . import bridge_port
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from ..skel import CmdArgs
     from ..types import IPInterface
     from .conf import BridgeConf
-
-log = get_logger(__name__)
 
 _DEFAULT_NETS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
@@ -63,17 +60,17 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
         if nl.find_link(host, conf.bridge) is None:
             # A failed first ADD leaves the node as it found it (runs last: after the veth is gone). Registered
             # before the bridge is made: a failure after the kernel created it, while it is set up, counts too.
-            undo.callback(_quietly, bridge_port.remove_bridge_if_unused, host, conf.bridge)
+            undo.callback(undo_quietly, bridge_port.remove_bridge_if_unused, host, conf.bridge)
         br = bridge_port.ensure_bridge(host, conf)
         host_veth, cont_veth = nl.setup_veth(host, cont, args.ifname, mtu=conf.mtu, mac=conf.mac)
-        undo.callback(_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
+        undo.callback(undo_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
         bridge_port.connect_port(host, br, host_veth, hairpin=conf.hairpin, isolated=conf.port_isolation,
                                  vlan=conf.vlan, trunk=conf.vlan_trunk,
                                  preserve_default_vlan=conf.preserve_default_vlan)
         if conf.macspoofchk:
             from .. import netfilter
 
-            undo.callback(_quietly, netfilter.teardown_macspoofchk, args.container_id, args.ifname)
+            undo.callback(undo_quietly, netfilter.teardown_macspoofchk, args.container_id, args.ifname)
             netfilter.setup_macspoofchk(host_veth.name, cont_veth.mac, args.container_id, args.ifname)
         result = Result(interfaces=[Interface(br.name, br.mac), Interface(host_veth.name, host_veth.mac),
                                     Interface(args.ifname, cont_veth.mac, sandbox=args.netns)])
@@ -127,7 +124,7 @@ def _add_layer3(att: Attachment, ipam: Optional[Result]) -> None:
     if conf.is_gateway:
         gw_link, made = bridge_port.gateway_link(att.host, conf, att.bridge)
         if made:  # a failed ADD removes the <bridge>.<vlan> it made (runs before the veth and bridge steps)
-            att.undo.callback(_quietly, bridge_port.remove_vlan_gateway_if_unused, att.host, conf, att.bridge.index,
+            att.undo.callback(undo_quietly, bridge_port.remove_vlan_gateway_if_unused, att.host, conf, att.bridge.index,
                               att.host_veth.index)
         for gw in gateways:
             bridge_port.ensure_gateway_addr(att.host, gw_link, gw, conf.force_address)
@@ -140,18 +137,13 @@ def _add_layer3(att: Attachment, ipam: Optional[Result]) -> None:
 
 
 def _start_masquerade(att: Attachment) -> Task:
-    """Masquerade the container's addresses on a thread, while the container side is configured (the rules
-    need only the addresses; the restores mostly wait). A failed ADD waits for it, then removes the rules."""
+    """The container's addresses masqueraded while the container side is configured; a failed ADD waits for
+    it, then removes the rules."""
     from .. import netfilter
-    from ..parallel import Task
+    from ..veth import start_masquerade
 
-    args, conf = att.args, att.conf
-    addrs = [ip.address for ip in att.result.ips]
-    backend = netfilter.select_backend(conf.ip_masq_backend)
-    att.undo.callback(_quietly, netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname, addrs)
-    task = Task(netfilter.setup_masquerade, backend, conf.network, args.container_id, args.ifname, addrs)
-    att.undo.callback(_quietly, task.wait)
-    return task
+    backend = netfilter.select_backend(att.conf.ip_masq_backend)
+    return start_masquerade(att.args, att.undo, backend, att.conf.network, [ip.address for ip in att.result.ips])
 
 
 def fill_gateways(conf: BridgeConf, result: Result) -> list[IPInterface]:
@@ -175,11 +167,3 @@ def fill_gateways(conf: BridgeConf, result: Result) -> list[IPInterface]:
         if conf.is_gateway and ipc.gateway is not None:
             gateways.append(ipaddress.ip_interface(f"{ipc.gateway}/{ipc.address.network.prefixlen}"))
     return gateways
-
-
-def _quietly(fn: Callable[..., Any], *args: Any) -> None:
-    """Run a rollback step; its failure is logged, the error that caused the rollback is what we report."""
-    try:
-        fn(*args)
-    except Exception as exc:  # noqa: BLE001 - a rollback step must not mask the original error
-        log.warning("rollback step %s failed: %s", getattr(fn, "__name__", fn), exc)

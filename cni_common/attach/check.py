@@ -39,35 +39,38 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont:
         br = nl.find_link(host, conf.bridge)
         if br is None or br.kind != "bridge":
-            raise _check_failed(f"bridge {conf.bridge!r} not found or not a bridge")
+            raise check_failed(f"bridge {conf.bridge!r} not found or not a bridge")
         if br_if is not None and br_if.mac and br_if.mac.lower() != br.mac:
-            raise _check_failed(f"bridge {conf.bridge!r} has MAC {br.mac}, expected {br_if.mac}")
+            raise check_failed(f"bridge {conf.bridge!r} has MAC {br.mac}, expected {br_if.mac}")
         if br.promisc != conf.promisc:
-            raise _check_failed(f"bridge {conf.bridge!r} promiscuous mode is {br.promisc}, expected {conf.promisc}")
+            raise check_failed(f"bridge {conf.bridge!r} promiscuous mode is {br.promisc}, expected {conf.promisc}")
         link = nl.find_link(cont, args.ifname)
         if link is None or link.kind != "veth":
-            raise _check_failed(f"container interface {args.ifname!r} not found or not a veth")
+            raise check_failed(f"container interface {args.ifname!r} not found or not a veth")
         if cont_if.mac and cont_if.mac.lower() != link.mac:
-            raise _check_failed(f"interface {args.ifname!r} has MAC {link.mac}, expected {cont_if.mac}")
+            raise check_failed(f"interface {args.ifname!r} has MAC {link.mac}, expected {cont_if.mac}")
         peer = nl.find_link(host, link.peer_index)
         if peer is None or peer.kind != "veth" or peer.peer_index != link.index or peer.master != br.index:
-            raise _check_failed(f"host veth of {args.ifname!r} not found or not attached to {conf.bridge!r}")
-        _check_ips_and_routes(cont, link.index, args.ifname, cont_idx, prev)
+            raise check_failed(f"host veth of {args.ifname!r} not found or not attached to {conf.bridge!r}")
+        check_ips_and_routes(cont, link.index, args.ifname, cont_idx, prev)
 
 
-def _check_ips_and_routes(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
+def check_ips_and_routes(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
+    """Every address ``prev`` gives interface ``cont_idx`` is on link ``index``, every route of ``prev`` is in
+    the container's tables (every veth attachment's CHECK ends so)."""
     from .. import netlink as nl
 
     have = {a.address for a in nl.list_addrs(cont, index)}
     for ip in prev.ips:
         if ip.interface in (None, cont_idx) and ip.address not in have:
-            raise _check_failed(f"address {ip.address} not found on {ifname!r}")
+            raise check_failed(f"address {ip.address} not found on {ifname!r}")
     routes = nl.list_routes(cont, table=None)
     for r in prev.routes:
         table = r.table or 254
         if not any(x.dst == r.dst and x.table == table and (r.gw is None or x.gateway == r.gw) for x in routes):
-            raise _check_failed(f"route {r.dst} via {r.gw} not found in the container")
+            raise check_failed(f"route {r.dst} via {r.gw} not found in the container")
 
 
-def _check_failed(msg: str) -> CNIError:
+def check_failed(msg: str) -> CNIError:
+    """CHECK found the node differs from ``prevResult`` (code 106)."""
     return CNIError(PluginCode.CHECK_FAILED, msg)

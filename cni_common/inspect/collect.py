@@ -181,11 +181,12 @@ def _names_nsid(inside: Runner, link: dict[str, Any], name: str) -> bool:
 
 
 def container_side(link: dict[str, Any]) -> bool:
-    """Whether ``link`` is a node veth leading to another namespace that may be a container's. A veth holding an
-    address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a container's: the
-    bridge plugin never addresses the node's end."""
+    """Whether ``link`` is a node veth leading to another namespace that may be a container's. A veth holding a
+    subnet's address on this side is the node's uplink (as in a lab whose "wire" is a veth), not a container's:
+    the bridge plugin never addresses the node's end, and ptp puts only the gateway there, as a host address
+    (/32, /128)."""
     return link_kind(link) == "veth" and "link_netnsid" in link and \
-        not any(a.get("scope") != "link" for a in link.get("addr_info", []))
+        all(a.get("scope") == "link" or a.get("prefixlen") in (32, 128) for a in link.get("addr_info", []))
 
 
 def link_kind(link: dict[str, Any]) -> str:

@@ -158,7 +158,8 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
         ctr["interfaces"].append({
             "name": other["ifname"], "mac": other.get("address"), "mtu": other.get("mtu"), "addresses": addresses,
             "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master"),
-            "shaping": _shaping(snapshot, veth_name)})
+            "shaping": _shaping(snapshot, veth_name),
+            "host_addresses": _addresses(links[veth_name])})  # ptp: the gateway, held by the host end
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     live_ips = set(by_ip)
     for pm in portmaps:

@@ -125,7 +125,7 @@ def render(node: dict[str, Any]) -> str:
             x += w + GAP
         group_w = max(x - GAP - group_x, MIN_BOX_W)
         br = bridges.get(name)
-        label = [f"bridge {name}", *(br["addresses"] if br else [])] if name else ["(veths on no bridge)"]
+        label = [f"bridge {name}", *(br["addresses"] if br else [])] if name else ["(routed veths, no bridge: ptp)"]
         c.box(group_x, bridge_y, [" ".join(label)], COLOURS["bridge"] if name else "white", width=group_w,
               dashed=not name)
         for ctr, cx in boxes:

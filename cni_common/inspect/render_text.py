@@ -47,7 +47,7 @@ def render(node: dict[str, Any]) -> str:
         out.append(f"  bridge {br['name']} (mtu {br['mtu']}, {br['state']})  {' '.join(br['addresses']) or '-'}")
         out += _attached(by_bridge.pop(br["name"], []))
     for master, rest in by_bridge.items():
-        out.append(f"  {'master ' + master if master else 'veths on no bridge'}")
+        out.append(f"  {'master ' + master if master else 'routed veths, no bridge (ptp)'}")
         out += _attached(rest)
     out.append("routes:")
     out += [f"  {r['dst']}" + (f" via {r['gateway']}" if r["gateway"] else "") + f" dev {r['dev']}"
@@ -92,7 +92,8 @@ def render(node: dict[str, Any]) -> str:
 def _attached(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     lines = []
     for ctr, iface in pairs:
-        lines.append(f"    {iface['host_veth']} <-> {iface['name']} in {ctr['netns']}  "
+        gateway = f" ({' '.join(iface['host_addresses'])})" if iface.get("host_addresses") else ""
+        lines.append(f"    {iface['host_veth']}{gateway} <-> {iface['name']} in {ctr['netns']}  "
                      f"{' '.join(iface['addresses']) or '-'}  [{iface['network'] or '?'} {ctr['container_id'] or '?'}]")
         if ctr["ports"]:
             lines.append(f"      ports: {_ports(ctr)}")

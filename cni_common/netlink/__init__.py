@@ -14,7 +14,7 @@ pyroute2's package ``__init__`` (:mod:`.pyroute2_light`), and carried on our own
 
 from .addr import Addr, add_addr, del_addr, list_addrs
 from .conn import Conn, NetlinkError, open_conn
-from .consts import AF_INET, AF_INET6, AF_UNSPEC
+from .consts import AF_INET, AF_INET6, AF_UNSPEC, RT_SCOPE_HOST, RT_SCOPE_LINK
 from .link import (
     BridgeVlan,
     Link,
@@ -54,7 +54,8 @@ from .neigh import (
 from .route import Route, RouteLookup, add_route, add_route_excl, del_route, list_routes, route_get
 
 __all__ = [
-    "AF_INET", "AF_INET6", "AF_UNSPEC", "Addr", "BridgeVlan", "Conn", "FdbEntry", "Link", "LinkNotFound",
+    "AF_INET", "AF_INET6", "AF_UNSPEC", "RT_SCOPE_HOST", "RT_SCOPE_LINK",
+    "Addr", "BridgeVlan", "Conn", "FdbEntry", "Link", "LinkNotFound",
     "Neighbour", "NetlinkError", "Route", "RouteLookup", "add_addr", "add_bridge_vlan", "add_route",
     "add_route_excl", "del_addr", "del_bridge_vlan", "del_route", "delete_fdb", "delete_link", "delete_neigh",
     "ensure_bridge", "ensure_ifb", "ensure_vxlan", "find_link", "get_link", "list_addrs", "list_bridge_vlans",

@@ -101,6 +101,7 @@ RTPROT_BOOT = 3
 RTN_UNICAST = 1
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255  # in a delete request: match any scope (iproute2's default)
 RTNH_F_ONLINK = 0x4
 

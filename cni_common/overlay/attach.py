@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from .. import netlink
 from ..attach.conf import BridgeConf
 from ..config import get_dict
-from ..netns import NetNS, NetNSGone
+from ..netns import NetNS
 from ..record import replace
 from ..skel import CmdArgs
 from ..types import DNS, Result
@@ -88,22 +88,20 @@ def check(args: CmdArgs, conf: VxlanConf) -> None:
 
 
 def recorded_addresses(args: CmdArgs, conf: VxlanConf) -> list[Any]:
-    """The attachment's addresses from ``prevResult`` or IPAM's records (:func:`..attach.delete.known_addresses`):
+    """The attachment's addresses from ``prevResult`` or IPAM's records (:func:`..veth.known_addresses`):
     with the interface's, what the masquerade teardown looks for, so a replaced address leaks no rule."""
-    from ..attach.delete import known_addresses
+    from ..veth import known_addresses
 
-    return known_addresses(ipam_args(args, conf, conf.node_subnet), bridge_conf(args, conf))
+    return known_addresses(ipam_args(args, conf, conf.node_subnet), ipam_type(conf))
 
 
 def container_addresses(args: CmdArgs) -> list[Any]:
     """The global addresses of the container interface (for masquerade teardown); [] when it is gone."""
-    if not args.netns:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return []
-    try:
-        with NetNS(args.netns) as ns, netlink.open_conn(ns) as cont:
-            link = netlink.find_link(cont, args.ifname)
-            if link is None:
-                return []
-            return [a.address for a in netlink.list_addrs(cont, link.index) if a.is_global_unicast]
-    except NetNSGone:
-        return []
+    with ns, netlink.open_conn(ns) as cont:
+        link = netlink.find_link(cont, args.ifname)
+        if link is None:
+            return []
+        return [a.address for a in netlink.list_addrs(cont, link.index) if a.is_global_unicast]

@@ -65,7 +65,7 @@ def test_cri_pod_with_hostport(make_containerd, cri_client, host_ns, netns_pool,
     pod_ns = netns_pool.attach("pod", cri.pod_pid(pod))
     with net.serve(pod_ns, "tcp", 8080):
         assert net.tcp_connect(host_ns, "10.98.0.1", 18081) is not None
-    netns_pool.remove(pod_ns)  # drops the name only (and the netns pids, all ours)
+    netns_pool.forget(pod_ns)  # the name only: the pod's processes are containerd's
     portmap_add = next(c for c in recorded_calls(calls_dir) if c.command == "ADD" and c.conf["type"] == "portmap")
     assert portmap_add.conf["runtimeConfig"]["portMappings"] == [
         {"HostPort": 18081, "ContainerPort": 8080, "Protocol": "tcp", "HostIP": ""}]

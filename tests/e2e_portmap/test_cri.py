@@ -2,8 +2,8 @@
 
 A private containerd 1.6 (tests/containerd) in the lab's host namespace, driven by the Python CRI client as
 the kubelet drives it: RunPodSandbox with a hostPort and dns_config, traffic to the hostPort, then
-StopPodSandbox. Its bin dir holds recording wrappers around our dist/ plugins, plus Go's `loopback`
-(containerd runs it for every pod; we do not ship one).
+StopPodSandbox. Its bin dir holds recording wrappers around our dist/ plugins only (`loopback` too: containerd
+runs it for every pod).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from tests.containerd.cri import DnsConfig, PortMap
 from tests.e2e_portmap.conftest import CONFS, example_conflist
 from tests.helpers import net
 from tests.helpers.netns import Netns
-from tests.helpers.paths import GO_PLUGIN_DIR
 from tests.helpers.recorder import recorded_calls, recording_bin_dir
 
 
@@ -65,9 +64,8 @@ def test_cri_pod_hostport_through_our_chain(backend: str, make_containerd, cri_c
     data_dir = tmp_path / "ipam"
     conf = example_conflist(backend, data_dir)
     calls_dir = tmp_path / "calls"
-    bin_dir = recording_bin_dir(tmp_path / "bin", {
-        **{n: plugin_dir / n for n in ("bridge", "host-local", "portmap")}, "loopback": GO_PLUGIN_DIR / "loopback"},
-        calls_dir)
+    bin_dir = recording_bin_dir(tmp_path / "bin", {n: plugin_dir / n for n in ("bridge", "host-local", "portmap",
+                                                                             "loopback")}, calls_dir)
     cd = make_containerd(bin_dir, conf)
     cri = cri_client(cd)
     assert cri.status().get("NetworkReady") is True

@@ -23,6 +23,10 @@ KERNEL_ENTRY_POINTS = {
     "cni_common.overlay.node": ("prepare", "sync"),
     "cni_common.overlay.attach": ("add", "delete", "check", "container_addresses"),
     "cni_common.shaping": ("host_veth", "veth_peer", "shape", "unshape", "check", "stale_ifbs"),
+    "cni_common.routed.add": ("attach",),
+    "cni_common.routed.check": ("check",),
+    "cni_common.veth": ("release",),
+    "cni_common.netns": ("_open_netns_fd",),  # loopback opens the container's namespace itself
 }
 
 
@@ -84,6 +88,12 @@ def main_of(plugin: str) -> Callable[..., int]:
         from plugins.vxlan import main
     elif plugin == "bandwidth":
         from plugins.bandwidth import main
+    elif plugin == "loopback":
+        from plugins.loopback import main
+    elif plugin == "ptp":
+        from plugins.ptp import main
+    elif plugin == "static":
+        from ipam.static import main
     else:
         raise ValueError(plugin)
     return main

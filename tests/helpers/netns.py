@@ -106,6 +106,14 @@ class NetnsPool:
         self.created.append(ns)
         return ns
 
+    def forget(self, ns: Netns) -> None:
+        """Drop the name of a namespace made by :meth:`attach` and nothing else: its processes belong to their
+        runtime (killing a CRI pod's sandbox here races containerd's shim at the next StopPodSandbox: "ttrpc:
+        closed")."""
+        subprocess.run(["ip", "netns", "del", ns.name], capture_output=True)
+        if ns in self.created:
+            self.created.remove(ns)
+
     def remove(self, ns: Netns) -> None:
         """Kill what still runs inside `ns`, then delete it; tolerant of a missing one."""
         for pid in ns.pids():

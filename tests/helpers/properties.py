@@ -72,6 +72,12 @@ KEYS = {
                 "name", "cni.dev/valid-attachments"],
     "vxlan": ["type", "network", "subnetLen", "subnet", "vni", "port", "mtu", "nodeName", "underlayInterface",
               "underlayIP", "bridge", "ipMasq", "ipam", "peers", "etcd", "cniVersion", "name"],
+    "loopback": ["type", "dns", "dns.domain", "capabilities", "prevResult", "runtimeConfig", "args", "cniVersion",
+                 "name"],
+    "ptp": ["type", "ipMasq", "ipMasqBackend", "mtu", "ipam", "ipam.type", "dns", "dns.nameservers", "prevResult",
+            "runtimeConfig", "capabilities", "cniVersion", "name", "cni.dev/valid-attachments"],
+    "static": ["ipam", "ipam.type", "ipam.addresses", "ipam.routes", "ipam.dns", "ipam.dns.nameservers", "args",
+               "args.cni", "args.cni.ips", "runtimeConfig", "runtimeConfig.ips", "prevResult", "cniVersion", "name"],
 }
 PATH_KEYS = {"dataDir", "logFile"}
 
@@ -92,6 +98,12 @@ def base(plugin: str, data_dir: str) -> dict[str, Any]:
     if plugin == "vxlan":
         return dict(common, type="vxlan", network="10.98.0.0/16", peers=[], ipam={"type": "host-local",
                                                                                  "dataDir": data_dir})
+    static_ipam = {"type": "static", "addresses": [{"address": "10.99.0.5/24", "gateway": "10.99.0.1"}],
+                   "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.99.0.53"]}}
+    if plugin == "loopback":
+        return dict(common, type="loopback")
+    if plugin in ("ptp", "static"):
+        return dict(common, type="ptp", ipMasq=True, ipam=static_ipam, prevResult=prev)
     raise ValueError(plugin)
 
 

@@ -19,6 +19,7 @@ class Case(NamedTuple):
     key: str                   # what our message must name
     verbs: tuple[str, ...] = ("ADD", "DEL")  # where we refuse it (Go refuses it in both)
     go_knows: bool = True      # False: a key newer than the Go plugins v1.1.1, which ignore it (newer Go refuses)
+    go_verbs: tuple[str, ...] = ("ADD", "DEL")  # where Go refuses it (static's and loopback's DEL read no config)
 
 
 def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
@@ -31,6 +32,13 @@ def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
     if plugin == "portmap":
         return {"cniVersion": "1.0.0", "name": "cntv", "type": "portmap", "capabilities": {"portMappings": True},
                 "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}
+    if plugin == "loopback":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "loopback"}
+    if plugin == "ptp":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "ptp",
+                "ipam": {"type": "static", "addresses": [{"address": "10.99.0.5/24", "gateway": "10.99.0.1"}]}}
+    if plugin == "static":
+        return dict(base("ptp"))
     raise ValueError(plugin)
 
 
@@ -85,4 +93,33 @@ CASES = [
     Case("portmap", "portMappings-object", {"runtimeConfig": {"portMappings": {}}}, "portMappings"),
     Case("portmap", "hostPort-string",
          {"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}}, "hostPort"),
+    # loopback: Go decodes types.NetConf on ADD (and CHECK); its DEL reads no config, nor does ours
+    Case("loopback", "type-number", {"type": 5}, "type", ("ADD",), go_verbs=("ADD",)),
+    Case("loopback", "dns-domain-number", {"dns": {"domain": 5}}, "dns.domain", ("ADD",), go_verbs=("ADD",)),
+    Case("loopback", "capabilities-not-bool", {"capabilities": {"x": 1}}, "capabilities", ("ADD",), go_verbs=("ADD",)),
+    # ptp: Go decodes its whole config in every verb; runtimeConfig is its IPAM's (static decodes it on ADD)
+    Case("ptp", "ipMasq-string", {"ipMasq": "true"}, "ipMasq"),
+    Case("ptp", "mtu-string", {"mtu": "1400"}, "mtu"),
+    Case("ptp", "mtu-absurd", {"mtu": 10 ** 30}, "mtu"),
+    Case("ptp", "dns-nameservers-string", {"dns": {"nameservers": "8.8.8.8"}}, "dns.nameservers"),
+    Case("ptp", "ipam-missing", {"ipam": None}, "ipam.type"),
+    Case("ptp", "ipam-type-number", {"ipam.type": 5}, "ipam.type"),
+    Case("ptp", "ipMasqBackend-number", {"ipMasqBackend": 5}, "ipMasqBackend", go_knows=False),
+    Case("ptp", "ipMasqBackend-unknown", {"ipMasqBackend": "bogus"}, "ipMasqBackend", ("ADD",), go_knows=False),
+    # static: Go decodes ipam, args.cni and runtimeConfig on ADD (and CHECK); its DEL reads nothing, nor does ours
+    *(Case("static", label, patch, key, ("ADD",), go_verbs=("ADD",)) for label, patch, key in [
+        ("ipam-missing", {"ipam": None}, "ipam"),
+        ("address-without-prefix", {"ipam.addresses": [{"address": "10.99.0.5"}]}, "address"),
+        ("address-number", {"ipam.addresses": [{"address": 5}]}, "address"),
+        ("addresses-object", {"ipam.addresses": {}}, "addresses"),
+        ("gateway-not-an-ip", {"ipam.addresses": [{"address": "10.99.0.5/24", "gateway": "bogus"}]}, "gateway"),
+        ("routes-object", {"ipam.routes": {}}, "routes"),
+        ("route-dst-not-a-cidr", {"ipam.routes": [{"dst": "bogus"}]}, "route"),
+        ("dns-nameservers-string", {"ipam.dns": {"nameservers": "8.8.8.8"}}, "dns"),
+        ("runtimeConfig-ips-without-prefix", {"runtimeConfig": {"ips": ["10.99.0.9"]}}, "ips"),
+        ("runtimeConfig-ips-string", {"runtimeConfig": {"ips": "10.99.0.9/24"}}, "ips"),
+        ("args-cni-ips-without-prefix", {"args": {"cni": {"ips": ["10.99.0.9"]}}}, "ips"),
+        ("v0.2.0-two-addresses-of-a-family", {"cniVersion": "0.2.0", "ipam.addresses": [
+            {"address": "10.99.0.5/24"}, {"address": "10.99.0.6/24"}]}, "address"),
+    ]),
 ]

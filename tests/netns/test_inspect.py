@@ -157,7 +157,8 @@ def expected_model(host: Netns, ctrs: dict[str, Netns], results: dict[str, dict[
         containers.append({
             "netns": ctrs[cid].name, "container_id": cid,
             "interfaces": [{"name": "eth0", "mac": eth0["mac"], "mtu": mtu, "addresses": [f"{prefix}.2/24"],
-                            "network": net, "host_veth": veth["name"], "bridge": bridge, "shaping": None}],
+                            "network": net, "host_veth": veth["name"], "bridge": bridge, "shaping": None,
+                            "host_addresses": []}],
             "routes": routes + [{"dst": f"{prefix}.0/24", "gateway": None, "dev": "eth0"}],
             "ports": ports[cid]})
         bridges.append({"name": bridge, "mac": br["mac"], "mtu": mtu, "state": "UP",

@@ -19,7 +19,7 @@ from tests.helpers.skip import require_dist
 properties.register_profiles()
 
 
-@pytest.mark.parametrize("plugin", ["bridge", "portmap", "host-local"])
+@pytest.mark.parametrize("plugin", ["bridge", "portmap", "host-local", "loopback", "ptp", "static"])
 def test_generated_configs_against_the_built_files(plugin, host_ns, make_container_ns, tmp_path):
     dist = require_dist()
     ctr = make_container_ns()

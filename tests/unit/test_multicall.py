@@ -61,7 +61,7 @@ def test_a_plugin_call_runs_that_plugins_main_and_registers_the_in_process_deleg
     monkeypatch.delenv("CNI_COMMAND", raising=False)
     assert multicall.main(["/opt/cni/bin/bridge"]) == 7
     assert ran == ["bridge"]
-    assert set(inprocess._LOADERS) == set(multicall.IN_PROCESS_DELEGATES) == {"host-local"}
+    assert set(inprocess._LOADERS) == set(multicall.IN_PROCESS_DELEGATES) == {"host-local", "static"}
     from ipam import host_local
 
     assert inprocess.loader_of("host-local")() is host_local.main and inprocess.loader_of("bridge") is None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import cni_common.attach.delete
+import cni_common.veth
 import cni_common.invoke
 import cni_common.netfilter
 from cni_common.errors import CNIError, ErrorCode
@@ -45,7 +45,7 @@ def _fail(what: str) -> Any:
 
 
 def test_a_failed_link_deletion_still_releases_ipam_and_removes_masquerading(monkeypatch, steps) -> None:
-    monkeypatch.setattr(cni_common.attach.delete, "delete_container_link", _fail("link busy"))
+    monkeypatch.setattr(cni_common.veth, "delete_container_link", _fail("link busy"))
     with pytest.raises(CNIError) as err:
         vxlan.cmd_del(_args())
     assert steps == [("IPAM DEL", "host-local"), ("masquerade", ["10.244.3.5/16"])]
@@ -53,7 +53,7 @@ def test_a_failed_link_deletion_still_releases_ipam_and_removes_masquerading(mon
 
 
 def test_a_failed_ipam_release_still_removes_masquerading(monkeypatch, steps) -> None:
-    monkeypatch.setattr(cni_common.attach.delete, "delete_container_link", lambda args, before_delete: None)
+    monkeypatch.setattr(cni_common.veth, "delete_container_link", lambda args, before_delete: None)
     monkeypatch.setattr(cni_common.invoke, "delegate", _fail("IPAM store locked"))
     with pytest.raises(CNIError) as err:
         vxlan.cmd_del(_args())
@@ -64,7 +64,7 @@ def test_a_failed_ipam_release_still_removes_masquerading(monkeypatch, steps) ->
 def test_unreadable_addresses_still_delete_everything(monkeypatch, steps) -> None:
     """Without the container's addresses the rules are found by their names and comments."""
     monkeypatch.setattr(attach, "container_addresses", _fail("netns unreadable"))
-    monkeypatch.setattr(cni_common.attach.delete, "delete_container_link",
+    monkeypatch.setattr(cni_common.veth, "delete_container_link",
                         lambda args, before_delete: steps.append(("link", args.ifname)))
     with pytest.raises(CNIError) as err:
         vxlan.cmd_del(_args())
@@ -73,6 +73,6 @@ def test_unreadable_addresses_still_delete_everything(monkeypatch, steps) -> Non
 
 
 def test_a_del_where_everything_works_reports_nothing(monkeypatch, steps) -> None:
-    monkeypatch.setattr(cni_common.attach.delete, "delete_container_link", lambda args, before_delete: None)
+    monkeypatch.setattr(cni_common.veth, "delete_container_link", lambda args, before_delete: None)
     vxlan.cmd_del(_args())
     assert steps == [("IPAM DEL", "host-local"), ("masquerade", ["10.244.3.5/16"])]
