@@ -3,7 +3,7 @@
 Drop-in for upstream's ``ipvlan`` (v1.9): keys ``master`` (default: when chained, the previous result's one
 interface; else the default route's link), ``mode`` (l2, l3, l3s), ``mtu``, ``linkInContainer``, ``ipam``
 (required, unless chained without ``ipam.type`` after a plugin whose result has IPs: those go on the ipvlan).
-Beyond upstream: CHECK defaults the master as ADD does (upstream's fails with ``master`` omitted), and DEL never
+Beyond upstream: CHECK works with ``master`` omitted (upstream's looks up a master named ""), and DEL never
 resolves the master (a master gone first, or a missing default route, does not block the teardown). See
 docs/ipvlan.md.
 """
@@ -123,7 +123,10 @@ def cmd_check(args: CmdArgs) -> None:
     c = load_conf(args.conf, args.cni_version)
 
     def verify(host: Conn, cont: Conn, link: Link, data: dict[str, Any]) -> None:
-        _master(c, host, cont)  # still there (defaulted as ADD does)
+        if c.master:  # omitted: the link exists, so its master does (the kernel removes the children of a master)
+            from cni_common.links import master
+
+            master.lookup(cont if c.link_in_container else host, c.master)
         have = MODE_NAMES.get(data.get("IFLA_IPVLAN_MODE", 0), str(data.get("IFLA_IPVLAN_MODE")))
         if have != c.mode:
             raise attach.check_failed(f"container ipvlan mode {have} does not match expected value: {c.mode}")
