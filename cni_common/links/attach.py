@@ -93,23 +93,10 @@ def delete(args: CmdArgs, plan: LinkPlan) -> None:
         with steps:
             invoke.delegate("DEL", plan.ipam_type, args)
     with steps:
+        from ..attach.delete import delete_container_link
+
         delete_container_link(args)
     steps.raise_if_failed(f"{plan.kind} DEL failed")
-
-
-def delete_container_link(args: CmdArgs) -> None:
-    """Remove ``CNI_IFNAME`` from the netns; nothing to do when either is gone."""
-    if not args.netns:
-        return
-    from .. import netlink as nl
-    from ..netns import NetNS, NetNSGone
-
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
-        return
-    with ns, nl.open_conn(ns) as cont:
-        nl.delete_link(cont, args.ifname)
 
 
 def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, check_kind: bool = True) -> None:
