@@ -99,10 +99,11 @@ def delete(args: CmdArgs, plan: LinkPlan) -> None:
     steps.raise_if_failed(f"{plan.kind} DEL failed")
 
 
-def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, check_kind: bool = True) -> None:
-    """CHECK: IPAM's CHECK, then the prevResult's interface in this netns, its kind (``check_kind``), the kind's
-    settings (``verify``), its MAC, its addresses and routes."""
+def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None) -> None:
+    """CHECK: IPAM's CHECK, then the prevResult's interface in this netns, its kind, the kind's settings
+    (``verify``), its MAC, its addresses and routes."""
     from .. import netlink as nl
+    from ..attach.check import prev_result
     from ..ifconfig import check_layer3
     from ..netns import NetNS
 
@@ -121,7 +122,7 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, che
             link, data = nl.get_link_data(cont, args.ifname)
         except nl.LinkNotFound as exc:
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname!r} not found") from exc
-        if check_kind and link.kind != plan.kind:
+        if link.kind != plan.kind:
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname} not of type {plan.kind}")
         if verify is not None:
             verify(host, cont, link, data)
@@ -129,14 +130,6 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, che
             raise CNIError(PluginCode.CHECK_FAILED,
                            f"interface {args.ifname} MAC {link.mac} does not match expected {recorded.mac}")
         check_layer3(cont, link.index, args.ifname, index, prev)
-
-
-def prev_result(args: CmdArgs) -> Result:
-    """The request's ``prevResult`` (CHECK needs it)."""
-    raw = args.conf.get("prevResult")
-    if not raw:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "Required prevResult missing")
-    return Result.from_dict(raw, args.cni_version)
 
 
 def status(args: CmdArgs, plan: LinkPlan) -> None:
