@@ -42,6 +42,7 @@ class LinkPlan:
     dns_from_ipam: bool = False  # dummy reports the IPAM result's dns, as upstream's does
     ndisc_notify: bool = True  # with arp_notify before the addresses (tap: arp_notify only; vlan: neither)
     arp_notify: bool = True
+    wait_dad: bool = True  # tap: no carrier until its hypervisor opens it, so DAD cannot finish during the ADD
     master: str = ""  # the configured master, for STATUS ("" when none or defaulted)
     link_in_container: bool = False
 
@@ -75,7 +76,7 @@ def add(args: CmdArgs, plan: LinkPlan, make: Make, given: Optional[Result] = Non
                     sysctl.write_best_effort(1, "ipv4", "conf", args.ifname, "arp_notify")
                 if plan.ndisc_notify:
                     sysctl.write_best_effort(1, "ipv6", "conf", args.ifname, "ndisc_notify")
-                configure_iface(cont, link.index, args.ifname, result, interface=LINK_INDEX)
+                configure_iface(cont, link.index, args.ifname, result, interface=LINK_INDEX, wait_dad=plan.wait_dad)
         else:
             nl.set_up(cont, link.index)
         result.interfaces[0].mac = nl.get_link(cont, link.index).mac  # passthru and tap may change it
