@@ -78,6 +78,23 @@ def bandwidth_conflist(data_dir: Path) -> dict[str, Any]:
     }
 
 
+MACVLAN_NET = "cntb-macvlan"
+#: The macvlan case's master: a veth made in each side's host namespace (its peer up beside it).
+MACVLAN_MASTER = "cntbm0"
+
+
+def macvlan_conflist(data_dir: Path) -> dict[str, Any]:
+    """macvlan + host-local: one child of a node link per pod (netlink work in the pod's namespace only)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": MACVLAN_NET,
+        "plugins": [
+            {"type": "macvlan", "master": MACVLAN_MASTER, "mode": "bridge",
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.93.0.0/16"}]]}},
+        ],
+    }
+
+
 def ptp_conflist(data_dir: Path) -> dict[str, Any]:
     """ptp + host-local: dual-stack, ipMasq (a veth pair, host routes, the gateway on the host end)."""
     return {

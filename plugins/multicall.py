@@ -34,6 +34,11 @@ PLUGINS = {
     "loopback": "plugins.loopback",
     "ptp": "plugins.ptp",
     "static": "ipam.static",
+    "macvlan": "plugins.macvlan",
+    "ipvlan": "plugins.ipvlan",
+    "vlan": "plugins.vlan",
+    "dummy": "plugins.dummy",
+    "tap": "plugins.tap",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

@@ -108,7 +108,7 @@ def _configure_container(cont_ns: NetNS, cont: Conn, link: Link, ifname: str, re
         # No DAD in the container: the link has two ends, both addressed here, so it can find no duplicate, and
         # upstream's ADD waits ~2 s for it on every IPv6 pod.
         sysctl.write_best_effort(0, "ipv6", "conf", ifname, "accept_dad")
-        configure_iface(cont, link.index, ifname, result, result_index=CONTAINER_INTERFACE)
+        configure_iface(cont, link.index, ifname, result, interface=CONTAINER_INTERFACE)
     for ip in result.ips:
         subnet, gw = ip.address.network, ip.gateway
         assert gw is not None  # _checked

@@ -8,8 +8,9 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from .. import invoke
-from ..attach.check import check_failed, check_ips_and_routes
+from ..attach.check import check_failed
 from ..errors import CNIError, ErrorCode
+from ..ifconfig import check_layer3
 
 if TYPE_CHECKING:
     from ..netlink import Conn, Link
@@ -37,7 +38,7 @@ def check(args: CmdArgs, conf: RoutedConf, prev: Result) -> None:
             raise check_failed(f"container interface {args.ifname!r} not found or not of type veth")
         if cont_if.mac and cont_if.mac.lower() != link.mac:
             raise check_failed(f"interface {args.ifname!r} has MAC {link.mac}, expected {cont_if.mac}")
-        check_ips_and_routes(cont, link.index, args.ifname, cont_idx, prev)
+        check_layer3(cont, link.index, args.ifname, cont_idx, prev)
         _check_host_end(host, link, args.ifname, [ip for ip in prev.ips if ip.interface in (None, cont_idx)])
 
 

@@ -27,6 +27,7 @@ KERNEL_ENTRY_POINTS = {
     "cni_common.routed.check": ("check",),
     "cni_common.veth": ("release",),
     "cni_common.netns": ("_open_netns_fd",),  # loopback opens the container's namespace itself
+    "cni_common.links.attach": ("add", "delete", "check", "status", "gc"),
 }
 
 
@@ -95,7 +96,13 @@ def main_of(plugin: str) -> Callable[..., int]:
     elif plugin == "static":
         from ipam.static import main
     else:
-        raise ValueError(plugin)
+        import importlib
+
+        from plugins.multicall import PLUGINS
+
+        if plugin not in PLUGINS:
+            raise ValueError(plugin)
+        main = importlib.import_module(PLUGINS[plugin]).main
     return main
 
 

@@ -78,6 +78,16 @@ KEYS = {
             "runtimeConfig", "capabilities", "cniVersion", "name", "cni.dev/valid-attachments"],
     "static": ["ipam", "ipam.type", "ipam.addresses", "ipam.routes", "ipam.dns", "ipam.dns.nameservers", "args",
                "args.cni", "args.cni.ips", "runtimeConfig", "runtimeConfig.ips", "prevResult", "cniVersion", "name"],
+    "macvlan": ["type", "master", "mode", "mtu", "mac", "linkInContainer", "bcqueuelen", "ipam", "ipam.type", "dns",
+                "args", "args.cni", "args.cni.mac", "runtimeConfig", "runtimeConfig.mac", "prevResult",
+                "cniVersion", "name"],
+    "ipvlan": ["type", "master", "mode", "mtu", "linkInContainer", "ipam", "ipam.type", "dns", "prevResult",
+               "prevResult.interfaces", "prevResult.ips", "cniVersion", "name"],
+    "vlan": ["type", "master", "vlanId", "mtu", "linkInContainer", "ipam", "ipam.type", "dns", "prevResult",
+             "cniVersion", "name"],
+    "dummy": ["type", "ipam", "ipam.type", "dns", "prevResult", "cniVersion", "name"],
+    "tap": ["type", "multiQueue", "mtu", "mac", "owner", "group", "selinuxContext", "bridge", "ipam", "ipam.type",
+            "dns", "args", "args.cni.mac", "runtimeConfig", "runtimeConfig.mac", "prevResult", "cniVersion", "name"],
 }
 PATH_KEYS = {"dataDir", "logFile"}
 
@@ -104,6 +114,10 @@ def base(plugin: str, data_dir: str) -> dict[str, Any]:
         return dict(common, type="loopback")
     if plugin in ("ptp", "static"):
         return dict(common, type="ptp", ipMasq=True, ipam=static_ipam, prevResult=prev)
+    link_keys = {"macvlan": {"master": "cntpm0", "mode": "bridge"}, "ipvlan": {"master": "cntpm0", "mode": "l2"},
+                 "vlan": {"master": "cntpm0", "vlanId": 5}, "dummy": {}, "tap": {"multiQueue": True}}
+    if plugin in link_keys:
+        return dict(common, type=plugin, **link_keys[plugin], ipam=ipam, prevResult=prev)
     raise ValueError(plugin)
 
 

@@ -21,7 +21,8 @@ from tests.helpers import inprocess, properties
 
 properties.register_profiles()
 
-PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static")
+PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static", "macvlan", "ipvlan", "vlan", "dummy",
+           "tap")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
 
 
