@@ -225,12 +225,13 @@ install_into() {
 # (<folder>/linux-<arch>/) and the archive written to (default dist/, built first when a file is missing).
 build_image() {
     local version image storage arch refs=() out dist=${IMAGE_DIST:-dist}
+    local file=bridge  # the name conf-examples/kubernetes/Containerfile copies (every name is the same file)
     version=$("$PYTHON" -c 'from cni_common import __version__; print(__version__)')
     image=${IMAGE:-registry.example.com/cni-suite:$version}
     for arch in "$@"; do
-        [ -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ] || [ "$dist" != dist ] || build "$@"
-        if [ ! -x "$dist/linux-$arch/${PLUGIN_TYPES[0]}" ]; then
-            echo "build.sh: no $dist/linux-$arch/${PLUGIN_TYPES[0]} to put into the image" >&2
+        [ -x "$dist/linux-$arch/$file" ] || [ "$dist" != dist ] || build "$@"
+        if [ ! -x "$dist/linux-$arch/$file" ]; then
+            echo "build.sh: no $dist/linux-$arch/$file to put into the image" >&2
             exit 1
         fi
     done

@@ -24,21 +24,24 @@ if TYPE_CHECKING:
 #: names for the launcher's VERSION answer, tests/helpers/paths.py reads it, and a unit test checks that
 #: setup.cfg's console scripts match it.
 PLUGINS = {
-    "bandwidth": "plugins.bandwidth",
+    # main: each makes the container's interface
     "bridge": "plugins.bridge",
-    "host-local": "ipam.host_local",
-    "portmap": "plugins.portmap",
-    "vxlan": "plugins.vxlan",
-    "tuning": "plugins.tuning",
-    "firewall": "plugins.firewall",
-    "loopback": "plugins.loopback",
     "ptp": "plugins.ptp",
-    "static": "ipam.static",
     "macvlan": "plugins.macvlan",
     "ipvlan": "plugins.ipvlan",
     "vlan": "plugins.vlan",
     "dummy": "plugins.dummy",
     "tap": "plugins.tap",
+    "loopback": "plugins.loopback",
+    "vxlan": "plugins.vxlan",
+    # IPAM: addresses for a main plugin
+    "host-local": "ipam.host_local",
+    "static": "ipam.static",
+    # meta: chained after a main plugin
+    "portmap": "plugins.portmap",
+    "tuning": "plugins.tuning",
+    "firewall": "plugins.firewall",
+    "bandwidth": "plugins.bandwidth",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
