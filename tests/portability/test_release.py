@@ -97,11 +97,20 @@ def test_a_second_build_elsewhere_is_byte_identical(dist: Path, tmp_path: Path) 
     _copy_sources(source)
     arches = architectures()
     build = ["./build.sh", *(option for a in arches for option in ("--arch", a))]
-    proc = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=600,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable,
-                               "SOURCE_DATE_EPOCH": str(epoch)})
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": sys.executable, "SOURCE_DATE_EPOCH": str(epoch)}
+    proc = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = source / "dist"
-    for name in [f"linux-{a}/{t}" for a in arches for t in paths.OUR_PLUGINS] + [
-            tarball_name(a) + suffix for a in arches for suffix in ("", ".sha256", ".sha512")]:
+    names = [f"linux-{a}/{t}" for a in arches for t in paths.OUR_PLUGINS] + [
+        tarball_name(a) + suffix for a in arches for suffix in ("", ".sha256", ".sha512")]
+    for name in names:
         assert (again / name).read_bytes() == (dist / name).read_bytes(), f"{name} differs between two builds"
+    # Built once more with nothing changed: every architecture comes from its cache entry (build/arch-cache/),
+    # which stays as it was (built anew, it would be replaced), and dist/ is the same again.
+    cache = source / "build" / "arch-cache"
+    entries = {a: (cache / a / "cni-suite").stat().st_ino for a in arches}
+    proc = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {a: (cache / a / "cni-suite").stat().st_ino for a in arches} == entries, "a cache entry was rebuilt"
+    for name in names:
+        assert (again / name).read_bytes() == (dist / name).read_bytes(), f"{name} differs after a cached build"
