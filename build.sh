@@ -144,11 +144,10 @@ package_version() {
     fi
 }
 
-# arch_key ARCH: a hash of everything one architecture's file and tarball are made from, after freeze.
+# arch_key ARCH: a hash of everything one architecture's file and tarball are made from (after freeze: FROZEN_HASH).
 arch_key() {
     {
-        echo "$1 ${PLUGIN_TYPES[*]} $SOURCE_DATE_EPOCH"
-        (cd "$WORK/frozen" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+        echo "$1 ${PLUGIN_TYPES[*]} $SOURCE_DATE_EPOCH $FROZEN_HASH"
         sha256sum build.sh cni_common/__init__.py docs/LICENSE cni_common/bundle/*.*
         "$CC" --version
         if [ -n "$SYSROOT" ]; then
@@ -186,6 +185,8 @@ print(tarball_name(sys.argv[1]))' "$arch")
         make_arch "$arch" "$cache.new"
         echo "$key" > "$cache.new/key"
         mv "$cache.new" "$cache"
+    else
+        echo "build.sh: $arch unchanged since the last build: taken from $cache" >&2
     fi
     mkdir -p "$out/linux-$arch"
     cp "$cache/cni-suite" "$out/linux-$arch/${PLUGIN_TYPES[0]}"
@@ -229,6 +230,8 @@ build() {
     flock 9
     source_date_epoch
     freeze
+    # what PyInstaller collected, the same for every architecture (arch_key)
+    FROZEN_HASH=$(cd "$WORK/frozen" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
     for arch in "$@"; do
         build_arch "$arch"
     done
