@@ -8,7 +8,7 @@
 #   ./build.sh --arch arm64 install DIR   the same with that architecture's files (e.g. a root for another node)
 #
 # dist/ afterwards (docs/packaging.md):
-#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan,...}      each architecture's file, hard-linked under every name
+#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan,...}      each architecture's one file, under every name
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
 #   dist/{bridge,host-local,portmap,vxlan}                       the build machine's architecture (tests, bench)
 #
@@ -107,7 +107,8 @@ build_runner() {
     fi
     # shellcheck disable=SC2086,SC2016 - $PY_LIBS is a list of flags; $ORIGIN is for the dynamic linker
     "$CC" -O2 -Wall -no-pie -I"$PY_INCLUDE" "${SYS_FLAGS[@]}" -o "$out" cni_common/bundle/runner.c \
-        "$PY_STATIC_LIB" $PY_LIBS -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal' -Wl,--build-id=sha1
+        "$PY_STATIC_LIB" $PY_LIBS -Xlinker -export-dynamic \
+        -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal' -Wl,--build-id=sha1
     "$STRIP" "$out"
 }
 

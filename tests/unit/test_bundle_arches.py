@@ -40,3 +40,11 @@ def test_absolute_symlinks_are_made_relative_into_the_sysroot(tmp_path: Path):
 def test_the_sysroot_holds_the_python_of_the_build():
     names = sysroot.packages("3.11")
     assert {"libc6", "libpython3.11-stdlib", "libpython3.11-dev", "libpython3.11-minimal", "zlib1g-dev"} <= set(names)
+
+
+def test_a_sysroot_is_made_again_when_the_package_list_changes(tmp_path: Path):
+    assert not sysroot.is_complete(tmp_path)
+    (tmp_path / sysroot.PACKAGES_FILE).write_text("".join(f"{name} 1.0\n" for name in sysroot.packages()))
+    assert sysroot.is_complete(tmp_path)
+    (tmp_path / sysroot.PACKAGES_FILE).write_text("libc6 2.36\n")
+    assert not sysroot.is_complete(tmp_path)
