@@ -66,36 +66,43 @@ License: Apache-2.0 (LICENSE). Packaging: docs/packaging.md in the source.
 """
 
 
-def _tar_info(name: str, mode: int, mtime: int) -> tarfile.TarInfo:
+def tar_entry(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: int) -> None:
+    """One file whose header holds nothing of the build machine: owner root, no user names, the given time."""
     info = tarfile.TarInfo(name)
-    info.mode, info.mtime = mode, mtime
+    info.size, info.mode, info.mtime = len(data), mode, mtime
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    return info
+    tar.addfile(info, io.BytesIO(data))
+
+
+def hard_link_entry(tar: tarfile.TarFile, name: str, target: str, mode: int, mtime: int) -> None:
+    """``name`` as a hard link to the earlier entry ``target`` (no data of its own), a header like tar_entry's."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.mtime = tarfile.LNKTYPE, target, mode, mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info)
 
 
 def make_tarball(members: dict[str, tuple[bytes, int]], mtime: int, links: dict[str, str] | None = None) -> bytes:
     """``members``: name -> (data, mode); ``links``: name -> the member it is a hard link to (same mode). Returns
     the gzip-compressed tar, the same bytes for the same input. Every link sorts after its target, so ``tar -x``
     has the file before it links to it."""
-    raw = io.BytesIO()
     links = links or {}
+    raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        root = _tar_info("./", 0o755, mtime)
-        root.type = tarfile.DIRTYPE
+        root = tarfile.TarInfo("./")
+        root.type, root.mode, root.mtime = tarfile.DIRTYPE, 0o755, mtime
+        root.uname = root.gname = ""
         tar.addfile(root)
         for name in sorted({*members, *links}):
             if name in links:
                 target = links[name]
                 assert target in members and target < name, f"{name}: link to {target}, not an earlier file"
-                info = _tar_info(f"./{name}", members[target][1], mtime)
-                info.type, info.linkname = tarfile.LNKTYPE, f"./{target}"
-                tar.addfile(info)
-            else:
-                data, mode = members[name]
-                info = _tar_info(f"./{name}", mode, mtime)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+                hard_link_entry(tar, f"./{name}", f"./{target}", members[target][1], mtime)
+                continue
+            data, mode = members[name]
+            tar_entry(tar, f"./{name}", data, mode, mtime)
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
