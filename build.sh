@@ -1,15 +1,16 @@
 #!/bin/bash
 # Build the suite's plugins as portable single-file executables, one per CNI type, and the release tarballs.
 #
-#   ./build.sh                     build every architecture in ARCHES (below) into dist/
-#   ./build.sh --arch amd64        build only that architecture (repeat --arch for several)
+#   ./build.sh                     build every architecture (cni_common/bundle/arches.py) into dist/
+#   ./build.sh --arch amd64        build only that architecture (repeat --arch for several; upstream's names:
+#                                  amd64 arm64 arm mips64le ppc64le s390x)
 #   ./build.sh install DIR         build if needed, then install the build machine's files into DIR atomically
 #   ./build.sh --arch arm64 install DIR   the same with that architecture's files (e.g. a root for another node)
 #   ./build.sh image               build if needed, then the installer image of every architecture in ARCHES (or
 #                                  --arch): dist/cni-suite-image-v<version>.tar, one multi-arch OCI index
 #
 # dist/ afterwards (docs/packaging.md):
-#   dist/linux-<arch>/<type>                                     the files of each architecture, one per type
+#   dist/linux-<arch>/{bridge,host-local,portmap,vxlan,...}      each architecture's one file, under every name
 #   dist/cni-plugins-linux-<arch>-v<version>.tgz{,.sha256,.sha512} the release artifacts, as upstream names them
 #   dist/<type>                                                  the build machine's architecture (tests, bench)
 #   dist/cni-suite-image-v<version>.tar{,.sha256}                 ./build.sh image: the image (an OCI archive)
@@ -23,6 +24,8 @@
 #
 # Reproducible: two builds of the same commit give byte-identical files and tarballs. SOURCE_DATE_EPOCH (default:
 # the commit's time) is the only time that enters them, and no path of the build machine is inside.
+# Cached: an architecture whose inputs (the frozen bundle, these build files, its packages and compiler) did not
+# change since the last build is copied from build/arch-cache/<arch>/ instead of being built again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,46 +37,56 @@ if ((${#PLUGIN_TYPES[@]} == 0)); then
     echo "build.sh: cannot read the plugin types from plugins/multicall.py with $PYTHON (run bash .ci/setup)" >&2
     exit 1
 fi
-# Every architecture a plain ./build.sh builds. Each needs a branch in arch_config (and, when it is not the build
-# machine's, in retarget_bundle).
-ARCHES=(amd64 arm64)
-NATIVE_ARCH=$(dpkg --print-architecture)
+# Every architecture a plain ./build.sh builds (upstream's names), and the build machine's among them.
+read -r -a ARCHES < <("$PYTHON" -m cni_common.bundle.arches)
+NATIVE_ARCH=$("$PYTHON" -m cni_common.bundle.arches --native "$(dpkg --print-architecture)")
 WORK=build/pyinstaller
+# Another architecture's libraries and Python, unpacked from its Debian packages by .ci/setup
+# (cni_common/bundle/sysroot.py), and the per-architecture build cache.
+SYSROOTS=build/sysroot
+ARCH_CACHE=build/arch-cache
 
 # arch_config ARCH: the toolchain and target files of one architecture, as variables the steps below read:
 #   CC STRIP        compiler (also the linker) and strip for the target
-#   TRIPLET         Debian's multiarch name (x86_64-linux-gnu); the target's libraries are in /lib/$TRIPLET
-#                   and /usr/lib/$TRIPLET (the C library the bundle carries is taken from there)
+#   TRIPLET         the GNU multiarch name (x86_64-linux-gnu)
+#   SYSROOT         "" for the build machine's architecture, else build/sysroot/ARCH: the target's packages
+#   SYS_FLAGS       the compiler flags that find the target's headers and libraries in SYSROOT
+#   LIBDIRS         the target's library folders (the C library the bundle carries is taken from there)
 #   PY_STATIC_LIB PY_INCLUDE PY_LIBS   the target's static libpython, its headers, the libraries it needs
 arch_config() {
-    case $1 in
-        amd64) TRIPLET=x86_64-linux-gnu ;;
-        arm64) TRIPLET=aarch64-linux-gnu ;;
-        *)
-            echo "build.sh: unknown architecture '$1' (known: ${ARCHES[*]})" >&2
-            exit 2 ;;
-    esac
-    # Another architecture is cross-built with Debian's cross toolchain for it (gcc-aarch64-linux-gnu...) and
-    # its :arch packages, installed by .ci/setup beside the build machine's (multiarch; docs/packaging.md).
+    local debian qemu
+    read -r debian TRIPLET qemu < <("$PYTHON" -m cni_common.bundle.arches "$1") || true
+    [ -n "${qemu:-}" ] || exit 2  # (arches.py said why)
+    SYSROOT="" SYS_FLAGS=()
     if [ "$1" = "$NATIVE_ARCH" ]; then
         CC=gcc STRIP=strip
     else
-        CC=$TRIPLET-gcc STRIP=$TRIPLET-strip
+        # Debian's cross toolchain (gcc-s390x-linux-gnu...: its own libc.a and C headers) and the target's
+        # packages unpacked into the sysroot (docs/packaging.md). -idirafter: the toolchain's C headers first.
+        CC=$TRIPLET-gcc STRIP=$TRIPLET-strip SYSROOT=$SYSROOTS/$1
+        if [ ! -f "$SYSROOT/.packages" ] || ! command -v "$CC" >/dev/null; then
+            echo "build.sh: $1 needs $CC and $SYSROOT (run bash .ci/setup)" >&2
+            exit 1
+        fi
+        SYS_FLAGS=(-idirafter "$SYSROOT/usr/include" -idirafter "$SYSROOT/usr/include/$TRIPLET"
+                   -L"$SYSROOT/usr/lib/$TRIPLET" -L"$SYSROOT/lib/$TRIPLET"
+                   -Wl,-rpath-link,"$SYSROOT/lib/$TRIPLET:$SYSROOT/usr/lib/$TRIPLET")
     fi
     # The target's build settings: the running interpreter's own, or for another architecture the same Python
     # version's settings file from that architecture's libpython package (/usr/lib/python3.X/_sysconfigdata_*).
-    read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" - "$1" "$NATIVE_ARCH" "$TRIPLET" <<'PY'
+    read -r PY_STATIC_LIB PY_INCLUDE PY_LIBS < <("$PYTHON" - "$SYSROOT" "$TRIPLET" <<'PY'
 import runpy, sys, sysconfig
-arch, native, triplet = sys.argv[1:]
-if arch == native:
+sysroot, triplet = sys.argv[1:]
+if not sysroot:
     v = sysconfig.get_config_var
 else:
-    v = runpy.run_path(f"{sysconfig.get_path('stdlib')}/_sysconfigdata__linux_{triplet}.py")["build_time_vars"].get
+    path = f"{sysroot}{sysconfig.get_path('stdlib')}/_sysconfigdata__linux_{triplet}.py"
+    v = runpy.run_path(path)["build_time_vars"].get
 libs = dict.fromkeys(" ".join((v("LIBS"), v("SYSLIBS"), v("MODLIBS"))).split())
-print(v("LIBPL") + "/" + v("LIBRARY"), v("INCLUDEPY"), " ".join(libs))
+print(sysroot + v("LIBPL") + "/" + v("LIBRARY"), sysroot + v("INCLUDEPY"), " ".join(libs))
 PY
 )
-    LIBDIRS=("/lib/$TRIPLET" "/usr/lib/$TRIPLET")
+    LIBDIRS=("$SYSROOT/lib/$TRIPLET" "$SYSROOT/usr/lib/$TRIPLET")
 }
 
 # retarget_bundle ARCH DIR: PyInstaller collected the build machine's extension modules and libraries; for
@@ -82,7 +95,7 @@ PY
 retarget_bundle() {
     local arch=$1
     [ "$arch" = "$NATIVE_ARCH" ] && return
-    "$PYTHON" -m cni_common.bundle.cross "$2" "$arch"
+    "$PYTHON" -m cni_common.bundle.cross "$2" "$arch" "$SYSROOT"
 }
 
 # The bundle's program: the distribution's static interpreter (the one the venv runs, whose modules PyInstaller
@@ -96,8 +109,9 @@ build_runner() {
         exit 1
     fi
     # shellcheck disable=SC2086,SC2016 - $PY_LIBS is a list of flags; $ORIGIN is for the dynamic linker
-    "$CC" -O2 -Wall -no-pie -I"$PY_INCLUDE" -o "$out" cni_common/bundle/runner.c "$PY_STATIC_LIB" $PY_LIBS \
-        -Xlinker -export-dynamic -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal' -Wl,--build-id=sha1
+    "$CC" -O2 -Wall -no-pie -I"$PY_INCLUDE" "${SYS_FLAGS[@]}" -o "$out" cni_common/bundle/runner.c \
+        "$PY_STATIC_LIB" $PY_LIBS -Xlinker -export-dynamic \
+        -Wl,--disable-new-dtags,-rpath,'$ORIGIN/_internal' -Wl,--build-id=sha1
     "$STRIP" "$out"
 }
 
@@ -105,8 +119,8 @@ build_runner() {
 # VERSION without the bundle. It starts the program through the bundle's loader, named at compile time.
 build_launcher() {
     local loader=$1 out=$2
-    "$CC" -static -O2 -Wall -Wno-format-truncation -DBUNDLED_LOADER="\"$loader\"" -o "$out" \
-        cni_common/bundle/launcher.c -lz
+    "$CC" -static -O2 -Wall -Wno-format-truncation -DBUNDLED_LOADER="\"$loader\"" "${SYS_FLAGS[@]}" \
+        -o "$out" cni_common/bundle/launcher.c -lz
     "$STRIP" "$out"
 }
 
@@ -117,15 +131,36 @@ write_build_info() {
     python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     {
         echo "platform=linux/$arch"
-        echo "python=$(package_version "libpython$python-stdlib:$arch")"
-        echo "glibc=$(package_version "libc6:$arch")"
-        echo "zlib=$(package_version "zlib1g:$arch")"
-        echo "openssl=$(package_version "libssl3:$arch")"
+        echo "python=$(package_version "libpython$python-stdlib")"
+        echo "glibc=$(package_version libc6)"
+        echo "zlib=$(package_version zlib1g)"
+        echo "openssl=$(package_version libssl3)"
     } > "$dir/_internal/cni_common/bundle/build-info"
 }
 
+# package_version PACKAGE: its Debian version for the architecture arch_config chose: the build machine's
+# installed one, or the one unpacked into the sysroot.
 package_version() {
-    dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
+    if [ -n "$SYSROOT" ]; then
+        awk -v p="$1" '$1 == p {print $2; found=1} END {if (!found) print "unknown"}' "$SYSROOT/.packages"
+    else
+        dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
+    fi
+}
+
+# arch_key ARCH: a hash of everything one architecture's file and tarball are made from (after freeze: FROZEN_HASH).
+arch_key() {
+    {
+        echo "$1 ${PLUGIN_TYPES[*]} $SOURCE_DATE_EPOCH $FROZEN_HASH"
+        sha256sum build.sh cni_common/__init__.py docs/LICENSE cni_common/bundle/*.*
+        "$CC" --version
+        if [ -n "$SYSROOT" ]; then
+            cat "$SYSROOT/.packages"
+        else
+            # shellcheck disable=SC2046 - the same packages a sysroot holds, one per word
+            dpkg-query -W libc6-dev $("$PYTHON" -m cni_common.bundle.sysroot --packages) 2>&1
+        fi
+    } | sha256sum | cut -d' ' -f1
 }
 
 # PyInstaller once for all architectures: the .pyc files are the same for all; its binaries are the build
@@ -141,23 +176,46 @@ print(*sorted({*PLUGINS.values(), *(target.partition(":")[0] for target in MODES
         --distpath "$WORK/frozen" --workpath "$WORK/work" cni_common/bundle/cni-suite.spec
 }
 
-# One architecture's single file, its four names, and its release tarball, under $WORK/out.
+# One architecture's single file under every plugin name (hard links) and its release tarball, under $WORK/out;
+# from build/arch-cache/ARCH when nothing it is made from changed (arch_key).
 build_arch() {
-    local arch=$1 dir=$WORK/$1 loader
+    local arch=$1 out=$WORK/out cache=$ARCH_CACHE/$1 key tarball
     arch_config "$arch"
-    mkdir -p "$dir" "$WORK/out/linux-$arch"
+    key=$(arch_key "$arch")
+    tarball=$("$PYTHON" -c 'import sys; from cni_common.bundle.release import tarball_name
+print(tarball_name(sys.argv[1]))' "$arch")
+    if [ "$(cat "$cache/key" 2>/dev/null)" != "$key" ]; then
+        rm -rf "$cache"
+        make_arch "$arch" "$cache.new"
+        echo "$key" > "$cache.new/key"
+        mv "$cache.new" "$cache"
+    else
+        echo "build.sh: $arch unchanged since the last build: taken from $cache" >&2
+    fi
+    mkdir -p "$out/linux-$arch"
+    cp "$cache/cni-suite" "$out/linux-$arch/${PLUGIN_TYPES[0]}"
+    for type in "${PLUGIN_TYPES[@]:1}"; do
+        ln "$out/linux-$arch/${PLUGIN_TYPES[0]}" "$out/linux-$arch/$type"
+    done
+    cp "$cache/$tarball" "$cache/$tarball.sha256" "$cache/$tarball.sha512" "$out/"
+}
+
+# make_arch ARCH DEST: build one architecture's file and release artifacts into DEST (the cache entry).
+make_arch() {
+    local arch=$1 dest=$2 dir=$WORK/$1 loader
+    rm -rf "$dest" "$dir"
+    mkdir -p "$dir" "$dest"
     cp -a "$WORK/frozen/cni-suite" "$dir/bundle"
     retarget_bundle "$arch" "$dir/bundle"
     build_runner "$dir/bundle/cni-suite"
     loader=$("$PYTHON" -m cni_common.bundle.clibs "$dir/bundle" "${LIBDIRS[@]}")
     write_build_info "$arch" "$dir/bundle"
     build_launcher "$loader" "$dir/launcher"
-    "$PYTHON" -m cni_common.bundle.pack "$dir/launcher" "$dir/bundle" "$dir/cni-suite" \
+    "$PYTHON" -m cni_common.bundle.pack "$dir/launcher" "$dir/bundle" "$dest/cni-suite" \
         "${PLUGIN_TYPES[@]}" >/dev/null
-    for type in "${PLUGIN_TYPES[@]}"; do
-        install -m 0755 "$dir/cni-suite" "$WORK/out/linux-$arch/$type"
-    done
-    "$PYTHON" -m cni_common.bundle.release "$WORK/out" "$arch" "$dir/bundle/_internal/cni_common/bundle/build-info"
+    chmod 0755 "$dest/cni-suite"
+    "$PYTHON" -m cni_common.bundle.release "$dest" "$arch" "$dir/bundle/_internal/cni_common/bundle/build-info" \
+        "$dest/cni-suite" "${PLUGIN_TYPES[@]}" >/dev/null
 }
 
 source_date_epoch() {
@@ -176,6 +234,8 @@ build() {
     flock 9
     source_date_epoch
     freeze
+    # what PyInstaller collected, the same for every architecture (arch_key)
+    FROZEN_HASH=$(cd "$WORK/frozen" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
     for arch in "$@"; do
         build_arch "$arch"
     done

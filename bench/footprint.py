@@ -83,7 +83,7 @@ def footprint_rows(dist: dict[str, int], installed: Path, go_dir: Path, cache_ro
     """Rows: dist files and tarballs (from `dist_sizes`), installed dir, unpacked cache (under `cache_root`),
     sizes in bytes; the first call of a build, in seconds."""
     go = float(unique_bytes(go_dir / name for name in GO_BINARIES))
-    # The build machine's tarball against the build machine's Go files; bench/arm64.py compares arm64's.
+    # The build machine's tarball against the build machine's Go files; bench/cross.py compares the other architectures'.
     native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
     tarballs = {name: size for name, size in dist.items()
                 if name.startswith(f"cni-plugins-linux-{native}-") and name.endswith(".tgz")}

@@ -12,13 +12,13 @@ import os
 import subprocess
 import sys
 
-from bench import arm64, cases, confs, footprint, machine
+from bench import cases, confs, cross, footprint, machine
 from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
 CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "burst",
-         "footprint", "arm64")
+         "footprint", "cross")
 
 
 def go_version() -> str:
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:
             rows += footprint.footprint_rows(dist, ours_dir, go_dir, suite_cache)
-        if "arm64" in opts.cases:
-            rows += arm64.arm64_rows(lab, cnitool, opts.n)
+        if "cross" in opts.cases:
+            rows += cross.cross_rows(lab, cnitool, opts.n)
     print(f"cni-suite bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
           f"{' (--quick)' if opts.quick else ''}")
     print(f"machine: {machine.describe()}; load average at the start {load[0]:.2f}, at the end "

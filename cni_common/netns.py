@@ -128,7 +128,7 @@ def _namespace_type(fd: int, path: str) -> int:
     """The CLONE_NEW* type of the namespace ``fd`` refers to; OSError ENOTTY/EINVAL when it is none.
 
     The kernel answers ioctl(NS_GET_NSTYPE). qemu-user does not know that ioctl and answers ENOSYS (the arm64
-    files run emulated on the amd64 build machine: tests/portability/test_arm64.py); then
+    files run emulated on the amd64 build machine: tests/portability/test_cross.py); then
     :func:`_namespace_type_by_setns`.
     """
     import fcntl

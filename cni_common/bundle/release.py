@@ -1,14 +1,18 @@
 """The release artifacts of one architecture, named and laid out as upstream's: a tarball and its checksums.
 
-Usage: ``python -m cni_common.bundle.release OUT ARCH BUILD_INFO``. Reads the four files from
-``OUT/linux-ARCH/``, writes ``OUT/cni-plugins-linux-ARCH-vVERSION.tgz`` (the four plugins, ``LICENSE`` from
-``docs/LICENSE`` and a ``README`` written here from ``BUILD_INFO``), and beside it ``.sha256`` and ``.sha512``
-files in upstream's format (``<hex>  <name>``, as ``sha256sum`` writes and ``sha256sum -c`` reads).
+Usage: ``python -m cni_common.bundle.release OUT ARCH BUILD_INFO FILE TYPE...``. Writes
+``OUT/cni-plugins-linux-ARCH-vVERSION.tgz`` (``FILE``, the one program, under every plugin name ``TYPE...``,
+``LICENSE`` from ``docs/LICENSE`` and a ``README`` written here from ``BUILD_INFO``), and beside it ``.sha256``
+and ``.sha512`` files in upstream's format (``<hex>  <name>``, as ``sha256sum`` writes and ``sha256sum -c``
+reads). The names come from build.sh, which reads them from the suite's one table (plugins/multicall.py).
+
+One file, many names: the first plugin name (in sorted order) is a regular entry holding the program, every
+other name is a tar hard link to it, so the tarball is about one file's size whatever the number of plugins,
+and ``tar -x`` recreates the links (one inode on the node, as ``build.sh install`` makes it). The price: a
+user extracting only ``./host-local`` must name the entry holding the data too (the README says so).
 
 Byte-identical for the same inputs: entries sorted, owner root:root (numeric, no names), modes 0755/0644, every
-mtime ``SOURCE_DATE_EPOCH``, and gzip written without a file name or time stamp. The four plugins are four
-regular entries although they are one file: one shared entry (a tar hard link) would make the tarball 4x
-smaller, but a user extracting only ``./host-local`` (a common Dockerfile line) would then fail.
+mtime ``SOURCE_DATE_EPOCH``, and gzip written without a file name or time stamp.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ names: check and install with
     sha256sum -c {tarball_name(arch)}.sha256
     tar -C /opt/cni/bin -xzf {tarball_name(arch)}
 
+The names are hard links to one file (./{plugins[0]} holds it): to extract some plugins only, name
+./{plugins[0]} too, e.g. `tar -xzf {tarball_name(arch)} ./{plugins[0]} ./host-local`.
 Each file is the whole suite (it picks the plugin from the name it runs as) and needs nothing from the node
 but the Linux kernel and, like upstream's, the node's iptables/nft programs. On its first run it unpacks
 itself once into /var/cache/cni-suite/<hash>/ (root only).
@@ -69,29 +75,46 @@ def tar_entry(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: in
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_tarball(members: dict[str, tuple[bytes, int]], mtime: int) -> bytes:
-    """``members``: name -> (data, mode). Returns the gzip-compressed tar, the same bytes for the same input."""
+def hard_link_entry(tar: tarfile.TarFile, name: str, target: str, mode: int, mtime: int) -> None:
+    """``name`` as a hard link to the earlier entry ``target`` (no data of its own), a header like tar_entry's."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.mtime = tarfile.LNKTYPE, target, mode, mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info)
+
+
+def make_tarball(members: dict[str, tuple[bytes, int]], mtime: int, links: dict[str, str] | None = None) -> bytes:
+    """``members``: name -> (data, mode); ``links``: name -> the member it is a hard link to (same mode). Returns
+    the gzip-compressed tar, the same bytes for the same input. Every link sorts after its target, so ``tar -x``
+    has the file before it links to it."""
+    links = links or {}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         root = tarfile.TarInfo("./")
         root.type, root.mode, root.mtime = tarfile.DIRTYPE, 0o755, mtime
         root.uname = root.gname = ""
         tar.addfile(root)
-        for name in sorted(members):
+        for name in sorted({*members, *links}):
+            if name in links:
+                target = links[name]
+                assert target in members and target < name, f"{name}: link to {target}, not an earlier file"
+                hard_link_entry(tar, f"./{name}", f"./{target}", members[target][1], mtime)
+                continue
             data, mode = members[name]
             tar_entry(tar, f"./{name}", data, mode, mtime)
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def write_release(out: Path, arch: str, build_info: Path) -> Path:
+def write_release(out: Path, arch: str, build_info: Path, program: Path, plugin_types: list[str]) -> Path:
+    """The tarball (``program`` under every name of ``plugin_types``) and its checksum files, into ``out``."""
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
-    plugin_dir = out / f"linux-{arch}"
-    plugins = sorted(p.name for p in plugin_dir.iterdir())
-    members = {name: ((plugin_dir / name).read_bytes(), 0o755) for name in plugins}
+    plugins = sorted(plugin_types)
+    members = {plugins[0]: (program.read_bytes(), 0o755)}
     members["LICENSE"] = (LICENSE.read_bytes(), 0o644)
     members["README"] = (readme(arch, buildinfo.parse(build_info.read_text()), plugins).encode(), 0o644)
     tarball = out / tarball_name(arch)
-    data = make_tarball(members, mtime)
+    data = make_tarball(members, mtime, {name: plugins[0] for name in plugins[1:]})
     tarball.write_bytes(data)
     for algorithm in ("sha256", "sha512"):
         digest = hashlib.new(algorithm, data).hexdigest()
@@ -100,7 +123,7 @@ def write_release(out: Path, arch: str, build_info: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.stderr.write("usage: python -m cni_common.bundle.release OUT ARCH BUILD_INFO\n")
+    if len(sys.argv) < 6:
+        sys.stderr.write("usage: python -m cni_common.bundle.release OUT ARCH BUILD_INFO FILE TYPE...\n")
         sys.exit(2)
-    print(write_release(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])))
+    print(write_release(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5:]))

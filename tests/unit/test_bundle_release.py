@@ -51,9 +51,33 @@ def test_tarball_bytes_depend_only_on_the_members_and_the_time() -> None:
         assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in tar.getmembers()} == {(0, 0, "", "", 1700000000)}
 
 
+def test_every_name_but_the_first_is_a_hard_link_to_it_and_tar_recreates_the_links(tmp_path: Path) -> None:
+    members = {"bridge": (b"\x7fELF one program", 0o755), "LICENSE": (b"license", 0o644)}
+    links = {"vxlan": "bridge", "host-local": "bridge"}
+    data = make_tarball(members, 1700000000, links)
+    assert make_tarball(members, 1700000000, dict(reversed(links.items()))) == data
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        entries = {m.name: m for m in tar.getmembers()}
+        assert list(entries) == [".", "./LICENSE", "./bridge", "./host-local", "./vxlan"]
+        assert entries["./bridge"].isfile() and entries["./bridge"].size == 16
+        for name in ("./host-local", "./vxlan"):
+            assert entries[name].islnk() and entries[name].linkname == "./bridge" and entries[name].mode == 0o755
+    tarball = tmp_path / "t.tgz"
+    tarball.write_bytes(data)
+    subprocess.run(["tar", "-C", str(tmp_path), "-xzf", str(tarball)], check=True)
+    inodes = {(tmp_path / name).stat().st_ino for name in ("bridge", "host-local", "vxlan")}
+    assert len(inodes) == 1 and (tmp_path / "vxlan").read_bytes() == b"\x7fELF one program"
+
+
+def test_a_link_to_a_later_or_missing_entry_is_refused() -> None:
+    with pytest.raises(AssertionError):
+        make_tarball({"host-local": (b"x", 0o755)}, 0, {"bridge": "host-local"})
+
+
 def test_readme_names_the_bundled_c_library() -> None:
     text = readme("arm64", {"glibc": "2.36-9+deb12u13", "python": "3.11.2-6"}, ["bridge", "host-local"])
     assert "for linux/arm64" in text and "libc6 2.36-9+deb12u13" in text and "libpython3.11-stdlib" in text
+    assert "./bridge ./host-local" in text  # how to extract one plugin from the hard links
 
 
 def test_bundled_line_reads_build_info_and_is_silent_without_it(tmp_path: Path, monkeypatch) -> None:
