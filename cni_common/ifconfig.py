@@ -31,15 +31,16 @@ MAX_PAUSE = 0.05
 CONTAINER_INTERFACE = 2
 
 
-def configure_iface(cont: Conn, index: int, ifname: str, result: Result) -> None:
+def configure_iface(cont: Conn, index: int, ifname: str, result: Result, interface: int = CONTAINER_INTERFACE) -> None:
     """Upstream's ConfigureIface: IPv6 sysctls, addresses, link up, wait for DAD, routes (ECMP append).
 
-    Only the result's IPs that point at the container interface are added. Call inside the container's
-    namespace (``cont`` is a connection to it): the sysctls act on the current namespace.
+    Only the result's IPs that point at the container interface (``interface``: its index in the result) are
+    added. Call inside the container's namespace (``cont`` is a connection to it): the sysctls act on the
+    current namespace.
     """
     from . import netlink as nl
 
-    ips = [ip for ip in result.ips if ip.interface == CONTAINER_INTERFACE]
+    ips = [ip for ip in result.ips if ip.interface == interface]
     if any(ip.address.version == 6 for ip in ips):
         sysctl.write_best_effort(0, "ipv6", "conf", "lo", "disable_ipv6")
         sysctl.write_best_effort(0, "ipv6", "conf", ifname, "disable_ipv6")
@@ -56,6 +57,22 @@ def configure_iface(cont: Conn, index: int, ifname: str, result: Result) -> None
         gw = r.gw if r.gw is not None else first_gw.get(r.dst.version)
         nl.add_route(cont, nl.Route(r.dst, gw, oif=index, priority=r.priority, table=r.table or 254,
                                     scope=r.scope, mtu=r.mtu or 0, advmss=r.advmss or 0))
+
+
+def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
+    """CHECK: every address ``prev`` gives the interface (result index ``cont_idx``) is on link ``index``, and
+    every route of ``prev`` is in the container, in its table."""
+    from . import netlink as nl
+
+    have = {a.address for a in nl.list_addrs(cont, index)}
+    for ip in prev.ips:
+        if ip.interface in (None, cont_idx) and ip.address not in have:
+            raise CNIError(PluginCode.CHECK_FAILED, f"address {ip.address} not found on {ifname!r}")
+    routes = nl.list_routes(cont, table=None)
+    for r in prev.routes:
+        table = r.table or 254
+        if not any(x.dst == r.dst and x.table == table and (r.gw is None or x.gateway == r.gw) for x in routes):
+            raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
 
 
 def settle_dad(cont: Conn, index: int, ifname: str) -> None:

@@ -28,6 +28,11 @@ PLUGINS = {
     "host-local": "ipam.host_local",
     "portmap": "plugins.portmap",
     "vxlan": "plugins.vxlan",
+    "macvlan": "plugins.macvlan",
+    "ipvlan": "plugins.ipvlan",
+    "vlan": "plugins.vlan",
+    "dummy": "plugins.dummy",
+    "tap": "plugins.tap",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

@@ -24,10 +24,11 @@ MARKERS = {
     "netns": "real kernel work inside throwaway network namespaces (root)",
     "binary": "runs the built plugin binaries from dist/",
     "containerd": "starts a private containerd inside a test namespace (root, slow)",
+    "kernel_lane": "runs in Debian's own kernel under qemu (TCG): what this machine's kernel lacks",
 }
 
 # End-to-end folders change kernel state the same way as tests/netns (they also drive the built binaries).
-FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "portability": "binary"}
+FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "e2e_links": "netns", "portability": "binary"}
 
 _pool = NetnsPool()
 

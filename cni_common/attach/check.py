@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from .. import invoke
 from ..errors import CNIError, ErrorCode, PluginCode
+from ..ifconfig import check_layer3
 from ..types import Result
 
 if TYPE_CHECKING:
-    from ..netlink import Conn
     from ..skel import CmdArgs
     from .conf import BridgeConf
 
@@ -52,21 +52,7 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
         peer = nl.find_link(host, link.peer_index)
         if peer is None or peer.kind != "veth" or peer.peer_index != link.index or peer.master != br.index:
             raise _check_failed(f"host veth of {args.ifname!r} not found or not attached to {conf.bridge!r}")
-        _check_ips_and_routes(cont, link.index, args.ifname, cont_idx, prev)
-
-
-def _check_ips_and_routes(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
-    from .. import netlink as nl
-
-    have = {a.address for a in nl.list_addrs(cont, index)}
-    for ip in prev.ips:
-        if ip.interface in (None, cont_idx) and ip.address not in have:
-            raise _check_failed(f"address {ip.address} not found on {ifname!r}")
-    routes = nl.list_routes(cont, table=None)
-    for r in prev.routes:
-        table = r.table or 254
-        if not any(x.dst == r.dst and x.table == table and (r.gw is None or x.gateway == r.gw) for x in routes):
-            raise _check_failed(f"route {r.dst} via {r.gw} not found in the container")
+        check_layer3(cont, link.index, args.ifname, cont_idx, prev)
 
 
 def _check_failed(msg: str) -> CNIError:

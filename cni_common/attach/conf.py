@@ -56,11 +56,11 @@ def requested_mac(conf: dict[str, Any], cni_args: dict[str, str]) -> str:
     mac = config.get_str(config.args_cni(conf), "mac", mac, where="args.cni") or mac
     mac = config.get_str(config.runtime_config(conf), "mac", mac, where="runtimeConfig") or mac
     if mac:
-        _check_mac(mac)
+        check_mac(mac)
     return mac.lower()
 
 
-def _check_mac(mac: str) -> None:
+def check_mac(mac: str) -> None:
     from ..netlink.attrs import mac_to_bytes
 
     try:

@@ -285,6 +285,40 @@ def _vxlan_matches(link: Link, data: Any, vni: int, local: object, port: int, de
     )
 
 
+def create_link(conn: Conn, name: str, kind: str, *data: Nla, parent: int = 0, mtu: int = 0, mac: str = "",
+                netns_fd: int = -1) -> None:
+    """Create link ``name`` of ``kind`` (``data``: its IFLA_INFO_DATA attributes) from ``conn``'s namespace.
+
+    ``parent`` (IFLA_LINK) is an index in ``conn``'s namespace; with ``netns_fd`` the kernel creates the link
+    straight into that namespace (IFLA_NET_NS_FD), so it never exists in ``conn``'s. EEXIST is left to the
+    caller (a name clash in the target namespace).
+    """
+    nlas: list[Nla] = [("IFLA_IFNAME", name)]
+    if parent:
+        nlas.append(("IFLA_LINK", parent))
+    if mtu:
+        nlas.append(("IFLA_MTU", mtu))
+    if mac:
+        nlas.append(_mac_attr(mac))
+    if netns_fd >= 0:
+        nlas.append(("IFLA_NET_NS_FD", netns_fd))
+    nlas.append(_linkinfo(kind, *data))
+    _create(conn, _ifinfo(0, *nlas), f"failed to create {kind} link {name!r}")
+
+
+def get_link_data(conn: Conn, key: str | int) -> tuple[Link, dict[str, Any]]:
+    """The link and its kind's settings (IFLA_INFO_DATA by attribute name: ``IFLA_MACVLAN_MODE``,
+    ``IFLA_VLAN_ID``...; empty for kinds without any); raises :class:`LinkNotFound`."""
+    link, data = _get_raw(conn, key)
+    settings = {} if data is None else {name: value for name, value in data.get("attrs", [])}
+    return link, settings
+
+
+def rename_link(conn: Conn, index: int, name: str) -> None:
+    """Rename link ``index`` (it must be down); EEXIST when the namespace has a link of that name."""
+    _setlink(conn, index, f"failed to rename link {index} to {name!r}", ("IFLA_IFNAME", name))
+
+
 def delete_link(conn: Conn, key: str | int) -> bool:
     """Delete the link named or numbered ``key``; False when it did not exist (that is not an error)."""
     return request_unless(conn, RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}", (errno.ENODEV,))

@@ -50,11 +50,3 @@ def bridge_vlan_unsupported() -> str | None:
     if res.returncode != 0 and "Operation not supported" in res.stderr:
         return "this kernel has no bridge VLAN filtering (EOPNOTSUPP): kernel limit, vlan tests cannot run"
     return None
-
-
-@pytest.fixture
-def needs_vlan_filtering() -> None:
-    """Skip (a kernel limit, not a broken machine: never a CI failure) without bridge VLAN filtering."""
-    reason = bridge_vlan_unsupported()
-    if reason:
-        pytest.skip(reason)

@@ -48,12 +48,6 @@ def link_json(ns: Netns, name: str) -> dict[str, Any]:
     return entry
 
 
-def vlan_filtering_supported(ns: Netns) -> bool:
-    res = ns.ip("link", "add", "cntvfprobe", "type", "bridge", "vlan_filtering", "1", check=False)
-    ns.ip("link", "del", "cntvfprobe", check=False)
-    return res.returncode == 0
-
-
 def test_conn_is_bound_to_its_namespace(host, ctr):
     (_, hconn), (cns, cconn) = host, ctr
     cns.ip("link", "add", "cntonly", "type", "bridge")
@@ -161,20 +155,6 @@ def test_bridge_port_master_hairpin_isolated(host, ctr):
     nl.set_bridge_port(hconn, host_veth.index, hairpin=False)
     slave = link_json(hns, host_veth.name)["linkinfo"]["info_slave_data"]
     assert slave["hairpin"] is False and slave["isolated"] is True
-
-
-def test_bridge_vlans(host, ctr):
-    (hns, hconn), (_, cconn) = host, ctr
-    if not vlan_filtering_supported(hns):
-        pytest.skip("this kernel has no CONFIG_BRIDGE_VLAN_FILTERING")
-    br = nl.ensure_bridge(hconn, "cntbr0", vlan_filtering=True)
-    assert link_json(hns, "cntbr0")["linkinfo"]["info_data"]["vlan_filtering"] == 1
-    host_veth, _ = nl.setup_veth(hconn, cconn, "eth0")
-    nl.set_master(hconn, host_veth.index, br.index)
-    nl.del_bridge_vlan(hconn, host_veth.index, 1)
-    nl.add_bridge_vlan(hconn, host_veth.index, 100, pvid=True, untagged=True)
-    nl.add_bridge_vlan(hconn, host_veth.index, 200)
-    assert nl.list_bridge_vlans(hconn, host_veth.index) == [nl.BridgeVlan(100, True, True), nl.BridgeVlan(200)]
 
 
 def test_addresses_add_list_delete(ctr):
