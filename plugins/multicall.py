@@ -33,6 +33,7 @@ PLUGINS = {
     "vlan": "plugins.vlan",
     "dummy": "plugins.dummy",
     "tap": "plugins.tap",
+    "host-device": "plugins.host_device",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

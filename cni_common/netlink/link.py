@@ -61,6 +61,7 @@ class Link:
     peer_index: int  # IFLA_LINK: for a veth, its peer's index (in the peer's namespace); else often = index
     flags: int  # IFF_* net_device flags
     operstate: int  # IF_OPER_*
+    alias: str = ""  # IFLA_IFALIAS: host-device keeps a lent device's host name here, as upstream does
 
     @property
     def up(self) -> bool:
@@ -108,6 +109,7 @@ def _decode(body: bytes) -> tuple[Link, Any]:
         peer_index=m.get_attr("IFLA_LINK", 0),
         flags=m["flags"],
         operstate=operstate,
+        alias=m.get_attr("IFLA_IFALIAS", "") or "",
     )
     return link, m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
 
@@ -322,6 +324,17 @@ def rename_link(conn: Conn, index: int, name: str) -> None:
 def delete_link(conn: Conn, key: str | int) -> bool:
     """Delete the link named or numbered ``key``; False when it did not exist (that is not an error)."""
     return request_unless(conn, RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}", (errno.ENODEV,))
+
+
+def move_link(conn: Conn, index: int, netns_fd: int) -> None:
+    """Move link ``index`` into the namespace ``netns_fd``; the kernel drops its addresses and routes on the way
+    (and refuses with EEXIST when that namespace has a link of the same name)."""
+    _setlink(conn, index, f"failed to move link {index} to another netns", ("IFLA_NET_NS_FD", netns_fd))
+
+
+def set_alias(conn: Conn, index: int, alias: str) -> None:
+    """Set link ``index``'s alias (IFLA_IFALIAS); "" clears it."""
+    _setlink(conn, index, f"failed to set alias {alias!r} on link {index}", ("IFLA_IFALIAS", alias))
 
 
 def set_up(conn: Conn, index: int) -> None:
