@@ -34,6 +34,7 @@ PLUGINS = {
     "dummy": "plugins.dummy",
     "tap": "plugins.tap",
     "host-device": "plugins.host_device",
+    "sbr": "plugins.sbr",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

@@ -53,10 +53,12 @@ from .neigh import (
     replace_neigh,
 )
 from .route import Route, RouteLookup, add_route, add_route_excl, del_route, list_routes, route_get
+from .rule import Rule, add_rule, del_rule, list_rules
 
 __all__ = [
     "AF_INET", "AF_INET6", "AF_UNSPEC", "Addr", "BridgeVlan", "Conn", "FdbEntry", "Link", "LinkNotFound",
-    "Neighbour", "NetlinkError", "Route", "RouteLookup", "add_addr", "add_bridge_vlan", "add_route",
+    "Neighbour", "NetlinkError", "Route", "RouteLookup", "Rule", "add_rule", "del_rule", "list_rules",
+    "add_addr", "add_bridge_vlan", "add_route",
     "add_route_excl", "create_link", "del_addr", "del_bridge_vlan", "del_route", "delete_fdb", "delete_link",
     "delete_neigh", "ensure_bridge", "ensure_vxlan", "find_link", "get_link", "get_link_data", "list_addrs",
     "list_bridge_vlans", "list_fdb", "list_links", "list_neighbours", "list_routes", "move_link", "open_conn",

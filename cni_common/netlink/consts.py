@@ -38,6 +38,9 @@ RTM_GETROUTE = 26
 RTM_NEWNEIGH = 28
 RTM_DELNEIGH = 29
 RTM_GETNEIGH = 30
+RTM_NEWRULE = 32
+RTM_DELRULE = 33
+RTM_GETRULE = 34
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -96,6 +99,7 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: match any scope (iproute2's default)
 RTNH_F_ONLINK = 0x4
+FR_ACT_TO_TBL = 1  # a policy rule's action: look up a table
 
 NDA_DST = 1
 NDA_LLADDR = 2

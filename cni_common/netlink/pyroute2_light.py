@@ -44,6 +44,7 @@ MODULES = {
     "ifaddrmsg": "pyroute2.netlink.rtnl.ifaddrmsg",
     "rtmsg": "pyroute2.netlink.rtnl.rtmsg",
     "ndmsg": "pyroute2.netlink.rtnl.ndmsg",
+    "fibmsg": "pyroute2.netlink.rtnl.fibmsg",
 }
 _AF_BRIDGE = 7
 _loaded: dict[str, type] = {}

@@ -48,6 +48,7 @@ class Route:
     mtu: int = 0
     advmss: int = 0
     onlink: bool = False
+    prefsrc: Optional[IPAddress] = None  # the source address the kernel picks for traffic along the route
 
 
 def _body(route: Route, delete: bool = False) -> bytes:
@@ -66,6 +67,8 @@ def _body(route: Route, delete: bool = False) -> bytes:
         nlas.append(("RTA_GATEWAY", str(route.gateway)))
     if route.oif:
         nlas.append(("RTA_OIF", route.oif))
+    if route.prefsrc is not None:
+        nlas.append(("RTA_PREFSRC", str(route.prefsrc)))
     if route.priority is not None:
         nlas.append(("RTA_PRIORITY", route.priority))
     metrics = []
@@ -118,6 +121,7 @@ def list_routes(conn: Conn, family: int = AF_UNSPEC, *, oif: int = 0, table: int
             continue
         dst_ip = m.get_attr("RTA_DST") or ("0.0.0.0" if m["family"] == AF_INET else "::")
         gateway = m.get_attr("RTA_GATEWAY")
+        prefsrc = m.get_attr("RTA_PREFSRC")
         metrics = m.get_attr("RTA_METRICS")
         out.append(Route(
             dst=ipaddress.ip_network(f"{dst_ip}/{m['dst_len']}", strict=False),
@@ -129,6 +133,7 @@ def list_routes(conn: Conn, family: int = AF_UNSPEC, *, oif: int = 0, table: int
             mtu=metrics.get_attr("RTAX_MTU", 0) if metrics is not None else 0,
             advmss=metrics.get_attr("RTAX_ADVMSS", 0) if metrics is not None else 0,
             onlink=bool(m["flags"] & RTNH_F_ONLINK),
+            prefsrc=ipaddress.ip_address(prefsrc) if prefsrc else None,
         ))
     return out
 
