@@ -35,6 +35,7 @@ PLUGINS = {
     "tap": "plugins.tap",
     "host-device": "plugins.host_device",
     "sbr": "plugins.sbr",
+    "vrf": "plugins.vrf",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
