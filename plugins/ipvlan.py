@@ -50,8 +50,6 @@ def load_conf(conf: dict[str, Any], cni_version: str = "") -> IpvlanConf:
     """Parse and validate (every verb). IPAM is required unless the prevResult (chained) brings the IPs."""
     config.check_netconf_types(conf)
     mode = config.get_str(conf, "mode") or "l2"
-    if mode not in MODES:
-        raise CNIError(ErrorCode.INVALID_CONFIG, f'unknown ipvlan mode: "{mode}"')
     prev_raw = conf.get("prevResult")
     c = IpvlanConf(
         network=config.get_str(conf, "name"),
@@ -66,6 +64,12 @@ def load_conf(conf: dict[str, Any], cni_version: str = "") -> IpvlanConf:
     if c.mtu < 0:
         raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid MTU {c.mtu}")
     return c
+
+
+def _check_mode(c: IpvlanConf) -> None:
+    """ADD and CHECK only: Go's DEL takes any mode, so a pod of a since-fixed config can still be torn down."""
+    if c.mode not in MODES:
+        raise CNIError(ErrorCode.INVALID_CONFIG, f'unknown ipvlan mode: "{c.mode}"')
 
 
 def _plan(c: IpvlanConf) -> LinkPlan:
@@ -96,6 +100,7 @@ def cmd_add(args: CmdArgs) -> Result:
     from cni_common.links import attach, place
 
     c = load_conf(args.conf, args.cni_version)
+    _check_mode(c)
     given = None
     if not c.ipam_type:
         if c.prev is None or not c.prev.ips:
@@ -121,6 +126,7 @@ def cmd_check(args: CmdArgs) -> None:
     from cni_common.links import attach
 
     c = load_conf(args.conf, args.cni_version)
+    _check_mode(c)
 
     def verify(host: Conn, cont: Conn, link: Link, data: dict[str, Any]) -> None:
         if c.master:  # omitted: the link exists, so its master does (the kernel removes the children of a master)

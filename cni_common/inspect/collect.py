@@ -80,6 +80,8 @@ class Snapshot:
     reservations: list[dict[str, Any]]
     cache: list[dict[str, Any]]
     errors: list[str]
+    #: container links hung off a node link: {"netns": path, "link": its ip -j entry, "master": the node link's name}
+    children: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _named_namespaces() -> dict[int, str]:
@@ -134,6 +136,35 @@ def _find_peers(run: Runner, links: list[dict[str, Any]], nsids: dict[int, str],
     routes = {path: Runner(path, run.errors).json(["ip", "-j", "route", "show"]) or []
               for path in sorted({p["netns"] for p in peers.values()})}
     return peers, routes
+
+
+#: Link kinds a plugin makes in a container as a child of a node link (its "master"): drawn joined to that link.
+CHILD_KINDS = ("macvlan", "ipvlan", "vlan")
+
+
+def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_ino: int,
+                   cache: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Container links of :data:`CHILD_KINDS` whose parent is one of the node's links, in the named namespaces
+    and those of the libcni cache. The container reports its parent as (link_netnsid, link_index); the index is
+    matched against the node's links and, when the node is a named namespace, the nsid must name it (as for
+    the veth search). A namespace that vanishes meanwhile is no error worth reporting."""
+    by_index = {ln["ifindex"]: ln["ifname"] for ln in links if "ifindex" in ln}
+    host_name = os.path.basename(host_path) if host_path and host_path.startswith(NETNS_DIR + "/") else None
+    paths = set(_named_namespaces().values()) | {c["netns"] for c in cache if c.get("netns")}
+    found = []
+    for path in sorted(paths):
+        try:
+            if os.stat(path).st_ino == host_ino:
+                continue
+        except OSError:
+            continue
+        inside = Runner(path, [])
+        for link in _addr_show(inside):
+            parent = by_index.get(link.get("link_index", -1))
+            if link_kind(link) in CHILD_KINDS and "link_netnsid" in link and parent is not None and \
+                    (host_name is None or _names_nsid(inside, link, host_name)):
+                found.append({"netns": path, "link": link, "master": parent})
+    return found
 
 
 def _addr_show(inside: Runner) -> list[dict[str, Any]]:
@@ -288,6 +319,11 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     nsids = {e["nsid"]: netns_path(e["name"]) for e in run.json(["ip", "-j", "netns", "list-id"]) or []
              if "name" in e}
     peers, peer_routes = _find_peers(run, links, nsids, host_ino)
+    cache = read_cache(cache_dir)
+    children = _find_children(path, links, host_ino, cache)
+    for child in children:
+        if child["netns"] not in peer_routes:
+            peer_routes[child["netns"]] = Runner(child["netns"], run.errors).json(["ip", "-j", "route", "show"]) or []
     fdb: dict[str, list[dict[str, Any]]] = {}
     neighbours: dict[str, list[dict[str, Any]]] = {}
     for link in links:
@@ -298,4 +334,4 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     return Snapshot(netns=path, links=links, routes=routes + [r for r in routes6 if r.get("dst") != "fe80::/64"],
                     nsids=nsids, peers=peers, peer_routes=peer_routes, fdb=fdb, neighbours=neighbours,
                     iptables=iptables, nft=read_nft(run), reservations=read_reservations(data_dirs),
-                    cache=read_cache(cache_dir), errors=run.errors)
+                    cache=cache, errors=run.errors, children=children)

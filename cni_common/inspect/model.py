@@ -144,8 +144,10 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     masquerade, portmaps = masq_ipt + masq_nft, ports_ipt + ports_nft
 
     containers: dict[str, dict[str, Any]] = {}
-    for veth_name, peer in sorted(snapshot.peers.items()):
-        other, path = peer["link"], peer["netns"]
+
+    def add_interface(path: str, other: dict[str, Any], **joined: Any) -> None:
+        """Put the container-side link ``other`` of namespace ``path`` into its container, with how it is joined
+        to the node (``host_veth`` and ``bridge``, or ``master``)."""
         addresses = _addresses(other)
         ips = [_ip_only(a) for a in addresses]
         owner = next((cache_by_ip[ip] for ip in ips if ip in cache_by_ip), None) or \
@@ -155,8 +157,14 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
             "routes": [_route(r) for r in snapshot.peer_routes.get(path, [])], "ports": []})
         ctr["container_id"] = ctr["container_id"] or owner.get("container_id")
         ctr["interfaces"].append({
-            "name": other["ifname"], "mac": other.get("address"), "mtu": other.get("mtu"), "addresses": addresses,
-            "network": owner.get("network"), "host_veth": veth_name, "bridge": links[veth_name].get("master")})
+            "name": other["ifname"], "kind": link_kind(other), "mac": other.get("address"), "mtu": other.get("mtu"),
+            "addresses": addresses, "network": owner.get("network"), "host_veth": None, "bridge": None,
+            "master": None, **joined})
+
+    for veth_name, peer in sorted(snapshot.peers.items()):
+        add_interface(peer["netns"], peer["link"], host_veth=veth_name, bridge=links[veth_name].get("master"))
+    for child in snapshot.children:
+        add_interface(child["netns"], child["link"], master=child["master"])
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     live_ips = set(by_ip)
     for pm in portmaps:
@@ -170,8 +178,11 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
                 "ports": sorted(p for p, pl in links.items() if pl.get("master") == name)}
                for name, ln in sorted(links.items()) if link_kind(ln) == "bridge"]
     lost_veths = [name for name, ln in sorted(links.items()) if container_side(ln) and name not in snapshot.peers]
+    children: dict[str, list[str]] = {}
+    for child in snapshot.children:
+        children.setdefault(child["master"], []).append(f"{_netns_label(child['netns'])}:{child['link']['ifname']}")
     others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
-               "state": ln.get("operstate"), "addresses": _addresses(ln)}
+               "state": ln.get("operstate"), "addresses": _addresses(ln), "children": children.get(name, [])}
               for name, ln in sorted(links.items())
               if name != "lo" and link_kind(ln) not in ("bridge", "vxlan") and name not in snapshot.peers
               and name not in lost_veths]

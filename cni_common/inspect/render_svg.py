@@ -94,10 +94,11 @@ def render(node: dict[str, Any]) -> str:
     c.text(left, 30, f"node {node['netns'] or '(this namespace)'}", extra=' font-weight="bold"', size=15)
 
     # Row 1: the node's own devices (uplink, vxlan).
-    x, row1_h, vxlan_boxes = left + PAD, 0.0, []
+    x, row1_h, vxlan_boxes, masters = left + PAD, 0.0, [], {}
     for link in node["links"]:
         w, h = c.box(x, top, [f"{link['kind']} {link['name']}", *link["addresses"], f"mtu {link['mtu']}"],
                      COLOURS["device"])
+        masters[link["name"]] = (x + w / 2, top + h)
         x, row1_h = x + w + GAP, max(row1_h, h)
     for ov in node["overlay"]:
         lines = [f"vxlan {ov['device']}", f"vni {ov['vni']} port {ov['port']}", f"local {ov['local']}",
@@ -108,8 +109,12 @@ def render(node: dict[str, Any]) -> str:
 
     # Rows 2 and 3: each bridge over the containers plugged into it.
     groups: dict[Any, list[dict[str, Any]]] = {b["name"]: [] for b in node["bridges"]}
+    children = []  # (container, interface): macvlan, ipvlan, vlan children, joined to their master device
     for ctr in node["containers"]:
         for iface in ctr["interfaces"]:
+            if iface["master"]:
+                children.append((ctr, iface))
+                continue
             members = groups.setdefault(iface["bridge"], [])
             if ctr not in members:
                 members.append(ctr)
@@ -133,6 +138,16 @@ def render(node: dict[str, Any]) -> str:
             veths = [i["host_veth"] for i in ctr["interfaces"] if i["bridge"] == name]
             c.text(cx + 6, (bridge_y + 28 + ctr_y) / 2 + 4, " ".join(veths), extra=' fill="#555"')
         x = max(x, group_x + group_w + GAP)
+    drawn: dict[int, float] = {}
+    for ctr, iface in children:  # each child's container below the bridges' row, a line up to its master device
+        if id(ctr) not in drawn:
+            w, _ = c.box(x, ctr_y, _container_lines(ctr), COLOURS["container"])
+            drawn[id(ctr)] = x + w / 2
+            x += w + GAP
+        cx = drawn[id(ctr)]
+        mx, my = masters.get(iface["master"], (cx, bridge_y))
+        c.line(mx, my, cx, ctr_y)
+        c.text((mx + cx) / 2 + 6, (my + ctr_y) / 2, f"{iface['kind']} {iface['name']}", extra=' fill="#555"')
     node_right = c.width + 2 * PAD
     node_bottom = c.height + PAD
     c.grow(node_right + PAD, node_bottom)  # the frame

@@ -24,9 +24,16 @@ def render(node: dict[str, Any]) -> str:
         for p in ov["peers"]:
             out.append(f"    peer {p['subnet']} via {p['gateway']}  vtep {p['vtep_mac']}  underlay {p['underlay_ip']}")
     by_bridge: dict[Any, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    by_master: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for ctr in node["containers"]:
         for iface in ctr["interfaces"]:
-            by_bridge.setdefault(iface["bridge"], []).append((ctr, iface))
+            if iface["master"]:
+                by_master.setdefault(iface["master"], []).append((ctr, iface))
+            else:
+                by_bridge.setdefault(iface["bridge"], []).append((ctr, iface))
+    for master, children in sorted(by_master.items()):
+        out.append(f"  master {master}")
+        out += _attached(children)
     for br in node["bridges"]:
         out.append(f"  bridge {br['name']} (mtu {br['mtu']}, {br['state']})  {' '.join(br['addresses']) or '-'}")
         out += _attached(by_bridge.pop(br["name"], []))
@@ -70,7 +77,8 @@ def render(node: dict[str, Any]) -> str:
 def _attached(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     lines = []
     for ctr, iface in pairs:
-        lines.append(f"    {iface['host_veth']} <-> {iface['name']} in {ctr['netns']}  "
+        joint = f"{iface['kind']} child" if iface["master"] else f"{iface['host_veth']} <->"
+        lines.append(f"    {joint} {iface['name']} in {ctr['netns']}  "
                      f"{' '.join(iface['addresses']) or '-'}  [{iface['network'] or '?'} {ctr['container_id'] or '?'}]")
         if ctr["ports"]:
             lines.append(f"      ports: {_ports(ctr)}")

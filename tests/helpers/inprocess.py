@@ -22,6 +22,7 @@ KERNEL_ENTRY_POINTS = {
                              "gc_masquerade", "teardown_masquerade", "setup_masquerade"),
     "cni_common.overlay.node": ("prepare", "sync"),
     "cni_common.overlay.attach": ("add", "delete", "check", "container_addresses"),
+    "cni_common.links.attach": ("add", "delete", "check", "status", "gc"),
 }
 
 
@@ -82,7 +83,13 @@ def main_of(plugin: str) -> Callable[..., int]:
     elif plugin == "vxlan":
         from plugins.vxlan import main
     else:
-        raise ValueError(plugin)
+        import importlib
+
+        from plugins.multicall import PLUGINS
+
+        if plugin not in PLUGINS:
+            raise ValueError(plugin)
+        main = importlib.import_module(PLUGINS[plugin]).main
     return main
 
 

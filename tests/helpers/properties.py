@@ -72,6 +72,16 @@ KEYS = {
                 "name", "cni.dev/valid-attachments"],
     "vxlan": ["type", "network", "subnetLen", "subnet", "vni", "port", "mtu", "nodeName", "underlayInterface",
               "underlayIP", "bridge", "ipMasq", "ipam", "peers", "etcd", "cniVersion", "name"],
+    "macvlan": ["type", "master", "mode", "mtu", "mac", "linkInContainer", "bcqueuelen", "ipam", "ipam.type", "dns",
+                "args", "args.cni", "args.cni.mac", "runtimeConfig", "runtimeConfig.mac", "prevResult",
+                "cniVersion", "name"],
+    "ipvlan": ["type", "master", "mode", "mtu", "linkInContainer", "ipam", "ipam.type", "dns", "prevResult",
+               "prevResult.interfaces", "prevResult.ips", "cniVersion", "name"],
+    "vlan": ["type", "master", "vlanId", "mtu", "linkInContainer", "ipam", "ipam.type", "dns", "prevResult",
+             "cniVersion", "name"],
+    "dummy": ["type", "ipam", "ipam.type", "dns", "prevResult", "cniVersion", "name"],
+    "tap": ["type", "multiQueue", "mtu", "mac", "owner", "group", "selinuxContext", "bridge", "ipam", "ipam.type",
+            "dns", "args", "args.cni.mac", "runtimeConfig", "runtimeConfig.mac", "prevResult", "cniVersion", "name"],
 }
 PATH_KEYS = {"dataDir", "logFile"}
 
@@ -92,6 +102,10 @@ def base(plugin: str, data_dir: str) -> dict[str, Any]:
     if plugin == "vxlan":
         return dict(common, type="vxlan", network="10.98.0.0/16", peers=[], ipam={"type": "host-local",
                                                                                  "dataDir": data_dir})
+    link_keys = {"macvlan": {"master": "cntpm0", "mode": "bridge"}, "ipvlan": {"master": "cntpm0", "mode": "l2"},
+                 "vlan": {"master": "cntpm0", "vlanId": 5}, "dummy": {}, "tap": {"multiQueue": True}}
+    if plugin in link_keys:
+        return dict(common, type=plugin, **link_keys[plugin], ipam=ipam, prevResult=prev)
     raise ValueError(plugin)
 
 

@@ -31,7 +31,15 @@ def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
     if plugin == "portmap":
         return {"cniVersion": "1.0.0", "name": "cntv", "type": "portmap", "capabilities": {"portMappings": True},
                 "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}
+    if plugin in LINK_PLUGINS:
+        keys = {"macvlan": {"master": "cntvm0"}, "ipvlan": {"master": "cntvm0"},
+                "vlan": {"master": "cntvm0", "vlanId": 5}}.get(plugin, {})
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": plugin, **keys, "ipam": ipam}
     raise ValueError(plugin)
+
+
+#: The plugins whose attachment is one link in the container (cni_common/links); Go v1.1.1 has the first three.
+LINK_PLUGINS = ("macvlan", "ipvlan", "vlan", "dummy", "tap")
 
 
 def apply(conf: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -85,4 +93,30 @@ CASES = [
     Case("portmap", "portMappings-object", {"runtimeConfig": {"portMappings": {}}}, "portMappings"),
     Case("portmap", "hostPort-string",
          {"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}}, "hostPort"),
+    # the link plugins: Go decodes the whole config in every verb
+    Case("macvlan", "master-number", {"master": 5}, "master"),
+    Case("macvlan", "mode-number", {"mode": 4}, "mode"),
+    Case("macvlan", "mode-unknown", {"mode": "foo"}, "mode"),
+    Case("macvlan", "mtu-string", {"mtu": "1400"}, "mtu"),
+    Case("macvlan", "mac-number", {"mac": 5}, "mac"),
+    Case("macvlan", "linkInContainer-string", {"linkInContainer": "yes"}, "linkInContainer", go_knows=False),
+    Case("macvlan", "ipam-type-number", {"ipam.type": 5}, "ipam.type"),
+    Case("ipvlan", "master-number", {"master": 5}, "master"),
+    Case("ipvlan", "mtu-string", {"mtu": "1400"}, "mtu"),
+    Case("ipvlan", "linkInContainer-string", {"linkInContainer": 1}, "linkInContainer", go_knows=False),
+    Case("vlan", "master-number", {"master": 5}, "master"),
+    Case("vlan", "master-missing", {"master": ""}, "master"),
+    Case("vlan", "vlanId-string", {"vlanId": "5"}, "vlanId"),
+    Case("vlan", "vlanId-too-big", {"vlanId": 5000}, "VLAN ID"),
+    Case("vlan", "mtu-string", {"mtu": "1400"}, "mtu"),
+    Case("vlan", "ipam-missing", {"ipam": {}}, "ipam"),
+    Case("dummy", "ipam-missing", {"ipam": {}}, "IPAM"),
+    Case("dummy", "ipam-type-number", {"ipam.type": 5}, "ipam.type"),
+    Case("tap", "multiQueue-string", {"multiQueue": "true"}, "multiQueue"),
+    Case("tap", "owner-string", {"owner": "root"}, "owner"),
+    Case("tap", "owner-negative", {"owner": -1}, "owner"),
+    Case("tap", "group-float", {"group": 1.5}, "group"),
+    Case("tap", "mtu-string", {"mtu": "1400"}, "mtu"),
+    Case("tap", "bridge-number", {"bridge": 5}, "bridge"),
+    Case("tap", "selinuxContext-number", {"selinuxContext": 5}, "selinuxContext"),
 ]

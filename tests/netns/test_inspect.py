@@ -157,7 +157,8 @@ def expected_model(host: Netns, ctrs: dict[str, Netns], results: dict[str, dict[
         containers.append({
             "netns": ctrs[cid].name, "container_id": cid,
             "interfaces": [{"name": "eth0", "mac": eth0["mac"], "mtu": mtu, "addresses": [f"{prefix}.2/24"],
-                            "network": net, "host_veth": veth["name"], "bridge": bridge}],
+                            "network": net, "host_veth": veth["name"], "bridge": bridge, "kind": "veth",
+                            "master": None}],
             "routes": routes + [{"dst": f"{prefix}.0/24", "gateway": None, "dev": "eth0"}],
             "ports": ports[cid]})
         bridges.append({"name": bridge, "mac": br["mac"], "mtu": mtu, "state": "UP",
@@ -170,8 +171,8 @@ def expected_model(host: Netns, ctrs: dict[str, Netns], results: dict[str, dict[
         "netns": host.name,
         "bridges": sorted(bridges, key=lambda b: b["name"]),
         "links": [{"name": "cntup0", "kind": "veth", "mtu": 1500, "state": "LOWERLAYERDOWN",
-                   "addresses": [f"{UPLINK_IP}/24"]},
-                  {"name": "cntup1", "kind": "veth", "mtu": 1500, "state": "DOWN", "addresses": []}],
+                   "addresses": [f"{UPLINK_IP}/24"], "children": []},
+                  {"name": "cntup1", "kind": "veth", "mtu": 1500, "state": "DOWN", "addresses": [], "children": []}],
         "containers": sorted(containers, key=lambda c: c["netns"]),
         "overlay": [{"device": "cnivx.1", "vni": 1, "local": UPLINK_IP, "port": 4789, "underlay_dev": "cntup0",
                      "mtu": 1450, "mac": vx["address"], "addresses": ["10.244.1.0/32"],

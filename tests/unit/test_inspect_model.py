@@ -114,3 +114,19 @@ def test_unwritable_output_is_one_line_and_exit_1(monkeypatch: Any, tmp_path: An
     err = capsys.readouterr().err
     assert err.startswith("cni-suite inspect: cannot write") and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ipvlan_and_vlan_children_join_their_master() -> None:
+    snap = snapshot()
+    snap.links.append(link(6, "cntmst0", "veth", link_netnsid=2, link_index=10, addr_info=[addr("192.0.2.9/24")]))
+    for netns, kind, ip in (("/run/netns/a", "ipvlan", "10.5.0.2/24"), ("/run/netns/b", "vlan", "10.6.0.2/24")):
+        child = link(2, "net1", kind, link_netnsid=0, link_index=6, addr_info=[addr(ip)])
+        snap.children.append({"netns": netns, "link": child, "master": "cntmst0"})
+    node = build(snap)
+    assert next(ln for ln in node["links"] if ln["name"] == "cntmst0")["children"] == ["a:net1", "b:net1"]
+    joined = {c["netns"]: (c["interfaces"][0]["kind"], c["interfaces"][0]["master"]) for c in node["containers"]}
+    assert joined == {"a": ("ipvlan", "cntmst0"), "b": ("vlan", "cntmst0"), "ctr": ("veth", None)}
+    text = render_text(node)
+    assert "  master cntmst0\n    ipvlan child net1 in a" in text and "vlan child net1 in b" in text
+    svg = render_svg(node)
+    assert "ipvlan net1" in svg and "vlan net1" in svg

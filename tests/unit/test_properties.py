@@ -21,7 +21,7 @@ from tests.helpers import inprocess, properties
 
 properties.register_profiles()
 
-PLUGINS = ("bridge", "host-local", "portmap", "vxlan")
+PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
 
 
