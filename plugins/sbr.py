@@ -59,7 +59,7 @@ def cmd_add(args: CmdArgs) -> Result:
     c = load_conf(args.conf)
     prev = _prev(args)
     if prev is None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "This plugin must be called as chained plugin")
+        raise CNIError(ErrorCode.INVALID_CONFIG, "This plugin must be called as chained plugin (no prevResult)")
     ips = _ips(args, prev)
     with NetNS(args.netns) as ns, srcroute.locked(ns), nl.open_conn(ns) as cont:
         srcroute.setup(cont, args.ifname, ips, c.table)

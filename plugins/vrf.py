@@ -37,7 +37,7 @@ def load_conf(conf: dict[str, Any]) -> VrfConf:
     config.check_netconf_types(conf)
     name = config.get_str(conf, "vrfname")
     if not name:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "configuration is expected to have a valid vrf name")
+        raise CNIError(ErrorCode.INVALID_CONFIG, "configuration is expected to have a valid vrf name (\"vrfname\")")
     if len(name) > 15 or "/" in name or name.strip() != name or name in (".", ".."):
         raise CNIError(ErrorCode.INVALID_CONFIG, f'"vrfname" {name!r} is not a valid link name')
     return VrfConf(vrfname=name, table=parse_table(config.get_typed(conf, "table", int, None)))

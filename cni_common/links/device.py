@@ -74,15 +74,19 @@ def selector_from_conf(device: str, hwaddr: str, kernelpath: str, pci_bus_id: st
             return Selector(auxiliary=device_id)
         else:
             raise CNIError(ErrorCode.INVALID_CONFIG, f"runtime config DeviceID {device_id} not found or unsupported")
-    if kernelpath and not (os.path.isabs(kernelpath) and kernelpath.startswith("/sys/devices/")):
-        raise CNIError(ErrorCode.INVALID_CONFIG,
-                       f'kernel device path "{kernelpath}" must be absolute and begin with /sys/devices/')
-    if pci_bus_id and not _PCI_ADDRESS.match(pci_bus_id):
-        raise CNIError(ErrorCode.INVALID_CONFIG, f'"pciBusID" {pci_bus_id!r} is not a PCI address (0000:00:00.0)')
     sel = Selector(device=device, hwaddr=hwaddr.lower(), kernelpath=kernelpath, pci_bus_id=pci_bus_id)
-    if not (device or hwaddr or kernelpath or pci_bus_id):
-        raise CNIError(ErrorCode.INVALID_CONFIG, 'specify either "device", "hwaddr", "kernelpath" or "pciBusID"')
-    return sel
+    if device or hwaddr:
+        return sel
+    if kernelpath:
+        if not (os.path.isabs(kernelpath) and kernelpath.startswith("/sys/devices/")):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f'kernel device path ("kernelpath") "{kernelpath}" must be '
+                           "absolute and begin with /sys/devices/")
+        return sel
+    if pci_bus_id:
+        if not _PCI_ADDRESS.match(pci_bus_id):
+            raise CNIError(ErrorCode.INVALID_CONFIG, f'"pciBusID" {pci_bus_id!r} is not a PCI address (0000:00:00.0)')
+        return sel
+    raise CNIError(ErrorCode.INVALID_CONFIG, 'specify either "device", "hwaddr", "kernelpath" or "pciBusID"')
 
 
 def dpdk_driver(sel: Selector) -> str:
@@ -104,7 +108,7 @@ def find_host_device(host: Conn, sel: Selector) -> Link:
     elif sel.hwaddr:
         found = next((lk for lk in nl.list_links(host) if lk.mac == sel.hwaddr), None)
         if found is None:
-            raise CNIError(ErrorCode.INVALID_CONFIG, f"failed to find host device: no link with MAC {sel.hwaddr}")
+            raise CNIError(ErrorCode.INVALID_CONFIG, f'failed to find host device: no link with "hwaddr" {sel.hwaddr}')
         return found
     elif sel.kernelpath:
         name = _first_netdev(f"{sel.kernelpath}/net", f"kernel device path {sel.kernelpath}")

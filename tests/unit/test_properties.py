@@ -21,7 +21,8 @@ from tests.helpers import inprocess, properties
 
 properties.register_profiles()
 
-PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap")
+PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap", "host-device",
+           "sbr", "vrf")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
 
 
