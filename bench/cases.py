@@ -85,10 +85,10 @@ def version_rows(sides: list[Side], n: int) -> list[Row]:
     ours_side, go_side = sides
     ours_dir, go_dir = ours_side.cni_path, go_side.cni_path
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION", **ours_side.env}
-    for plugin in ("bridge", "host-local", "portmap", "vxlan"):
+    for plugin in ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap"):
         binaries = {"ours": ours_dir / plugin, "go": go_dir / plugin}
-        if plugin == "vxlan":
-            del binaries["go"]  # upstream has no vxlan plugin
+        if not binaries["go"].exists():
+            del binaries["go"]  # upstream has no vxlan plugin; v1.1.1 has no dummy and tap
         samples: dict[str, list[Usage]] = {k: [] for k in binaries}
         errors = []
         for binary in binaries.values():  # warm-up: a new build of ours unpacks itself on its first call
@@ -105,7 +105,7 @@ def version_rows(sides: list[Side], n: int) -> list[Row]:
         rows.append(Row(f"VERSION {plugin} (median of {n})", "ms",
                         ours.wall if ours else None, go.wall if go else None,
                         ours.cpu if ours else None, go.cpu if go else None, VERSION_GOAL,
-                        "; ".join(sorted(set(errors))) or ("no Go twin" if plugin == "vxlan" else "")))
+                        "; ".join(sorted(set(errors))) or ("no Go twin" if "go" not in binaries else "")))
     return rows
 
 

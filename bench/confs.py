@@ -43,6 +43,23 @@ def pair_conflist(data_dir: Path) -> dict[str, Any]:
     }
 
 
+MACVLAN_NET = "cntb-macvlan"
+#: The macvlan case's master: a veth made in each side's host namespace (its peer up beside it).
+MACVLAN_MASTER = "cntbm0"
+
+
+def macvlan_conflist(data_dir: Path) -> dict[str, Any]:
+    """macvlan + host-local: one child of a node link per pod (netlink work in the pod's namespace only)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": MACVLAN_NET,
+        "plugins": [
+            {"type": "macvlan", "master": MACVLAN_MASTER, "mode": "bridge",
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.97.0.0/16"}]]}},
+        ],
+    }
+
+
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:
     """libcni capability args carrying `mappings` (CAP_ARGS of the driver)."""
     return {"portMappings": list(mappings)}

@@ -17,7 +17,7 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "burst", "footprint", "arm64")
+CASES = ("version", "chain", "pair", "macvlan", "burst", "footprint", "arm64")
 
 
 def go_version() -> str:
@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         if "pair" in opts.cases:
             cases.log("pair bridge + host-local")
             rows += cases.cycle_rows(lab, sides, "pair bridge+host-local", confs.PAIR_NET, confs.pair_conflist,
+                                     None, opts.n, ())
+        if "macvlan" in opts.cases:
+            cases.log("macvlan + host-local")
+            for side in sides:
+                side.host.ip("link", "add", confs.MACVLAN_MASTER, "type", "veth", "peer", "name", "cntbm1")
+                for name in (confs.MACVLAN_MASTER, "cntbm1"):
+                    side.host.ip("link", "set", name, "up")
+            rows += cases.cycle_rows(lab, sides, "macvlan+host-local", confs.MACVLAN_NET, confs.macvlan_conflist,
                                      None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)

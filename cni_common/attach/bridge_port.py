@@ -94,7 +94,8 @@ def gateway_link(host: Conn, conf: BridgeConf, br: Link) -> Link:
     name = f"{conf.bridge}.{conf.vlan}"
     link = nl.find_link(host, name)
     if link is None:
-        gw_end, port = nl.setup_veth(host, host, name, mtu=br.mtu)
+        # setup_veth names the "container" end (here: also the host) and returns (peer, named end)
+        port, gw_end = nl.setup_veth(host, host, name, mtu=br.mtu)
         connect_port(host, br, port, vlan=conf.vlan, preserve_default_vlan=conf.preserve_default_vlan)
         link = nl.get_link(host, gw_end.index)
         nl.set_up(host, link.index)

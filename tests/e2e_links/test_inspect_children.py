@@ -31,7 +31,7 @@ def test_macvlan_children_are_joined_to_their_master(cnitool, host_ns, make_cont
     master = next(ln for ln in node["links"] if ln["name"] == links.MASTER)
     assert master["children"] == [f"{ctr.name}:eth0" for ctr in sorted(ctrs, key=lambda c: c.name)]
     interfaces = {c["netns"]: c["interfaces"] for c in node["containers"]}
-    for ctr, ip in zip(ctrs, ips):
+    for ctr, ip in zip(ctrs, ips, strict=True):
         [iface] = interfaces[ctr.name]
         assert (iface["kind"], iface["master"], iface["addresses"], iface["network"]) == \
             ("macvlan", links.MASTER, [ip], "cntmvi")

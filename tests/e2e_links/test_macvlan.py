@@ -132,3 +132,23 @@ def test_del_after_the_master_is_gone(cnitool, go_cnitool, host_ns, make_contain
         assert links.leases(tmp_path / label, "cntmv") == [] or label == "go"
         links.make_master(host_ns, default_route=False)
     assert outcomes == {"ours": 0, "go": 1}
+
+
+def test_status_and_gc(plugin_dir, host_ns, make_container_ns, tmp_path: Path):
+    """STATUS is 50 while the named master is missing (upstream does not look); GC reaches IPAM, which frees the
+    lease of an attachment the runtime no longer lists (upstream's macvlan drops GC, and the lease leaks)."""
+    from tests.helpers.plugin import run_plugin
+
+    conf = {"cniVersion": "1.1.0", "name": "cntmv", "type": "macvlan", "master": links.MASTER,
+            "ipam": {"type": "host-local", "dataDir": str(tmp_path), "ranges": [[{"subnet": "10.61.0.0/24"}]]}}
+    status = run_plugin(plugin_dir / "macvlan", "STATUS", conf, in_netns=host_ns)
+    assert status.rc == 1 and status.out["code"] == 50 and links.MASTER in status.out["msg"], status
+    links.make_master(host_ns)
+    assert run_plugin(plugin_dir / "macvlan", "STATUS", conf, in_netns=host_ns).rc == 0
+    ctr = make_container_ns()
+    add = run_plugin(plugin_dir / "macvlan", "ADD", conf, netns=ctr, container_id="cnt-gone", in_netns=host_ns)
+    assert add.rc == 0, add
+    assert links.leases(tmp_path, "cntmv") == ["10.61.0.2"]
+    gc = run_plugin(plugin_dir / "macvlan", "GC", dict(conf, **{"cni.dev/valid-attachments": []}), in_netns=host_ns)
+    assert gc.rc == 0, gc
+    assert links.leases(tmp_path, "cntmv") == []

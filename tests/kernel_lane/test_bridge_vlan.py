@@ -7,11 +7,14 @@ access port of VLAN 101. The library's bridge VLAN calls run here too (tests/net
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.e2e_bridge import lab
+from tests.e2e_bridge.test_conf_examples import VLAN_EXAMPLES, load_example
 from tests.helpers import kernel_lane
 
 SUBNET = "10.86.0.0/24"
@@ -67,6 +70,17 @@ fact del-acc cni del cntl-acc101 cnt-acc
 fact del-other cni del cntl-acc300 cnt-other
 """
 
+EXAMPLE = """
+mkns cnt-e1; mkns cnt-e2
+for c in e1 e2; do fact add-$c cni add "$NET" cnt-$c; done
+fact ping-gateway ping1 cnt-e1 "$GATEWAY"
+fact ping-peer ping1 cnt-e1 "$PEER"
+fact masq inns $HOST iptables -t nat -S
+for c in e1 e2; do fact check-$c cni check "$NET" cnt-$c; fact del-$c cni del "$NET" cnt-$c; done
+fact masq-after inns $HOST iptables -t nat -S
+fact leases ls /run/cnt-ipam/"$NET"
+"""
+
 LIBRARY = """
 mkns cnt-c
 fact library inns $HOST "$REPO/.venv/bin/python" -c '
@@ -99,6 +113,12 @@ def lane(lane_batch) -> dict[str, kernel_lane.CaseResult]:
         _access_net("cntl-acc101", 101, "10.86.11.0/24"),
         _access_net("cntl-acc300", 300, "10.86.30.0/24"),  # VLAN 300 is not on the trunk: its frames stay out
     ])
+    for path in VLAN_EXAMPLES:
+        conf = load_example(path, Path("/run/cnt-ipam"))
+        subnet = ipaddress.ip_network(conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"])
+        # host-local hands out .2 then .3; the gateway is .1
+        variables = f"NET={conf['name']} GATEWAY={subnet[1]} PEER={subnet[3]}"
+        batch.case(f"example-{path.name}", f"{variables}\n{EXAMPLE}", conflists=[conf])
     batch.case("library", LIBRARY)
     return batch.run()
 
@@ -147,3 +167,16 @@ def test_library_bridge_vlan_calls(lane):
     assert fact.rc == 0, fact
     assert json.loads(fact.out) == [[100, True, True], [200, False, False]]
     assert case.fact("bridge").json()[0]["linkinfo"]["info_data"]["vlan_filtering"] == 1
+
+
+@pytest.mark.parametrize("path", VLAN_EXAMPLES, ids=lambda p: p.name)
+def test_vlan_conf_example_two_containers(lane, path: Path):
+    """As tests/e2e_bridge/test_conf_examples.py does for the other examples: gateway, peer, masquerade, CHECK,
+    DEL leaving no lease and no rule."""
+    case = lane[f"example-{path.name}"]
+    name = json.loads(path.read_text())["name"]
+    for step in ("add-e1", "add-e2", "ping-gateway", "ping-peer", "check-e1", "del-e1", "check-e2", "del-e2"):
+        assert case.fact(step).rc == 0, (step, case.fact(step))
+    assert f'name: \\"{name}\\"' in case.fact("masq").out
+    assert name not in case.fact("masq-after").out
+    assert [f for f in case.fact("leases").out.split() if f[0].isdigit()] == []

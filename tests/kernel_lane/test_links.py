@@ -1,6 +1,8 @@
 """dummy, ipvlan and vlan in the kernel lane (this machine's kernel has none of these link kinds), through libcni,
 ours beside Go's v1.1.1 where it has the plugin (ipvlan, vlan; not dummy): the same link and result after ADD,
 CHECK, nothing left after DEL, a second DEL fine, traffic, and where ours does better than Go's.
+
+A plugin call costs ~2 s under TCG: DEL runs in the lifecycle cases only (the VM is thrown away after the batch).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from tests.e2e_links.links import result_shape
 from tests.helpers import kernel_lane
 
 
-def _net(name: str, plugin: dict[str, Any], subnet: str = "10.62.0.0/24", first: str = "") -> dict[str, Any]:
+def _net(name: str, plugin: dict[str, Any], subnet: str, first: str = "") -> dict[str, Any]:
     rng: dict[str, str] = {"subnet": subnet}
     if first:
         rng["rangeStart"] = first
@@ -41,22 +43,18 @@ for mode in l3 l3s; do
     mkns cnt-$mode
     fact add-$mode cni add cntl-ipv-$mode cnt-$mode
     fact link-$mode inns cnt-$mode ip -j -d link show dev eth0
-    fact del-$mode cni del cntl-ipv-$mode cnt-$mode
 done
 # two children of one master talk (l2)
 mkns cnt-a; mkns cnt-b
 fact add-a cni add cntl-ipv-pair cnt-a
 fact add-b cni add cntl-ipv-pair cnt-b
 fact ping-pair ping1 cnt-a 10.64.0.11
-fact del-a cni del cntl-ipv-pair cnt-a
-fact del-b cni del cntl-ipv-pair cnt-b
 # master omitted (the default route's link): ours CHECKs it, Go's CHECK looks up master ""
 for label in ours go; do
     [ $label = go ] && CNI_PATH=$GO
     mkns cnt-nm-$label
     fact nm-add-$label cni add cntl-ipv-nomaster-$label cnt-nm-$label
     fact nm-check-$label cni check cntl-ipv-nomaster-$label cnt-nm-$label
-    fact nm-del-$label cni del cntl-ipv-nomaster-$label cnt-nm-$label
     CNI_PATH=$OURS
 done
 # chained without master and without ipam: the master and the IPs come from the prevResult
@@ -86,13 +84,11 @@ ip -n $HOST link set cntpeer.100 up
 mkns cnt-t
 fact add-t cni add cntl-vl-traffic cnt-t
 fact ping-tagged ping1 cnt-t 10.66.0.1
-fact del-t cni del cntl-vl-traffic cnt-t
 # linkInContainer: the master is the container's own
 mkns cnt-lic
 mkmaster cnt-lic cntinner
 fact lic-add cni add cntl-vl-lic cnt-lic
 fact lic-link inns cnt-lic ip -j -d link show dev eth0
-fact lic-del cni del cntl-vl-lic cnt-lic
 # the master goes before the pod: ours tears down, Go's DEL looks the master up and fails
 for label in ours go; do
     [ $label = go ] && CNI_PATH=$GO
@@ -119,25 +115,29 @@ done
 def lane(lane_batch) -> dict[str, kernel_lane.CaseResult]:
     batch = lane_batch()
     batch.case("dummy", DUMMY, conflists=[
-        _net("cntl-dummy", {"type": "dummy"}),
+        _net("cntl-dummy", {"type": "dummy"}, "10.62.0.0/24"),
         {"cniVersion": "1.0.0", "name": "cntl-dummy-noipam", "plugins": [{"type": "dummy"}]},
     ])
     ipvlan = {"type": "ipvlan", "master": "cntmst0", "mtu": 1400}
     batch.case("ipvlan", IPVLAN, conflists=[
-        _net("cntl-ipv-ours", ipvlan), _net("cntl-ipv-go", ipvlan),
-        _net("cntl-ipv-l3", {**ipvlan, "mode": "l3"}), _net("cntl-ipv-l3s", {**ipvlan, "mode": "l3s"}),
+        # one subnet per network: their addresses all sit on children of one master
+        _net("cntl-ipv-ours", ipvlan, "10.62.0.0/24"), _net("cntl-ipv-go", ipvlan, "10.63.0.0/24"),
+        _net("cntl-ipv-l3", {**ipvlan, "mode": "l3"}, "10.67.0.0/24"),
+        _net("cntl-ipv-l3s", {**ipvlan, "mode": "l3s"}, "10.68.0.0/24"),
         _net("cntl-ipv-pair", {"type": "ipvlan", "master": "cntmst0"}, "10.64.0.0/24", "10.64.0.10"),
-        _net("cntl-ipv-nomaster-ours", {"type": "ipvlan"}), _net("cntl-ipv-nomaster-go", {"type": "ipvlan"}),
+        _net("cntl-ipv-nomaster-ours", {"type": "ipvlan"}, "10.69.0.0/24"),
+        _net("cntl-ipv-nomaster-go", {"type": "ipvlan"}, "10.70.0.0/24"),
     ])
     vlan = {"type": "vlan", "master": "cntmst0", "vlanId": 100, "mtu": 1400}
     batch.case("vlan", VLAN, conflists=[
-        _net("cntl-vl-ours", vlan), _net("cntl-vl-go", vlan),
+        _net("cntl-vl-ours", vlan, "10.62.0.0/24"), _net("cntl-vl-go", vlan, "10.63.0.0/24"),
         _net("cntl-vl-traffic", {"type": "vlan", "master": "cntmst0", "vlanId": 100}, "10.66.0.0/24", "10.66.0.10"),
-        _net("cntl-vl-lic", {"type": "vlan", "master": "cntinner", "vlanId": 7, "linkInContainer": True}),
-        *(_net(f"cntl-vl-gone-{label}", {"type": "vlan", "master": "cntgone", "vlanId": 9})
-          for label in ("ours", "go")),
-        *(_net(f"cntl-vl-badid-{label}", {**vlan, "vlanId": 5000}) for label in ("ours", "go")),
-        *(_net(f"cntl-vl-badmtu-{label}", {**vlan, "mtu": 9000}) for label in ("ours", "go")),
+        _net("cntl-vl-lic", {"type": "vlan", "master": "cntinner", "vlanId": 7, "linkInContainer": True},
+             "10.67.0.0/24"),
+        *(_net(f"cntl-vl-gone-{label}", {"type": "vlan", "master": "cntgone", "vlanId": 9}, f"10.{n}.0.0/24")
+          for n, label in ((68, "ours"), (69, "go"))),
+        *(_net(f"cntl-vl-badid-{label}", {**vlan, "vlanId": 5000}, "10.70.0.0/24") for label in ("ours", "go")),
+        *(_net(f"cntl-vl-badmtu-{label}", {**vlan, "mtu": 9000}, "10.70.0.0/24") for label in ("ours", "go")),
     ])
     return batch.run()
 
@@ -205,14 +205,12 @@ def test_ipvlan_modes(lane, mode: str):
     case = lane["ipvlan"]
     assert case.fact(f"add-{mode}").rc == 0, case.fact(f"add-{mode}")
     assert _link(case, f"link-{mode}")["linkinfo"]["info_data"]["mode"] == mode
-    assert case.fact(f"del-{mode}").rc == 0
 
 
 def test_two_ipvlan_children_talk(lane):
     case = lane["ipvlan"]
     assert case.fact("add-a").rc == case.fact("add-b").rc == 0
     assert case.fact("ping-pair").rc == 0
-    assert case.fact("del-a").rc == case.fact("del-b").rc == 0
 
 
 def test_ipvlan_check_without_master(lane):
@@ -221,7 +219,6 @@ def test_ipvlan_check_without_master(lane):
     assert case.fact("nm-add-ours").rc == case.fact("nm-add-go").rc == 0
     assert case.fact("nm-check-ours").rc == 0, case.fact("nm-check-ours")
     assert case.fact("nm-check-go").rc != 0
-    assert case.fact("nm-del-ours").rc == 0
 
 
 def test_ipvlan_chained_takes_master_and_ips_from_prev_result(lane):
@@ -250,7 +247,6 @@ def test_vlan_tagged_traffic(lane):
     case = lane["vlan"]
     assert case.fact("add-t").rc == 0, case.fact("add-t")
     assert case.fact("ping-tagged").rc == 0
-    assert case.fact("del-t").rc == 0
 
 
 def test_vlan_link_in_container(lane):
@@ -258,7 +254,6 @@ def test_vlan_link_in_container(lane):
     assert case.fact("lic-add").rc == 0, case.fact("lic-add")
     link = _link(case, "lic-link")
     assert link["link"] == "cntinner" and link["linkinfo"]["info_data"]["id"] == 7
-    assert case.fact("lic-del").rc == 0
 
 
 def test_vlan_del_after_the_master_is_gone(lane):
