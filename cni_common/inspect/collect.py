@@ -81,7 +81,9 @@ class Snapshot:
     cache: list[dict[str, Any]]
     errors: list[str]
     #: container links hung off a node link: {"netns": path, "link": its ip -j entry, "master": the node link's name}
+    #: or lent by the node (host-device): "master" None and "host_device" the device's name in the node
     children: list[dict[str, Any]] = field(default_factory=list)
+    peer_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # container netns path -> ip rules
 
 
 def _named_namespaces() -> dict[int, str]:
@@ -164,6 +166,9 @@ def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_i
             if link_kind(link) in CHILD_KINDS and "link_netnsid" in link and parent is not None and \
                     (host_name is None or _names_nsid(inside, link, host_name)):
                 found.append({"netns": path, "link": link, "master": parent})
+            elif link.get("ifalias") and link_kind(link) not in CHILD_KINDS + ("vrf",):
+                # a node device host-device lent: its alias is its name in the node
+                found.append({"netns": path, "link": link, "master": None, "host_device": link["ifalias"]})
     return found
 
 
@@ -321,9 +326,14 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     peers, peer_routes = _find_peers(run, links, nsids, host_ino)
     cache = read_cache(cache_dir)
     children = _find_children(path, links, host_ino, cache)
+    lent_veths = {(p["netns"], p["link"]["ifname"]) for p in peers.values()}  # a lent veth: drawn as a peer
+    children = [c for c in children if not (c["master"] is None and (c["netns"], c["link"]["ifname"]) in lent_veths)]
     for child in children:
         if child["netns"] not in peer_routes:
             peer_routes[child["netns"]] = Runner(child["netns"], run.errors).json(["ip", "-j", "route", "show"]) or []
+    # source rules (sbr) of the containers; the kernel's three default ones are left out
+    peer_rules = {ns: [r for r in Runner(ns, run.errors).json(["ip", "-j", "rule", "show"]) or []
+                       if r.get("table") not in ("local", "main", "default")] for ns in sorted(peer_routes)}
     fdb: dict[str, list[dict[str, Any]]] = {}
     neighbours: dict[str, list[dict[str, Any]]] = {}
     for link in links:
@@ -334,4 +344,4 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     return Snapshot(netns=path, links=links, routes=routes + [r for r in routes6 if r.get("dst") != "fe80::/64"],
                     nsids=nsids, peers=peers, peer_routes=peer_routes, fdb=fdb, neighbours=neighbours,
                     iptables=iptables, nft=read_nft(run), reservations=read_reservations(data_dirs),
-                    cache=cache, errors=run.errors, children=children)
+                    cache=cache, errors=run.errors, children=children, peer_rules=peer_rules)

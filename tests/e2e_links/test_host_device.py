@@ -182,3 +182,39 @@ def test_refused_add_leaves_nothing(cnitool, go_cnitool, host_ns, make_container
             assert add.out["code"] == 7 and text in add.out["msg"], add
         assert links.only_lo(ctr) and links.leases(tmp_path / label, "cnthd") == []
     assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}
+
+
+def test_inspect_draws_the_lent_device(cnitool, host_ns, make_container_ns, tmp_path: Path):
+    """`cni-suite inspect` shows the device in its container under its node name (the alias), in JSON, text
+    and SVG; with sbr chained, the container's source rule too."""
+    import subprocess
+    import sys
+
+    from tests.helpers.paths import REPO
+
+    _make_device(host_ns)
+    conf = _conf("cnthdi", tmp_path / "ipam", tmp_path / "state", device=DEV)
+    conf["plugins"][0]["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}]
+    conf["plugins"][0]["ipam"]["ranges"][0][0]["gateway"] = "10.62.0.1"
+    conf["plugins"].append({"type": "sbr"})
+    cnitool.write_conflist(conf)
+    ctr = make_container_ns()
+    add = cnitool.add("cnthdi", ctr, ifname="net1")
+    assert add.rc == 0, add
+
+    def inspect(*extra: str) -> str:
+        argv = [sys.executable, "-m", "cni_common.inspect", "--netns", host_ns.name, "--data-dir",
+                str(tmp_path / "ipam"), "--cache-dir", str(cnitool.cache_dir), *extra]
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+
+    node = json.loads(inspect("--format", "json"))
+    [ctr_model] = [c for c in node["containers"] if c["netns"] == ctr.name]
+    [iface] = ctr_model["interfaces"]
+    assert (iface["name"], iface["host_device"], iface["addresses"], iface["network"]) == \
+        ("net1", DEV, ["10.62.0.2/24"], "cnthdi")
+    assert ctr_model["rules"] == ["from 10.62.0.2 lookup 100"]
+    text = inspect()
+    assert f"  devices lent to containers (host-device)\n    {DEV} lent as net1 in {ctr.name}" in text
+    assert "rules: from 10.62.0.2 lookup 100" in text
+    assert f"host-device {DEV} as net1" in inspect("--format", "svg")
+    assert cnitool.delete("cnthdi", ctr, ifname="net1").rc == 0

@@ -6,11 +6,14 @@ through the VRF, and its DEL succeeds when the interface went first (Go's fails:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e_meta.test_conf_examples import load as load_example
 from tests.helpers import kernel_lane
+from tests.helpers.paths import REPO
 
 
 def _chain(name: str, bridge: str, subnet: str, vrf: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +69,15 @@ mkns cnt-clash
 ip -n cnt-clash link add cntblue type dummy
 fact clash-add cni add cntl-vrf-ours cnt-clash
 fact clash-left inns cnt-clash ip -j link show dev eth0
+# conf-examples/62-macvlan-vrf.conflist as it is (but its leases): macvlan on the default route's link, VRF blue
+mkmaster $HOST cntmst0 10.59.0.1/24
+mkns cnt-ex
+fact ex-add cni add macvlan-vrf-net cnt-ex net1
+fact ex-link inns cnt-ex ip -j -d link show dev net1
+fact ex-routes inns cnt-ex ip -j route show vrf blue
+fact ex-check cni check macvlan-vrf-net cnt-ex net1
+fact ex-del cni del macvlan-vrf-net cnt-ex net1
+fact ex-left inns cnt-ex ip -j link show
 """
 
 
@@ -79,6 +91,7 @@ def lane(lane_batch) -> dict[str, kernel_lane.CaseResult]:
         _chain("cntl-vrf-two1", "cntbr1", "10.68.0.0/24", blue),
         _chain("cntl-vrf-two2", "cntbr2", "10.69.0.0/24", blue),
         _chain("cntl-vrf-table", "cntbr3", "10.70.0.0/24", {"vrfname": "cntred", "table": 4242}),
+        load_example(REPO / "conf-examples" / "62-macvlan-vrf.conflist", Path("/run/cnt-ipam-example")),
     ])
     return batch.run()
 
@@ -147,3 +160,13 @@ def test_vrfname_of_another_kind_is_refused(lane):
     refused = case.fact("clash-add")
     assert refused.rc == 1 and "Netlink cntblue is not a VRF" in refused.json()["msg"], refused
     assert "master" not in _link(case, "clash-left"), "eth0 (the bridge's) is left as the bridge made it"
+
+
+def test_conf_example_62(lane):
+    case = lane["vrf"]
+    for step in ("ex-add", "ex-check", "ex-del"):
+        assert case.fact(step).rc == 0, (step, case.fact(step))
+    link = _link(case, "ex-link")
+    assert (link["linkinfo"]["info_kind"], link.get("master")) == ("macvlan", "blue")
+    assert ("default", "10.42.0.1") in _routes(case, "ex-routes")
+    assert [lk["ifname"] for lk in case.fact("ex-left").json()] == ["lo"], "the VRF went with its last port"
