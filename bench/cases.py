@@ -85,7 +85,8 @@ def version_rows(sides: list[Side], n: int) -> list[Row]:
     ours_side, go_side = sides
     ours_dir, go_dir = ours_side.cni_path, go_side.cni_path
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "VERSION", **ours_side.env}
-    for plugin in ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap"):
+    for plugin in ("bridge", "host-local", "portmap", "vxlan", "macvlan", "ipvlan", "vlan", "dummy", "tap",
+                   "host-device", "sbr", "vrf"):
         binaries = {"ours": ours_dir / plugin, "go": go_dir / plugin}
         if not binaries["go"].exists():
             del binaries["go"]  # upstream has no vxlan plugin; v1.1.1 has no dummy and tap

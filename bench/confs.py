@@ -60,6 +60,35 @@ def macvlan_conflist(data_dir: Path) -> dict[str, Any]:
     }
 
 
+HOSTDEV_NET = "cntb-hostdev"
+#: The host-device case's device: a veth end made in each side's host namespace, lent and given back per cycle.
+HOSTDEV_DEVICE = "cntbd0"
+
+
+def hostdev_conflist(data_dir: Path) -> dict[str, Any]:
+    """host-device + host-local: a node device moved into the pod and back (two namespace moves per verb)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": HOSTDEV_NET,
+        "plugins": [
+            {"type": "host-device", "device": HOSTDEV_DEVICE, "dataDir": str(data_dir / "host-device"),
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.96.0.0/16"}]]}},
+        ],
+    }
+
+
+SBR_NET = "cntb-sbr"
+
+
+def sbr_conflist(data_dir: Path) -> dict[str, Any]:
+    """The pair (bridge + host-local) with sbr chained: a table and a source rule per pod address."""
+    conf = pair_conflist(data_dir)
+    conf["name"] = SBR_NET
+    conf["plugins"][0]["bridge"] = "cntb2"
+    conf["plugins"].append({"type": "sbr"})
+    return conf
+
+
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:
     """libcni capability args carrying `mappings` (CAP_ARGS of the driver)."""
     return {"portMappings": list(mappings)}
