@@ -44,6 +44,17 @@ class NetNS:
         self.fd = _open_netns_fd(path)
 
     @classmethod
+    def if_present(cls, path: str) -> NetNS | None:
+        """The namespace at ``path``, or None when there is none (empty, gone, or not a network namespace):
+        what a DEL finds when the runtime removed the container first, and takes as nothing left to do."""
+        if not path:
+            return None
+        try:
+            return cls(path)
+        except NetNSGone:
+            return None
+
+    @classmethod
     def current(cls) -> NetNS:
         """The namespace the calling thread is in now (the host side, for a plugin)."""
         return cls(_SELF_PATH)

@@ -127,16 +127,13 @@ def cmd_del(args: CmdArgs) -> None:
 def _return_device(c: HostDeviceConf, args: CmdArgs) -> None:
     from cni_common import netlink as nl
     from cni_common.links import device
-    from cni_common.netns import NetNS, NetNSGone
+    from cni_common.netns import NetNS
 
     path = _state_path(c, args)
     saved = device.load_host_side(path)
     with nl.open_conn() as host:
         name = None
-        try:
-            ns = NetNS(args.netns) if args.netns else None
-        except NetNSGone:
-            ns = None
+        ns = NetNS.if_present(args.netns)
         if ns is not None:
             with ns, nl.open_conn(ns) as cont:
                 name = device.give_back(cont, host, args.ifname)

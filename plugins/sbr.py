@@ -70,16 +70,13 @@ def cmd_del(args: CmdArgs) -> None:
     """A gone or empty netns is success: its rules went with it."""
     from cni_common import netlink as nl
     from cni_common import srcroute
-    from cni_common.netns import NetNS, NetNSGone
+    from cni_common.netns import NetNS
 
     c = load_conf(args.conf)
     prev = _prev(args)
     known = [ip.address for ip in prev.ips] if prev is not None else []
-    if not args.netns:
-        return
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return
     with ns, srcroute.locked(ns), nl.open_conn(ns) as cont:
         srcroute.teardown(cont, args.ifname, known, c.table)

@@ -70,14 +70,11 @@ def cmd_del(args: CmdArgs) -> None:
     """A gone netns, a gone VRF or a gone interface is success."""
     from cni_common import netlink as nl
     from cni_common import vrf
-    from cni_common.netns import NetNS, NetNSGone
+    from cni_common.netns import NetNS
 
     c = load_conf(args.conf)
-    if not args.netns:
-        return
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
+    ns = NetNS.if_present(args.netns)
+    if ns is None:
         return
     with ns, nl.open_conn(ns) as cont:
         vrf.release(cont, args.ifname, c.vrfname)

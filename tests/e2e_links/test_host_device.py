@@ -218,3 +218,21 @@ def test_inspect_draws_the_lent_device(cnitool, host_ns, make_container_ns, tmp_
     assert "rules: from 10.62.0.2 lookup 100" in text
     assert f"host-device {DEV} as net1" in inspect("--format", "svg")
     assert cnitool.delete("cnthdi", ctr, ifname="net1").rc == 0
+
+
+def test_a_device_back_in_the_node_under_its_container_name_gets_its_name_back(cnitool, host_ns, netns_pool,
+                                                                              tmp_path: Path):
+    """A physical device whose netns died without a DEL returns to the node as `net1` (multus-cni#1134); a veth
+    would die with the netns, so the return is played by hand: the lent device moved back as the kernel would."""
+    _make_device(host_ns)
+    cnitool.write_conflist(_conf("cnthd", tmp_path / "ipam", tmp_path / "state", device=DEV))
+    ctr = netns_pool.create("ctr")
+    path = ctr.path
+    assert cnitool.add("cnthd", ctr, ifname="net1").rc == 0
+    ctr.ip("link", "set", "net1", "netns", host_ns.name)
+    netns_pool.remove(ctr)
+    assert net.link(host_ns, "net1") is not None and net.link(host_ns, DEV) is None
+    assert cnitool.delete("cnthd", path, ifname="net1").rc == 0
+    assert net.link(host_ns, "net1") is None
+    assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}
+    assert links.leases(tmp_path / "ipam", "cnthd") == [] and list((tmp_path / "state").iterdir()) == []
