@@ -160,9 +160,14 @@ def cmd_status(args: CmdArgs) -> None:
 
 
 def cmd_gc(args: CmdArgs) -> None:
-    from cni_common.links import attach
+    """IPAM's GC, then the state files of attachments not in ``cni.dev/valid-attachments``."""
+    from cni_common.links import attach, device
 
-    attach.gc(args, _plan(load_conf(args.conf)))
+    c = load_conf(args.conf)
+    attach.gc(args, _plan(c))
+    valid = config.valid_attachments(args.conf)
+    if valid is not None:
+        device.prune_host_sides(c.data_dir, c.network, valid)
 
 
 def main(**streams: Any) -> int:

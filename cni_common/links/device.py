@@ -250,8 +250,22 @@ def restore_host_side(host: Conn, side: HostSide) -> None:
 
 
 def state_path(data_dir: str, network: str, container_id: str, ifname: str) -> str:
-    """One file per attachment, named as libcni names its cache entries."""
-    return os.path.join(data_dir, f"{network}-{container_id}-{ifname}")
+    """One file per attachment, in a directory per network (as host-local keeps its leases)."""
+    return os.path.join(data_dir, network, f"{container_id}-{ifname}")
+
+
+def prune_host_sides(data_dir: str, network: str, valid: set[tuple[str, str]]) -> None:
+    """GC: forget the state of attachments the runtime no longer has (their DEL never came)."""
+    keep = {os.path.basename(state_path(data_dir, network, cid, ifname)) for cid, ifname in valid}
+    directory = os.path.join(data_dir, network)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name not in keep and not name.startswith(".tmp-"):
+            log.info("GC: forgetting the host-device state %s (no such attachment)", name)
+            forget_host_side(os.path.join(directory, name))
 
 
 def save_host_side(path: str, side: HostSide) -> None:

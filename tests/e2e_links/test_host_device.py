@@ -35,6 +35,11 @@ def _conf(name: str, data_dir: Path | None, state_dir: Path | None = None, **key
     return links.conflist(name, plugin, data_dir, subnet="10.62.0.0/24")
 
 
+def _no_state(state_dir: Path) -> bool:
+    """No host-device state file is left (each network keeps its own directory)."""
+    return not any(p.is_file() for p in state_dir.rglob("*"))
+
+
 def _host_facts(host: Netns, name: str = DEV) -> dict[str, Any]:
     lk = net.link(host, name)
     assert lk is not None, f"{name} is not back in the node"
@@ -116,7 +121,7 @@ def test_del_after_the_netns_is_gone_releases_the_address(cnitool, go_cnitool, h
         host_ns.ip("link", "del", f"{DEV}p", check=False)
     assert outcomes["ours"] == 0 and outcomes["ours leases"] == []
     assert outcomes["go"] == 1 and outcomes["go leases"] != []
-    assert list((tmp_path / "ours-state").iterdir()) == []
+    assert _no_state(tmp_path / "ours-state")
 
 
 def test_selected_by_hwaddr(cnitool, host_ns, make_container_ns, tmp_path: Path):
@@ -148,7 +153,7 @@ def test_container_name_taken_in_the_node_and_in_the_container(cnitool, host_ns,
     add = cnitool.add("cnthd", busy)
     assert add.rc == 1 and "eth0" in add.out["msg"], add
     assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}
-    assert links.leases(tmp_path / "ipam", "cnthd") == [] and list((tmp_path / "state").iterdir()) == []
+    assert links.leases(tmp_path / "ipam", "cnthd") == [] and _no_state(tmp_path / "state")
 
 
 def test_failed_ipam_gives_the_device_back(cnitool, host_ns, make_container_ns, tmp_path: Path):
@@ -162,7 +167,7 @@ def test_failed_ipam_gives_the_device_back(cnitool, host_ns, make_container_ns, 
     assert add.rc == 1, add
     assert links.only_lo(ctr)
     assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}
-    assert list((tmp_path / "state").iterdir()) == []
+    assert _no_state(tmp_path / "state")
 
 
 @pytest.mark.parametrize(("keys", "text"), [
@@ -235,4 +240,24 @@ def test_a_device_back_in_the_node_under_its_container_name_gets_its_name_back(c
     assert cnitool.delete("cnthd", path, ifname="net1").rc == 0
     assert net.link(host_ns, "net1") is None
     assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}
-    assert links.leases(tmp_path / "ipam", "cnthd") == [] and list((tmp_path / "state").iterdir()) == []
+    assert links.leases(tmp_path / "ipam", "cnthd") == [] and _no_state(tmp_path / "state")
+
+
+def test_gc_forgets_the_state_of_attachments_that_are_gone(cnitool, host_ns, make_container_ns, tmp_path: Path):
+    """GC (1.1.0, with the valid attachments, run as libcni 1.2 would) keeps the state of live attachments and drops the others'."""
+    _make_device(host_ns)
+    conf = _conf("cnthd", tmp_path / "ipam", tmp_path / "state", device=DEV)  # libcni 1.1.2 speaks 1.0.0
+    cnitool.write_conflist(conf)
+    ctr = make_container_ns()
+    assert cnitool.add("cnthd", ctr, container_id="cnt-live").rc == 0
+    stale = tmp_path / "state" / "cnthd" / "cnt-gone-eth0"
+    stale.write_text('{"name": "cntx", "up": true, "addresses": []}')
+    from tests.helpers.plugin import run_plugin
+
+    gc_conf = dict(conf["plugins"][0], cniVersion="1.1.0", name="cnthd",
+                   **{"cni.dev/valid-attachments": [{"containerID": "cnt-live", "ifname": "eth0"}]})
+    done = run_plugin(Path(cnitool.cni_path) / "host-device", "GC", gc_conf, in_netns=host_ns)
+    assert done.rc == 0, done
+    assert sorted(p.name for p in (tmp_path / "state" / "cnthd").iterdir()) == ["cnt-live-eth0"]
+    assert cnitool.delete("cnthd", ctr, container_id="cnt-live").rc == 0
+    assert _host_facts(host_ns) == {"up": True, "addresses": ["10.98.0.2/24"], "alias": ""}

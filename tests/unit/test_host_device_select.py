@@ -86,4 +86,4 @@ def test_state_file_round_trip_and_a_torn_one(tmp_path: Path):
     assert device.load_host_side(path) is None, "a planted link is not followed"
     device.forget_host_side(path)
     device.forget_host_side(path)
-    assert os.listdir(tmp_path / "d") == []
+    assert os.listdir(tmp_path / "d" / "net") == []
