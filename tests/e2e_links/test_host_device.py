@@ -244,7 +244,8 @@ def test_a_device_back_in_the_node_under_its_container_name_gets_its_name_back(c
 
 
 def test_gc_forgets_the_state_of_attachments_that_are_gone(cnitool, host_ns, make_container_ns, tmp_path: Path):
-    """GC (1.1.0, with the valid attachments, run as libcni 1.2 would) keeps the state of live attachments and drops the others'."""
+    """GC (1.1.0, with the valid attachments, run as libcni 1.2 would) keeps the state of live attachments and
+    drops the others'."""
     _make_device(host_ns)
     conf = _conf("cnthd", tmp_path / "ipam", tmp_path / "state", device=DEV)  # libcni 1.1.2 speaks 1.0.0
     cnitool.write_conflist(conf)
