@@ -22,14 +22,11 @@ import ipaddress
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
 
 from .errors import CNIError, ErrorCode, PluginCode
-from .log import get_logger
 
 if TYPE_CHECKING:
     from .netlink import Conn, Route
     from .netns import NetNS
     from .types import IPConfig
-
-log = get_logger(__name__)
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 #: The first table sbr considers (upstream's).

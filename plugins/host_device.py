@@ -100,10 +100,10 @@ def cmd_add(args: CmdArgs) -> Result:
 
     def make(host: Conn, cont: Conn, undo: contextlib.ExitStack[Any]) -> Link:
         dev = device.find_host_device(host, sel)
-        path = _state_path(c, args)
-        device.save_host_side(path, device.host_side(host, dev))
+        before, path = device.host_side(host, dev), _state_path(c, args)
+        device.save_host_side(path, before)
         undo.callback(device.forget_host_side, path)
-        return device.lend(host, cont, dev, args.ifname, undo)
+        return device.lend(host, cont, dev, before, args.ifname, undo)
 
     return attach.add(args, _plan(c), make)
 

@@ -22,11 +22,12 @@ import ipaddress
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import CNIError, ErrorCode, PluginCode
 from ..log import get_logger
 from ..record import record
+from .place import _quietly  # one way to run a rollback step, shared with the links this package makes
 
 if TYPE_CHECKING:
     from ..netlink import Conn, Link
@@ -147,14 +148,14 @@ def _first_netdev(net_dir: str, what: str) -> str:
 # ---------------------------------------------------------------------------------------------------- moving
 
 
-def lend(host: Conn, cont: Conn, device: Link, ifname: str, undo: contextlib.ExitStack[Any]) -> Link:
-    """Move ``device`` into the container as ``ifname`` (down), its host name kept as its alias; ``undo`` gets
-    the way back, so a later failure of the ADD returns it to the node as it was."""
+def lend(host: Conn, cont: Conn, device: Link, before: HostSide, ifname: str,
+         undo: contextlib.ExitStack[Any]) -> Link:
+    """Move ``device`` (``before``: its :func:`host_side`) into the container as ``ifname`` (down), its host name
+    kept as its alias; ``undo`` gets the way back, so a later failure of the ADD returns it as it was."""
     from .. import netlink as nl
 
     if nl.find_link(cont, ifname) is not None:
         raise CNIError(PluginCode.LINK_FAILURE, f'container already has an interface "{ifname}"')
-    before = host_side(host, device)
     nl.set_down(host, device.index)
     undo.callback(_quietly, restore_host_side, host, before)
     with _scratch_conn() as (scratch_ns, scratch):
@@ -312,10 +313,3 @@ def forget_host_side(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
-
-def _quietly(fn: Callable[..., Any], *args: Any) -> None:
-    """A rollback step: its failure is logged; the error that caused the rollback is the one reported."""
-    try:
-        fn(*args)
-    except Exception as exc:  # noqa: BLE001 - a rollback step must not mask the original error
-        log.warning("rollback step %s failed: %s", getattr(fn, "__name__", fn), exc)
