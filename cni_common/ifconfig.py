@@ -72,12 +72,14 @@ def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Resul
     routes = nl.list_routes(cont, table=None)
     moved: set[int] | None = None  # where a chained sbr or vrf moved main-table routes, read when first needed
     for r in prev.routes:
-        tables = {r.table or 254}
-        if r.table is None:
+        where = [x.table for x in routes if x.dst == r.dst and (r.gw is None or x.gateway == r.gw)]
+        if (r.table or 254) in where:
+            continue
+        if r.table is None and where:
             moved = _moved_route_tables(cont, index, prev) if moved is None else moved
-            tables |= moved
-        if not any(x.dst == r.dst and x.table in tables and (r.gw is None or x.gateway == r.gw) for x in routes):
-            raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
+            if moved.intersection(where):
+                continue
+        raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
 
 
 def _moved_route_tables(cont: Conn, index: int, prev: Result) -> set[int]:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 #: The first table sbr considers (upstream's).
 FIRST_TABLE = 100
-RT_TABLE_MAIN = 254
 
 
 @contextlib.contextmanager
