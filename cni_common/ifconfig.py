@@ -31,12 +31,14 @@ MAX_PAUSE = 0.05
 CONTAINER_INTERFACE = 2
 
 
-def configure_iface(cont: Conn, index: int, ifname: str, result: Result, interface: int = CONTAINER_INTERFACE) -> None:
+def configure_iface(cont: Conn, index: int, ifname: str, result: Result, interface: int = CONTAINER_INTERFACE,
+                    wait_dad: bool = True) -> None:
     """Upstream's ConfigureIface: IPv6 sysctls, addresses, link up, wait for DAD, routes (ECMP append).
 
     Only the result's IPs that point at the container interface (``interface``: its index in the result) are
     added. Call inside the container's namespace (``cont`` is a connection to it): the sysctls act on the
-    current namespace.
+    current namespace. ``wait_dad`` False: a link with no carrier yet (a tap before its hypervisor opens it)
+    cannot finish DAD, so waiting would only fail the ADD.
     """
     from . import netlink as nl
 
@@ -51,7 +53,7 @@ def configure_iface(cont: Conn, index: int, ifname: str, result: Result, interfa
         if ip.gateway is not None:
             first_gw.setdefault(ip.gateway.version, ip.gateway)
     nl.set_up(cont, index)
-    if 6 in first_gw:
+    if 6 in first_gw and wait_dad:
         settle_dad(cont, index, ifname)
     for r in result.routes:
         gw = r.gw if r.gw is not None else first_gw.get(r.dst.version)

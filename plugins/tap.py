@@ -78,7 +78,7 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
 def _plan(c: TapConf) -> LinkPlan:
     from cni_common.links.attach import LinkPlan
 
-    return LinkPlan("tun", ipam_type=c.ipam_type, dns=c.dns, ndisc_notify=False)
+    return LinkPlan("tun", ipam_type=c.ipam_type, dns=c.dns, ndisc_notify=False, wait_dad=False)
 
 
 # ---------------------------------------------------------------------------------------------------- verbs

@@ -63,10 +63,11 @@ def detach(args: CmdArgs, conf: BridgeConf) -> None:
     steps.raise_if_failed("bridge DEL failed")
 
 
-def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterface]], None]) -> None:
-    """Delete ``CNI_IFNAME`` in the netns (its host end goes with it); a missing netns or link is fine.
+def delete_container_link(args: CmdArgs,
+                          before_delete: Optional[Callable[[list[IPInterface]], None]] = None) -> None:
+    """Delete ``CNI_IFNAME`` in the netns (a veth's host end goes with it); a missing netns or link is fine.
     ``before_delete`` first gets the link's global unicast addresses (the masquerade rules match them) and is
-    called from the host's namespace."""
+    called from the host's namespace. Also the link plugins' DEL (cni_common/links/attach.py)."""
     if not args.netns:
         return
     from .. import netlink as nl
@@ -80,7 +81,8 @@ def delete_container_link(args: CmdArgs, before_delete: Callable[[list[IPInterfa
         link = nl.find_link(cont, args.ifname)
         if link is None:
             return
-        before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
+        if before_delete is not None:
+            before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
         nl.delete_link(cont, link.index)
 
 

@@ -42,6 +42,7 @@ class LinkPlan:
     dns_from_ipam: bool = False  # dummy reports the IPAM result's dns, as upstream's does
     ndisc_notify: bool = True  # with arp_notify before the addresses (tap: arp_notify only; vlan: neither)
     arp_notify: bool = True
+    wait_dad: bool = True  # tap: no carrier until its hypervisor opens it, so DAD cannot finish during the ADD
     master: str = ""  # the configured master, for STATUS ("" when none or defaulted)
     link_in_container: bool = False
 
@@ -75,7 +76,7 @@ def add(args: CmdArgs, plan: LinkPlan, make: Make, given: Optional[Result] = Non
                     sysctl.write_best_effort(1, "ipv4", "conf", args.ifname, "arp_notify")
                 if plan.ndisc_notify:
                     sysctl.write_best_effort(1, "ipv6", "conf", args.ifname, "ndisc_notify")
-                configure_iface(cont, link.index, args.ifname, result, interface=LINK_INDEX)
+                configure_iface(cont, link.index, args.ifname, result, interface=LINK_INDEX, wait_dad=plan.wait_dad)
         else:
             nl.set_up(cont, link.index)
         result.interfaces[0].mac = nl.get_link(cont, link.index).mac  # passthru and tap may change it
@@ -93,29 +94,17 @@ def delete(args: CmdArgs, plan: LinkPlan) -> None:
         with steps:
             invoke.delegate("DEL", plan.ipam_type, args)
     with steps:
+        from ..attach.delete import delete_container_link
+
         delete_container_link(args)
     steps.raise_if_failed(f"{plan.kind} DEL failed")
 
 
-def delete_container_link(args: CmdArgs) -> None:
-    """Remove ``CNI_IFNAME`` from the netns; nothing to do when either is gone."""
-    if not args.netns:
-        return
+def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None) -> None:
+    """CHECK: IPAM's CHECK, then the prevResult's interface in this netns, its kind, the kind's settings
+    (``verify``), its MAC, its addresses and routes."""
     from .. import netlink as nl
-    from ..netns import NetNS, NetNSGone
-
-    try:
-        ns = NetNS(args.netns)
-    except NetNSGone:
-        return
-    with ns, nl.open_conn(ns) as cont:
-        nl.delete_link(cont, args.ifname)
-
-
-def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, check_kind: bool = True) -> None:
-    """CHECK: IPAM's CHECK, then the prevResult's interface in this netns, its kind (``check_kind``), the kind's
-    settings (``verify``), its MAC, its addresses and routes."""
-    from .. import netlink as nl
+    from ..attach.check import prev_result
     from ..ifconfig import check_layer3
     from ..netns import NetNS
 
@@ -134,7 +123,7 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, che
             link, data = nl.get_link_data(cont, args.ifname)
         except nl.LinkNotFound as exc:
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname!r} not found") from exc
-        if check_kind and link.kind != plan.kind:
+        if link.kind != plan.kind:
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname} not of type {plan.kind}")
         if verify is not None:
             verify(host, cont, link, data)
@@ -142,14 +131,6 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None, *, che
             raise CNIError(PluginCode.CHECK_FAILED,
                            f"interface {args.ifname} MAC {link.mac} does not match expected {recorded.mac}")
         check_layer3(cont, link.index, args.ifname, index, prev)
-
-
-def prev_result(args: CmdArgs) -> Result:
-    """The request's ``prevResult`` (CHECK needs it)."""
-    raw = args.conf.get("prevResult")
-    if not raw:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "Required prevResult missing")
-    return Result.from_dict(raw, args.cni_version)
 
 
 def status(args: CmdArgs, plan: LinkPlan) -> None:

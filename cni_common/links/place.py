@@ -1,5 +1,6 @@
-"""The one place that makes a container's link: created in the right namespace under a temporary name, renamed
-to ``CNI_IFNAME``, moved, and rolled back on a failed ADD.
+"""The one place that makes a container's link: created from the right namespace (the node's, or the container's
+with ``linkInContainer``) and moved into the container's in the same request, under a temporary name, renamed
+to ``CNI_IFNAME`` there, and rolled back on a failed ADD.
 
 Upstream's macvlan, ipvlan, vlan and tap create the link as ``veth`` + 8 hex digits straight into the
 container's namespace (the kernel checks the new name in the namespace it is created *from*, so creating it

@@ -48,3 +48,17 @@ def test_missing_bridge_fails_and_leaves_nothing(cnitool, make_container_ns, tmp
     add = cnitool.add("cnttap", ctr)
     assert add.rc == 1 and "failed to get bridge cntnobr" in add.out["msg"], add
     assert links.only_lo(ctr) and links.leases(tmp_path, "cnttap") == []
+
+
+def test_ipv6_does_not_wait_for_dad_on_a_tap_without_carrier(cnitool, make_container_ns, tmp_path: Path):
+    """No hypervisor has opened the tap yet: no carrier, so DAD cannot finish; the ADD must not wait for it (the
+    wait would end in a failure after 5 s)."""
+    ctr = make_container_ns()
+    conf = links.conflist("cnttap6", {"type": "tap"}, tmp_path, subnet="fd61::/64")
+    conf["plugins"][0]["ipam"]["routes"] = [{"dst": "::/0"}]
+    cnitool.write_conflist(conf)
+    add = cnitool.add("cnttap6", ctr, timeout=4)
+    assert add.rc == 0, add
+    assert net.ip_addresses(ctr, "eth0") == ["fd61::2/64"]
+    assert any(r["dst"] == "default" and r.get("gateway") == "fd61::1" for r in net.routes(ctr, family=6))
+    assert cnitool.delete("cnttap6", ctr).rc == 0 and links.only_lo(ctr)

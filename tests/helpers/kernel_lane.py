@@ -102,7 +102,7 @@ class LaneBatch:
         console = self.workdir / "console.log"
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
                 "-nic", "none", "-kernel", str(LANE_DIR / "vmlinuz"), "-initrd", str(LANE_DIR / "initrd.img"),
-                "-append", f"console=ttyS0 quiet panic=-1 lanerepo={paths.REPO}",
+                "-append", f"console=ttyS0 quiet panic=-1 mitigations=off lanerepo={paths.REPO}",
                 "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
                 "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
                 "-fsdev", f"local,id=job,path={self.workdir},security_model=none,multidevs=remap",

@@ -28,6 +28,7 @@ DUMMY = """
 mkns cnt-d; mkns cnt-d2
 ip -n $HOST link add eth0 type veth peer name cnthosteth0   # a host link named like CNI_IFNAME (#1205)
 lifecycle ours cntl-dummy cnt-d
+fact leases-ours ls /run/cnt-ipam-cntl-dummy/cntl-dummy
 fact no-ipam cni add cntl-dummy-noipam cnt-d2
 fact left-no-ipam inns cnt-d2 ip -j link show
 """
@@ -38,6 +39,7 @@ fact master inns $HOST ip -j link show dev cntmst0
 for label in ours go; do mkns cnt-$label; done
 lifecycle ours cntl-ipv-ours cnt-ours
 CNI_PATH=$GO; lifecycle go cntl-ipv-go cnt-go; CNI_PATH=$OURS
+for label in ours go; do fact leases-$label ls /run/cnt-ipam-cntl-ipv-$label/cntl-ipv-$label; done
 # l3 and l3s
 for mode in l3 l3s; do
     mkns cnt-$mode
@@ -77,6 +79,7 @@ fact master inns $HOST ip -j link show dev cntmst0
 for label in ours go; do mkns cnt-$label; done
 lifecycle ours cntl-vl-ours cnt-ours
 CNI_PATH=$GO; lifecycle go cntl-vl-go cnt-go; CNI_PATH=$OURS
+for label in ours go; do fact leases-$label ls /run/cnt-ipam-cntl-vl-$label/cntl-vl-$label; done
 # traffic: VLAN 100 tagged on the master's wire, answered by a VLAN link on its peer
 ip -n $HOST link add link cntmst0p name cntpeer.100 type vlan id 100
 ip -n $HOST addr add 10.66.0.1/24 dev cntpeer.100
@@ -164,11 +167,12 @@ def _child_of_master(case: kernel_lane.CaseResult, fact: str) -> bool:
 
 
 def _assert_lifecycle(case: kernel_lane.CaseResult, label: str) -> None:
-    """ADD and CHECK succeeded, DEL left only lo, a second DEL succeeded."""
+    """ADD and CHECK succeeded, DEL left only lo and no lease, a second DEL succeeded."""
     for step in ("add", "check", "del", "del2"):
         fact = case.fact(f"{step}-{label}")
         assert fact.rc == 0, (step, label, fact)
     assert [lk["ifname"] for lk in case.fact(f"left-{label}").json()] == ["lo"]
+    assert [f for f in case.fact(f"leases-{label}").out.split() if f[0].isdigit()] == []
 
 
 def test_lane_runs_debians_kernel(lane):
