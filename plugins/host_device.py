@@ -72,7 +72,7 @@ def _selector(c: HostDeviceConf) -> Selector:
 def _plan(c: HostDeviceConf) -> LinkPlan:
     from cni_common.links.attach import LinkPlan
 
-    return LinkPlan(KIND, ipam_type=c.ipam_type, dns=c.dns, arp_notify=False, ndisc_notify=False)
+    return LinkPlan("", ipam_type=c.ipam_type, dns=c.dns, arp_notify=False, ndisc_notify=False)  # any kind
 
 
 def _state_path(c: HostDeviceConf, args: CmdArgs) -> str:
@@ -150,7 +150,7 @@ def cmd_check(args: CmdArgs) -> None:
     c = load_conf(args.conf)
     if device.dpdk_driver(_selector(c)):
         return
-    attach.check(args, _plan(c), check_kind=False)
+    attach.check(args, _plan(c))
 
 
 def cmd_status(args: CmdArgs) -> None:
