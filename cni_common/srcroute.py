@@ -11,6 +11,7 @@ Beyond upstream:
   path and then failed on it; ours locks the open namespace itself and takes a gone netns as nothing to do;
 - DEL removes the rules of the previous result's addresses too, so a main plugin's DEL run first (the
   interface gone) leaks no rule;
+- a failed ADD removes the rules and routes it added and puts the main-table routes back;
 - CHECK checks the rules and tables, and :func:`source_tables` lets every CHECK of this suite find routes that
   sbr moved out of the main table (upstream's main plugins fail their CHECK after sbr).
 """
@@ -18,15 +19,19 @@ Beyond upstream:
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
 
 from .errors import CNIError, ErrorCode, PluginCode
+from .log import get_logger
 
 if TYPE_CHECKING:
     from .netlink import Conn, Route
     from .netns import NetNS
     from .types import IPConfig
+
+log = get_logger(__name__)
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 #: The first table sbr considers (upstream's).
@@ -63,26 +68,45 @@ def free_tables(cont: Conn) -> Iterator[int]:
 
 
 def setup(cont: Conn, ifname: str, ips: list[IPConfig], table: Optional[int]) -> None:
-    """ADD: the rules (and without ``table``, the tables and the move of the main-table routes)."""
+    """ADD: the rules (and without ``table``, the tables and the move of the main-table routes). A failure undoes
+    what this ADD did (upstream leaves its rules and tables half made)."""
     from . import netlink as nl
+    from .errors import BestEffort
 
     link = nl.get_link(cont, ifname)
-    if table is not None:
+    undo: list[Callable[[], object]] = []
+    try:
+        if table is not None:
+            for ip in ips:
+                rule = nl.Rule(_host_net(ip.address), table)
+                if nl.add_rule(cont, rule, exist_ok=True):
+                    undo.append(functools.partial(nl.del_rule, cont, rule))
+            return
+        main = nl.list_routes(cont, oif=link.index)
+        tables = free_tables(cont)
         for ip in ips:
-            nl.add_rule(cont, nl.Rule(_host_net(ip.address), table), exist_ok=True)
-        return
-    main = nl.list_routes(cont, oif=link.index)
-    tables = free_tables(cont)
-    for ip in ips:
-        own = next(tables)
-        nl.add_rule(cont, nl.Rule(_host_net(ip.address), own))
-        if ip.gateway is not None:
-            default = ipaddress.ip_network("0.0.0.0/0" if ip.gateway.version == 4 else "::/0")
-            nl.add_route(cont, nl.Route(default, ip.gateway, oif=link.index, table=own), replace=True)
-        for route in _routes_of(ip, main):
-            nl.add_route(cont, _in_table(route, own), replace=True)
-    for route in main:
-        nl.del_route(cont, route)
+            own = next(tables)
+            rule = nl.Rule(_host_net(ip.address), own)
+            nl.add_rule(cont, rule)
+            undo.append(functools.partial(nl.del_rule, cont, rule))
+            moved = [_in_table(route, own) for route in _routes_of(ip, main)]
+            if ip.gateway is not None:
+                default = ipaddress.ip_network("0.0.0.0/0" if ip.gateway.version == 4 else "::/0")
+                moved.insert(0, nl.Route(default, ip.gateway, oif=link.index, table=own))
+            for route in moved:
+                nl.add_route(cont, route, replace=True)
+                undo.append(functools.partial(nl.del_route, cont, route))  # the table is this ADD's own
+        for route in main:
+            nl.del_route(cont, route)
+            undo.append(functools.partial(nl.add_route, cont, route, replace=True))
+    except BaseException:
+        steps = BestEffort()
+        for step in reversed(undo):
+            with steps:
+                step()
+        if steps.first is not None:
+            log.warning("sbr ADD rollback incomplete: %s", "; ".join(steps.failures))
+        raise
 
 
 def _routes_of(ip: IPConfig, routes: Iterable[Route]) -> list[Route]:

@@ -6,13 +6,15 @@ that no other VRF of the namespace uses) and set up; the interface's global IPv6
 routes of universe scope are saved, the interface enslaved, the IPv6 addresses the enslaving dropped added
 again, and the saved routes added into the VRF's table.
 
-Beyond upstream: DEL succeeds when the interface is gone and the VRF is still there (upstream failed with
-``resetMaster: could not get link by name``), and when another DEL removed the VRF first (ENODEV, PR #1282:
-that error stopped the runtime's remaining DELs and leaked namespaces).
+Beyond upstream: a failed ADD takes the interface out again and removes a VRF it made; DEL succeeds when the
+interface is gone and the VRF is still there (upstream failed with ``resetMaster: could not get link by name``),
+and when another DEL removed the VRF first (ENODEV, PR #1282: that error stopped the runtime's remaining DELs
+and leaked namespaces).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Optional
 
 from .errors import CNIError, ErrorCode, PluginCode
@@ -33,6 +35,25 @@ def _vrfs(cont: Conn) -> list[tuple[Link, int]]:
             _, data = nl.get_link_data(cont, link.index)
             out.append((link, int(data.get("IFLA_VRF_TABLE", 0))))
     return out
+
+
+def attach(cont: Conn, ifname: str, name: str, table: int) -> None:
+    """ADD: the VRF (made when missing) and ``ifname`` in it; a failure leaves the interface out and removes a
+    VRF this ADD made (upstream leaves both)."""
+    from . import netlink as nl
+
+    existed = nl.find_link(cont, name) is not None
+    vrf, table = ensure(cont, name, table)
+    try:
+        enslave(cont, ifname, vrf, table)
+    except BaseException:
+        link = nl.find_link(cont, ifname)
+        with contextlib.suppress(CNIError):
+            if link is not None and link.master == vrf.index:
+                nl.set_master(cont, link.index, 0)
+            if not existed:
+                nl.delete_link(cont, vrf.index)
+        raise
 
 
 def ensure(cont: Conn, name: str, table: int) -> tuple[Link, int]:

@@ -61,8 +61,7 @@ def cmd_add(args: CmdArgs) -> Result:
     c = load_conf(args.conf)
     prev = _prev(args, "missing prevResult from earlier plugin")
     with NetNS(args.netns) as ns, nl.open_conn(ns) as cont:
-        link, table = vrf.ensure(cont, c.vrfname, c.table)
-        vrf.enslave(cont, args.ifname, link, table)
+        vrf.attach(cont, args.ifname, c.vrfname, c.table)
     return prev
 
 

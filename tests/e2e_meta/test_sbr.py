@@ -130,3 +130,24 @@ def test_check_of_the_chain_passes_after_sbr_where_gos_fails(main, cnitool, go_c
             assert "Failed to find Gateway" in json.dumps(check.out), check
         assert tool.delete(conf["name"], ctr).rc == 0, label
     assert outcomes == {"ours": 0, "go": 1}
+
+
+def test_failed_add_leaves_the_container_as_it_was(plugin_dir, host_ns, make_container_ns):
+    """The gateway cannot be a next hop (not on the link): the default route of table 100 is refused; the rule
+    already added goes again and main keeps its routes (upstream leaves the rule and a half-filled table)."""
+    from tests.helpers.plugin import run_plugin
+
+    ctr = make_container_ns(lo_up=True)
+    host_ns.ip("link", "add", "cntsb0", "type", "veth", "peer", "name", "eth0", "netns", ctr.name)
+    host_ns.ip("link", "set", "cntsb0", "up")
+    ctr.ip("addr", "add", "10.63.0.2/24", "dev", "eth0")
+    ctr.ip("link", "set", "eth0", "up")
+    ctr.ip("route", "add", "default", "via", "10.63.0.1")
+    before = (_rules(ctr), _table(ctr, "main"))
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": ctr.path}],
+            "ips": [{"address": "10.63.0.2/24", "gateway": "10.9.9.9", "interface": 0}]}
+    conf = {"cniVersion": "1.0.0", "name": "cntsbr", "type": "sbr", "prevResult": prev}
+    done = run_plugin(plugin_dir / "sbr", "ADD", conf, netns=ctr.path, in_netns=host_ns)
+    assert done.rc == 1 and "10.9.9.9" in json.dumps(done.out), done
+    assert (_rules(ctr), _table(ctr, "main")) == before
+    assert _table(ctr, "100") == []

@@ -26,7 +26,7 @@ KERNEL_ENTRY_POINTS = {
     "cni_common.links.device": ("find_host_device", "give_back", "reclaim_orphan", "restore_host_side",
                                 "save_host_side", "forget_host_side", "prune_host_sides"),
     "cni_common.srcroute": ("setup", "teardown", "verify"),
-    "cni_common.vrf": ("ensure", "enslave", "release", "verify"),
+    "cni_common.vrf": ("attach", "ensure", "enslave", "release", "verify"),
 }
 
 

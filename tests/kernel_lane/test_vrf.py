@@ -69,6 +69,20 @@ mkns cnt-clash
 ip -n cnt-clash link add cntblue type dummy
 fact clash-add cni add cntl-vrf-ours cnt-clash
 fact clash-left inns cnt-clash ip -j link show dev eth0
+# a failed ADD (eth0 is a bridge port already): the VRF it made goes again
+mkns cnt-fail
+ip -n cnt-fail link add eth0 type dummy
+ip -n cnt-fail link add cntx type bridge
+ip -n cnt-fail link set eth0 master cntx
+vrfadd() {
+    printf '%s' '{"cniVersion":"1.0.0","name":"cntl-vf","type":"vrf","vrfname":"cntgreen","prevResult":
+{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[]}}' |
+    ip netns exec $HOST env CNI_COMMAND=ADD CNI_CONTAINERID=cntvf CNI_NETNS=/run/netns/cnt-fail CNI_IFNAME=eth0 \
+        CNI_PATH=$OURS "$OURS/vrf"
+}
+fact fail-add vrfadd
+fact fail-green inns cnt-fail ip -j link show dev cntgreen
+fact fail-eth0 inns cnt-fail ip -j link show dev eth0
 # conf-examples/62-macvlan-vrf.conflist as it is (but its leases): macvlan on the default route's link, VRF blue
 mkmaster $HOST cntmst0 10.59.0.1/24
 mkns cnt-ex
@@ -170,3 +184,11 @@ def test_conf_example_62(lane):
     assert (link["linkinfo"]["info_kind"], link.get("master")) == ("macvlan", "blue")
     assert ("default", "10.42.0.1") in _routes(case, "ex-routes")
     assert [lk["ifname"] for lk in case.fact("ex-left").json()] == ["lo"], "the VRF went with its last port"
+
+
+def test_failed_add_removes_the_vrf_it_made(lane):
+    case = lane["vrf"]
+    refused = case.fact("fail-add")
+    assert refused.rc == 1 and "interface eth0 has already a master set: cntx" in refused.json()["msg"], refused
+    assert case.fact("fail-green").rc != 0, "the VRF this ADD made is gone"
+    assert _link(case, "fail-eth0")["master"] == "cntx"
