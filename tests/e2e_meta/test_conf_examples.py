@@ -1,4 +1,4 @@
-"""The host-device, sbr and vrf configs in conf-examples/ (60-62): each parses and reaches the kernel for every
+"""The host-device, sbr and vrf configs in conf-examples/ (70-72): each parses and reaches the kernel for every
 verb; host-device and macvlan+sbr run for real through libcni (the vrf one runs in the kernel lane:
 tests/kernel_lane/test_vrf.py)."""
 
@@ -14,7 +14,8 @@ from tests.e2e_links import links
 from tests.helpers import inprocess, net
 from tests.helpers.paths import REPO
 
-EXAMPLES = sorted((REPO / "conf-examples").glob("6*.conflist"))
+EXAMPLES = [REPO / "conf-examples" / name for name in
+            ("70-host-device.conflist", "71-macvlan-sbr.conflist", "72-macvlan-vrf.conflist")]
 PREV = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/nonexistent/cnt-netns"}],
         "ips": [{"address": "10.41.0.100/24", "gateway": "10.41.0.1", "interface": 0}]}
 
@@ -51,7 +52,7 @@ def test_host_device_example(cnitool, host_ns, make_container_ns, tmp_path: Path
     host_ns.ip("link", "add", "eth1", "type", "veth", "peer", "name", "cntethp")
     host_ns.ip("addr", "add", "192.0.2.10/24", "dev", "eth1")
     host_ns.ip("link", "set", "eth1", "up")
-    conf = load(REPO / "conf-examples" / "60-host-device.conflist", tmp_path)
+    conf = load(REPO / "conf-examples" / "70-host-device.conflist", tmp_path)
     cnitool.write_conflist(conf)
     ctr = make_container_ns()
     add = cnitool.add(conf["name"], ctr, ifname="net1")
@@ -64,7 +65,7 @@ def test_host_device_example(cnitool, host_ns, make_container_ns, tmp_path: Path
 
 def test_macvlan_sbr_example(cnitool, host_ns, make_container_ns, tmp_path: Path):
     links.make_master(host_ns)  # the default route's link: the macvlan's master
-    conf = load(REPO / "conf-examples" / "61-macvlan-sbr.conflist", tmp_path)
+    conf = load(REPO / "conf-examples" / "71-macvlan-sbr.conflist", tmp_path)
     cnitool.write_conflist(conf)
     ctr = make_container_ns(lo_up=True)
     add = cnitool.add(conf["name"], ctr, ifname="net1")

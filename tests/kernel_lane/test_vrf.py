@@ -83,7 +83,7 @@ vrfadd() {
 fact fail-add vrfadd
 fact fail-green inns cnt-fail ip -j link show dev cntgreen
 fact fail-eth0 inns cnt-fail ip -j link show dev eth0
-# conf-examples/62-macvlan-vrf.conflist as it is (but its leases): macvlan on the default route's link, VRF blue
+# conf-examples/72-macvlan-vrf.conflist as it is (but its leases): macvlan on the default route's link, VRF blue
 mkmaster $HOST cntmst0 10.59.0.1/24
 mkns cnt-ex
 fact ex-add cni add macvlan-vrf-net cnt-ex net1
@@ -105,7 +105,7 @@ def lane(lane_batch) -> dict[str, kernel_lane.CaseResult]:
         _chain("cntl-vrf-two1", "cntbr1", "10.68.0.0/24", blue),
         _chain("cntl-vrf-two2", "cntbr2", "10.69.0.0/24", blue),
         _chain("cntl-vrf-table", "cntbr3", "10.70.0.0/24", {"vrfname": "cntred", "table": 4242}),
-        load_example(REPO / "conf-examples" / "62-macvlan-vrf.conflist", Path("/run/cnt-ipam-example")),
+        load_example(REPO / "conf-examples" / "72-macvlan-vrf.conflist", Path("/run/cnt-ipam-example")),
     ])
     return batch.run()
 
@@ -176,7 +176,7 @@ def test_vrfname_of_another_kind_is_refused(lane):
     assert "master" not in _link(case, "clash-left"), "eth0 (the bridge's) is left as the bridge made it"
 
 
-def test_conf_example_62(lane):
+def test_conf_example_72(lane):
     case = lane["vrf"]
     for step in ("ex-add", "ex-check", "ex-del"):
         assert case.fact(step).rc == 0, (step, case.fact(step))
