@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -152,7 +153,8 @@ def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_i
     the veth search). A namespace that vanishes meanwhile is no error worth reporting."""
     by_index = {ln["ifindex"]: ln["ifname"] for ln in links if "ifindex" in ln}
     host_name = os.path.basename(host_path) if host_path and host_path.startswith(NETNS_DIR + "/") else None
-    paths = set(_named_namespaces().values()) | {c["netns"] for c in cache if c.get("netns")}
+    cached = {c["netns"] for c in cache if c.get("netns")}
+    paths = set(_named_namespaces().values()) | cached
     found = []
     for path in sorted(paths):
         try:
@@ -166,10 +168,23 @@ def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_i
             if link_kind(link) in CHILD_KINDS and "link_netnsid" in link and parent is not None and \
                     (host_name is None or _names_nsid(inside, link, host_name)):
                 found.append({"netns": path, "link": link, "master": parent})
-            elif link.get("ifalias") and link_kind(link) not in CHILD_KINDS + ("vrf",):
-                # a node device host-device lent: its alias is its name in the node
-                found.append({"netns": path, "link": link, "master": None, "host_device": link["ifalias"]})
+            elif path in cached and lent_name(link):
+                found.append({"netns": path, "link": link, "master": None, "host_device": lent_name(link)})
     return found
+
+
+#: What host-device writes as a lent device's alias: its name in the node, a plain link name.
+_LINK_NAME = re.compile(r"^[^\s/:]{1,15}$")
+
+
+def lent_name(link: dict[str, Any]) -> str:
+    """The node name of a device host-device lent (its alias), or "". Nothing ties a lent device to the node in
+    the kernel, so only containers of the libcni cache are searched, and only an alias that is a link name
+    counts (other plugins write prose there: bandwidth's ifb says "cni-bandwidth ...")."""
+    alias = str(link.get("ifalias", ""))
+    if link_kind(link) in CHILD_KINDS + ("vrf", "ifb") or alias == link.get("ifname"):
+        return ""
+    return alias if _LINK_NAME.match(alias) else ""
 
 
 def _addr_show(inside: Runner) -> list[dict[str, Any]]:

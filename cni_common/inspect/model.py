@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
-from .collect import Snapshot, container_side, link_kind
+from .collect import Snapshot, container_side, lent_name, link_kind
 
 _PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
 _MASQ_COMMENT = re.compile(r'^name: "(?P<network>(?:[^"\\]|\\.)*)" id: "(?P<cid>(?:[^"\\]|\\.)*)"$')
@@ -166,7 +166,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
 
     for veth_name, peer in sorted(snapshot.peers.items()):
         add_interface(peer["netns"], peer["link"], host_veth=veth_name, bridge=links[veth_name].get("master"),
-                      host_device=peer["link"].get("ifalias"))  # a veth end lent by host-device keeps its alias
+                      host_device=lent_name(peer["link"]) or None)  # a veth end lent by host-device
     for child in snapshot.children:
         add_interface(child["netns"], child["link"], master=child["master"], host_device=child.get("host_device"))
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}

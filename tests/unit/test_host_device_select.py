@@ -87,3 +87,18 @@ def test_state_file_round_trip_and_a_torn_one(tmp_path: Path):
     device.forget_host_side(path)
     device.forget_host_side(path)
     assert os.listdir(tmp_path / "d" / "net") == []
+
+
+@pytest.mark.parametrize(("link", "name"), [
+    ({"ifname": "net1", "ifalias": "eth1", "linkinfo": {"info_kind": "veth"}}, "eth1"),
+    ({"ifname": "net1", "ifalias": "ens5f0v3"}, "ens5f0v3"),  # a physical device: no kind
+    ({"ifname": "bw0", "ifalias": "cni-bandwidth cntbw0 cnt-1", "linkinfo": {"info_kind": "ifb"}}, ""),
+    ({"ifname": "net1", "ifalias": "uplink to rack 3"}, ""),  # an operator's prose
+    ({"ifname": "net1", "ifalias": "net1"}, ""),
+    ({"ifname": "blue", "ifalias": "x", "linkinfo": {"info_kind": "vrf"}}, ""),
+    ({"ifname": "net1"}, ""),
+])
+def test_inspect_knows_a_lent_device_by_its_alias(link, name):
+    from cni_common.inspect.collect import lent_name
+
+    assert lent_name(link) == name
