@@ -11,7 +11,7 @@ pass after sbr; DEL never creates a file at the netns path. See docs/sbr.md.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from cni_common import config
 from cni_common.errors import CNIError, ErrorCode
@@ -19,6 +19,9 @@ from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
 from cni_common.version import about_line
+
+if TYPE_CHECKING:
+    from cni_common.types import IPConfig
 
 # ---------------------------------------------------------------------------------------------------- config
 
@@ -42,10 +45,16 @@ def _prev(args: CmdArgs) -> Optional[Result]:
     return Result.from_dict(raw, args.cni_version) if raw else None
 
 
-def _ips(args: CmdArgs, prev: Result) -> list[Any]:
+def _chained(args: CmdArgs, missing: str) -> tuple[SbrConf, Result, list[IPConfig]]:
+    """ADD's and CHECK's request: the config, the prevResult (``missing``: the error without one) and its
+    addresses on ``CNI_IFNAME``."""
     from cni_common.srcroute import chained_ips
 
-    return chained_ips(prev.ips, [itf.name for itf in prev.interfaces], args.ifname)
+    c = load_conf(args.conf)
+    prev = _prev(args)
+    if prev is None:
+        raise CNIError(ErrorCode.INVALID_CONFIG, missing)
+    return c, prev, chained_ips(prev.ips, [itf.name for itf in prev.interfaces], args.ifname)
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
@@ -56,11 +65,7 @@ def cmd_add(args: CmdArgs) -> Result:
     from cni_common import srcroute
     from cni_common.netns import NetNS
 
-    c = load_conf(args.conf)
-    prev = _prev(args)
-    if prev is None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "This plugin must be called as chained plugin (no prevResult)")
-    ips = _ips(args, prev)
+    c, prev, ips = _chained(args, "This plugin must be called as chained plugin (no prevResult)")
     with NetNS(args.netns) as ns, srcroute.locked(ns), nl.open_conn(ns) as cont:
         srcroute.setup(cont, args.ifname, ips, c.table)
     return prev
@@ -87,11 +92,7 @@ def cmd_check(args: CmdArgs) -> None:
     from cni_common import srcroute
     from cni_common.netns import NetNS
 
-    c = load_conf(args.conf)
-    prev = _prev(args)
-    if prev is None:
-        raise CNIError(ErrorCode.INVALID_CONFIG, "Required prevResult missing")
-    ips = _ips(args, prev)
+    c, _, ips = _chained(args, "Required prevResult missing")
     with NetNS(args.netns) as ns, nl.open_conn(ns) as cont:
         srcroute.verify(cont, args.ifname, ips, c.table)
 
