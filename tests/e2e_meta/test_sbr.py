@@ -151,3 +151,27 @@ def test_failed_add_leaves_the_container_as_it_was(plugin_dir, host_ns, make_con
     assert done.rc == 1 and "10.9.9.9" in json.dumps(done.out), done
     assert (_rules(ctr), _table(ctr, "main")) == before
     assert _table(ctr, "100") == []
+
+
+def test_dual_stack_matches_go(cnitool, go_cnitool, host_ns, make_container_ns, tmp_path: Path):
+    """An IPv4 and an IPv6 address: a table each (100, 101), the same rules and routes as Go's."""
+    facts = {}
+    for label, tool in (("ours", cnitool), ("go", go_cnitool)):
+        conf = _chain(f"cntsbr6-{label}", f"cntb6{label}", tmp_path / label)
+        conf["plugins"][0]["ipam"]["ranges"].append([{"subnet": "fd63::/64"}])
+        conf["plugins"][0]["ipam"]["routes"].append({"dst": "::/0"})
+        tool.write_conflist(conf)
+        ctr = make_container_ns(lo_up=True)
+        assert tool.add(conf["name"], ctr).rc == 0, label
+        rules6 = json.loads(ctr.run(["ip", "-j", "-6", "rule", "show"]).stdout)
+        facts[label] = {
+            "rules": _rules(ctr), "rules6": [(r["priority"], r.get("src"), r["table"]) for r in rules6],
+            "t100": _table(ctr, "100"),
+            "t101": sorted((r["dst"], r.get("gateway"), r.get("dev"))
+                           for r in net.routes(ctr, family=6, table="101")),
+            "main6": [r["dst"] for r in net.routes(ctr, family=6) if r.get("dev") == "eth0"]}
+        assert tool.delete(conf["name"], ctr).rc == 0, label
+        host_ns.ip("link", "del", f"cntb6{label}")
+    assert facts["ours"] == facts["go"]
+    assert (32765, "fd63::2", "101") in facts["ours"]["rules6"]
+    assert ("default", "fd63::1", "eth0") in facts["ours"]["t101"]
