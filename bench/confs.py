@@ -109,6 +109,23 @@ def ptp_conflist(data_dir: Path) -> dict[str, Any]:
     }
 
 
+HOSTDEV_NET = "cntb-hostdev"
+#: The host-device case's device: a veth end made in each side's host namespace, lent and given back per cycle.
+HOSTDEV_DEVICE = "cntbd0"
+
+
+def hostdev_conflist(data_dir: Path) -> dict[str, Any]:
+    """host-device + host-local: a node device moved into the pod and back (two namespace moves per verb)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": HOSTDEV_NET,
+        "plugins": [
+            {"type": "host-device", "device": HOSTDEV_DEVICE, "dataDir": str(data_dir / "host-device"),
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.92.0.0/16"}]]}},
+        ],
+    }
+
+
 def loopback_conflist(_data_dir: Path) -> dict[str, Any]:
     """loopback alone: what containerd's CRI runs for every pod's lo."""
     return {"cniVersion": CNI_VERSION, "name": LOOPBACK_NET, "plugins": [{"type": "loopback"}]}
@@ -123,6 +140,18 @@ def static_conflist(_data_dir: Path) -> dict[str, Any]:
                                                   {"address": "fd96::5/64", "gateway": "fd96::1"}],
                                     "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
                                     "dns": {"nameservers": ["10.96.0.53"]}}}]}
+
+
+SBR_NET = "cntb-sbr"
+
+
+def sbr_conflist(data_dir: Path) -> dict[str, Any]:
+    """The pair (bridge + host-local) with sbr chained: a table and a source rule per pod address."""
+    conf = pair_conflist(data_dir)
+    conf["name"] = SBR_NET
+    conf["plugins"][0]["bridge"] = "cntb4"
+    conf["plugins"].append({"type": "sbr"})
+    return conf
 
 
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "burst",
-         "footprint", "cross")
+CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "hostdev",
+         "sbr", "burst", "footprint", "cross")
 
 
 def go_version() -> str:
@@ -98,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
                     side.host.ip("link", "set", name, "up")
             rows += cases.cycle_rows(lab, sides, "macvlan+host-local", confs.MACVLAN_NET, confs.macvlan_conflist,
                                      None, opts.n, ())
+        if "hostdev" in opts.cases:
+            cases.log("host-device + host-local")
+            for side in sides:
+                side.host.ip("link", "add", confs.HOSTDEV_DEVICE, "type", "veth", "peer", "name", "cntbd1")
+                side.host.ip("link", "set", "cntbd1", "up")
+            rows += cases.cycle_rows(lab, sides, "host-device+host-local", confs.HOSTDEV_NET, confs.hostdev_conflist,
+                                     None, opts.n, ())
+        if "sbr" in opts.cases:
+            cases.log("bridge + host-local + sbr")
+            rows += cases.cycle_rows(lab, sides, "pair+sbr", confs.SBR_NET, confs.sbr_conflist, None, opts.n, ())
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:

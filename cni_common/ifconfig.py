@@ -64,7 +64,8 @@ def configure_iface(cont: Conn, index: int, ifname: str, result: Result, interfa
 
 def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Result) -> None:
     """CHECK: every address ``prev`` gives the interface (result index ``cont_idx``) is on link ``index``, and
-    every route of ``prev`` is in the container, in its table."""
+    every route of ``prev`` is in the container, in its table (a route of no table: in main, or where sbr or
+    vrf chained after the plugin moved it)."""
     from . import netlink as nl
 
     have = {a.address for a in nl.list_addrs(cont, index)}
@@ -72,10 +73,27 @@ def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Resul
         if ip.interface in (None, cont_idx) and ip.address not in have:
             raise CNIError(PluginCode.CHECK_FAILED, f"address {ip.address} not found on {ifname!r}")
     routes = nl.list_routes(cont, table=None)
+    moved: set[int] | None = None  # where a chained sbr or vrf moved main-table routes, read when first needed
     for r in prev.routes:
-        table = r.table or 254
-        if not any(x.dst == r.dst and x.table == table and (r.gw is None or x.gateway == r.gw) for x in routes):
-            raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
+        where = [x.table for x in routes if x.dst == r.dst and (r.gw is None or x.gateway == r.gw)]
+        if (r.table or 254) in where:
+            continue
+        if r.table is None and where:
+            moved = _moved_route_tables(cont, index, prev) if moved is None else moved
+            if moved.intersection(where):
+                continue
+        raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
+
+
+def _moved_route_tables(cont: Conn, index: int, prev: Result) -> set[int]:
+    """The tables a plugin chained after this one moved the interface's main-table routes to: sbr's (where rules
+    send the container's addresses) and vrf's (the table of the VRF the link is a port of)."""
+    from .srcroute import source_tables
+    from .vrf import table_of
+
+    tables = source_tables(cont, [ip.address for ip in prev.ips])
+    vrf_table = table_of(cont, index)
+    return tables | ({vrf_table} if vrf_table is not None else set())
 
 
 def settle_dad(cont: Conn, index: int, ifname: str) -> None:

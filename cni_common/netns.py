@@ -80,6 +80,48 @@ class NetNS:
 
 
 @contextlib.contextmanager
+def scratch() -> Iterator[NetNS]:
+    """A new, empty network namespace that no path names, gone when the ``with`` ends (its last fd closes).
+
+    host-device renames a device in one of these (upstream v1.6.0+, #1073): renaming it in the host raced
+    with udev and NetworkManager, renaming it in the container could clash with a name there. The namespace
+    is made by a short-lived thread (unshare acts on the calling thread only), so the caller never leaves its own.
+    """
+    import threading
+
+    made: list[NetNS | OSError] = []
+
+    def make() -> None:
+        try:
+            _unshare_net()
+            made.append(NetNS.current())
+        except OSError as exc:
+            made.append(exc)
+
+    worker = threading.Thread(target=make, name="scratch-netns")
+    worker.start()
+    worker.join()
+    ns = made[0]
+    if isinstance(ns, OSError):
+        raise CNIError(ErrorCode.INTERNAL, f"failed to create a temporary netns: {ns.strerror}") from ns
+    with ns:
+        yield ns
+
+
+def _unshare_net() -> None:
+    """unshare(CLONE_NEWNET) for the calling thread (``os.unshare`` exists from Python 3.12 only)."""
+    native: Callable[[int], None] | None = getattr(os, "unshare", None)
+    if native is not None:
+        native(CLONE_NEWNET)
+        return
+    import ctypes
+
+    if _libc().unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
 def _entered(fd: int, path: str) -> Iterator[None]:
     """Switch the calling thread into the namespace ``fd``, run the ``with`` body, switch back.
 

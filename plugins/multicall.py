@@ -32,6 +32,7 @@ PLUGINS = {
     "vlan": "plugins.vlan",
     "dummy": "plugins.dummy",
     "tap": "plugins.tap",
+    "host-device": "plugins.host_device",
     "loopback": "plugins.loopback",
     "vxlan": "plugins.vxlan",
     # IPAM: addresses for a main plugin
@@ -42,6 +43,8 @@ PLUGINS = {
     "tuning": "plugins.tuning",
     "firewall": "plugins.firewall",
     "bandwidth": "plugins.bandwidth",
+    "sbr": "plugins.sbr",
+    "vrf": "plugins.vrf",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same

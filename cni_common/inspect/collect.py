@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -85,7 +86,9 @@ class Snapshot:
     qdiscs: list[dict[str, Any]] = field(default_factory=list)  # ``tc -j qdisc show``: every link's
     redirects: dict[str, str] = field(default_factory=dict)  # host veth -> the ifb its ingress filter feeds
     #: container links hung off a node link: {"netns": path, "link": its ip -j entry, "master": the node link's name}
+    #: or lent by the node (host-device): "master" None and "host_device" the device's name in the node
     children: list[dict[str, Any]] = field(default_factory=list)
+    peer_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # container netns path -> ip rules
 
 
 def _named_namespaces() -> dict[int, str]:
@@ -154,7 +157,8 @@ def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_i
     the veth search). A namespace that vanishes meanwhile is no error worth reporting."""
     by_index = {ln["ifindex"]: ln["ifname"] for ln in links if "ifindex" in ln}
     host_name = os.path.basename(host_path) if host_path and host_path.startswith(NETNS_DIR + "/") else None
-    paths = set(_named_namespaces().values()) | {c["netns"] for c in cache if c.get("netns")}
+    cached = {c["netns"] for c in cache if c.get("netns")}
+    paths = set(_named_namespaces().values()) | cached
     found = []
     for path in sorted(paths):
         try:
@@ -168,7 +172,23 @@ def _find_children(host_path: Optional[str], links: list[dict[str, Any]], host_i
             if link_kind(link) in CHILD_KINDS and "link_netnsid" in link and parent is not None and \
                     (host_name is None or _names_nsid(inside, link, host_name)):
                 found.append({"netns": path, "link": link, "master": parent})
+            elif path in cached and lent_name(link):
+                found.append({"netns": path, "link": link, "master": None, "host_device": lent_name(link)})
     return found
+
+
+#: What host-device writes as a lent device's alias: its name in the node, a plain link name.
+_LINK_NAME = re.compile(r"^[^\s/:]{1,15}$")
+
+
+def lent_name(link: dict[str, Any]) -> str:
+    """The node name of a device host-device lent (its alias), or "". Nothing ties a lent device to the node in
+    the kernel, so only containers of the libcni cache are searched, and only an alias that is a link name
+    counts (other plugins write prose there: bandwidth's ifb says "cni-bandwidth ...")."""
+    alias = str(link.get("ifalias", ""))
+    if link_kind(link) in CHILD_KINDS + ("vrf", "ifb") or alias == link.get("ifname"):
+        return ""
+    return alias if _LINK_NAME.match(alias) else ""
 
 
 def _addr_show(inside: Runner) -> list[dict[str, Any]]:
@@ -343,9 +363,14 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
     peers, peer_routes = _find_peers(run, links, nsids, host_ino)
     cache = read_cache(cache_dir)
     children = _find_children(path, links, host_ino, cache)
+    lent_veths = {(p["netns"], p["link"]["ifname"]) for p in peers.values()}  # a lent veth: drawn as a peer
+    children = [c for c in children if not (c["master"] is None and (c["netns"], c["link"]["ifname"]) in lent_veths)]
     for child in children:
         if child["netns"] not in peer_routes:
             peer_routes[child["netns"]] = Runner(child["netns"], run.errors).json(["ip", "-j", "route", "show"]) or []
+    # source rules (sbr) of the containers; the kernel's three default ones are left out
+    peer_rules = {ns: [r for r in Runner(ns, run.errors).json(["ip", "-j", "rule", "show"]) or []
+                       if r.get("table") not in ("local", "main", "default")] for ns in sorted(peer_routes)}
     fdb: dict[str, list[dict[str, Any]]] = {}
     neighbours: dict[str, list[dict[str, Any]]] = {}
     for link in links:
@@ -360,4 +385,5 @@ def collect(netns: Optional[str], data_dirs: list[str], cache_dir: str) -> Snaps
                     cache=cache, errors=run.errors,
                     filter_tables={4: run.text(["iptables-save", "-t", "filter"]) or "",
                                    6: run.text(["ip6tables-save", "-t", "filter"]) or ""},
-                    qdiscs=qdiscs, redirects=redirects, children=children)
+                    qdiscs=qdiscs, redirects=redirects, children=children,
+                    peer_rules=peer_rules)

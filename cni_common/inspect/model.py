@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from cni_common.netfilter.xtables import option_value, parse_save, target_of
 
-from .collect import Snapshot, container_side, link_kind
+from .collect import Snapshot, container_side, lent_name, link_kind
 from .firewall import firewall_view
 
 _PORT_KEYS = ("protocol", "host_ip", "host_port", "container_port", "backend")  # a mapping, as a container shows it
@@ -148,26 +148,30 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
 
     def add_interface(path: str, other: dict[str, Any], **joined: Any) -> None:
         """Put the container-side link ``other`` of namespace ``path`` into its container, with how it is joined
-        to the node (``host_veth`` and ``bridge``, or ``master``)."""
+        to the node (``host_veth`` and ``bridge``, ``master``, or ``host_device``: lent by the node) and the VRF
+        it is in."""
         addresses = _addresses(other)
         ips = [_ip_only(a) for a in addresses]
         owner = next((cache_by_ip[ip] for ip in ips if ip in cache_by_ip), None) or \
             next((reservation_by_ip[ip] for ip in ips if ip in reservation_by_ip), None) or {}
         ctr = containers.setdefault(path, {
             "netns": _netns_label(path), "container_id": owner.get("container_id"), "interfaces": [],
-            "routes": [_route(r) for r in snapshot.peer_routes.get(path, [])], "ports": []})
+            "routes": [_route(r) for r in snapshot.peer_routes.get(path, [])], "ports": [],
+            "rules": [f"from {r.get('src')} lookup {r.get('table')}" for r in snapshot.peer_rules.get(path, [])]})
         ctr["container_id"] = ctr["container_id"] or owner.get("container_id")
         ctr["interfaces"].append({
             "name": other["ifname"], "kind": link_kind(other), "mac": other.get("address"), "mtu": other.get("mtu"),
             "addresses": addresses, "network": owner.get("network"), "host_veth": None, "bridge": None,
-            "master": None, "shaping": None, "host_addresses": [], **joined})
+            "master": None, "shaping": None, "host_addresses": [], "host_device": None, **joined,
+            "vrf": other.get("master") if other.get("linkinfo", {}).get("info_slave_kind") == "vrf" else None})
 
     for veth_name, peer in sorted(snapshot.peers.items()):
         add_interface(peer["netns"], peer["link"], host_veth=veth_name, bridge=links[veth_name].get("master"),
                       shaping=_shaping(snapshot, veth_name),
-                      host_addresses=_addresses(links[veth_name]))  # ptp: the gateway, held by the host end
+                      host_addresses=_addresses(links[veth_name]),  # ptp: the gateway, held by the host end
+                      host_device=lent_name(peer["link"]) or None)  # a veth end lent by host-device
     for child in snapshot.children:
-        add_interface(child["netns"], child["link"], master=child["master"])
+        add_interface(child["netns"], child["link"], master=child["master"], host_device=child.get("host_device"))
     by_ip = {_ip_only(a): c for c in containers.values() for i in c["interfaces"] for a in i["addresses"]}
     live_ips = set(by_ip)
     for pm in portmaps:
@@ -183,7 +187,7 @@ def build(snapshot: Snapshot) -> dict[str, Any]:
     lost_veths = [name for name, ln in sorted(links.items()) if container_side(ln) and name not in snapshot.peers]
     shaping_ifbs = set(snapshot.redirects.values())
     children: dict[str, list[str]] = {}
-    for child in snapshot.children:
+    for child in (c for c in snapshot.children if c["master"]):
         children.setdefault(child["master"], []).append(f"{_netns_label(child['netns'])}:{child['link']['ifname']}")
     others = [{"name": name, "kind": link_kind(ln) or ln.get("link_type"), "mtu": ln.get("mtu"),
                "state": ln.get("operstate"), "addresses": _addresses(ln), "children": children.get(name, [])}

@@ -72,7 +72,9 @@ def _container_lines(ctr: dict[str, Any]) -> list[str]:
     if ctr["container_id"]:
         lines.append(f"id {ctr['container_id']}")
     for iface in ctr["interfaces"]:
-        lines.append(f"{iface['name']}  {' '.join(iface['addresses']) or '(no address)'}")
+        vrf = f"  vrf {iface['vrf']}" if iface.get("vrf") else ""
+        lines.append(f"{iface['name']}  {' '.join(iface['addresses']) or '(no address)'}{vrf}")
+    lines += [f"rule {r}" for r in ctr.get("rules", [])]
     for p in ctr["ports"]:
         lines.append(f"port {host_port(p['host_ip'], p['host_port']) if p['host_ip'] else p['host_port']}"
                      f"/{p['protocol']} -> {p['container_port']}")
@@ -112,7 +114,7 @@ def render(node: dict[str, Any]) -> str:
     children = []  # (container, interface): macvlan, ipvlan, vlan children, joined to their master device
     for ctr in node["containers"]:
         for iface in ctr["interfaces"]:
-            if iface["master"]:
+            if iface["master"] or iface.get("host_device"):
                 children.append((ctr, iface))
                 continue
             members = groups.setdefault(iface["bridge"], [])
@@ -145,6 +147,9 @@ def render(node: dict[str, Any]) -> str:
             drawn[id(ctr)] = x + w / 2
             x += w + GAP
         cx = drawn[id(ctr)]
+        if iface.get("host_device"):  # the node lent it: no link of the node is joined to it any more
+            c.text(cx + 6, ctr_y - 8, f"host-device {iface['host_device']} as {iface['name']}", extra=' fill="#555"')
+            continue
         mx, my = masters.get(iface["master"], (cx, bridge_y))
         c.line(mx, my, cx, ctr_y)
         c.text((mx + cx) / 2 + 6, (my + ctr_y) / 2, f"{iface['kind']} {iface['name']}", extra=' fill="#555"')

@@ -41,15 +41,21 @@ def render(node: dict[str, Any]) -> str:
             out.append(f"    peer {p['subnet']} via {p['gateway']}  vtep {p['vtep_mac']}  underlay {p['underlay_ip']}")
     by_bridge: dict[Any, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     by_master: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    lent: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for ctr in node["containers"]:
         for iface in ctr["interfaces"]:
-            if iface["master"]:
+            if iface.get("host_device"):
+                lent.append((ctr, iface))
+            elif iface["master"]:
                 by_master.setdefault(iface["master"], []).append((ctr, iface))
             else:
                 by_bridge.setdefault(iface["bridge"], []).append((ctr, iface))
     for master, children in sorted(by_master.items()):
         out.append(f"  master {master}")
         out += _attached(children)
+    if lent:
+        out.append("  devices lent to containers (host-device)")
+        out += _attached(lent)
     for br in node["bridges"]:
         out.append(f"  bridge {br['name']} (mtu {br['mtu']}, {br['state']})  {' '.join(br['addresses']) or '-'}")
         out += _attached(by_bridge.pop(br["name"], []))
@@ -100,9 +106,16 @@ def _attached(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     lines = []
     for ctr, iface in pairs:
         gateway = f" ({' '.join(iface['host_addresses'])})" if iface.get("host_addresses") else ""
-        joint = f"{iface['kind']} child" if iface["master"] else f"{iface['host_veth']}{gateway} <->"
+        if iface.get("host_device"):
+            joint = f"{iface['host_device']} lent as"
+        else:
+            joint = f"{iface['kind']} child" if iface["master"] else f"{iface['host_veth']}{gateway} <->"
+        vrf = f"  vrf {iface['vrf']}" if iface.get("vrf") else ""
         lines.append(f"    {joint} {iface['name']} in {ctr['netns']}  "
-                     f"{' '.join(iface['addresses']) or '-'}  [{iface['network'] or '?'} {ctr['container_id'] or '?'}]")
+                     f"{' '.join(iface['addresses']) or '-'}{vrf}  [{iface['network'] or '?'} "
+                     f"{ctr['container_id'] or '?'}]")
+        if ctr.get("rules"):
+            lines.append(f"      rules: {', '.join(ctr['rules'])}")
         if ctr["ports"]:
             lines.append(f"      ports: {_ports(ctr)}")
         if iface.get("shaping"):

@@ -36,7 +36,9 @@ Verify = Callable[["Conn", "Conn", "Link", "dict[str, Any]"], None]
 class LinkPlan:
     """What the shared verbs need to know of a plugin's link."""
 
-    kind: str  # the rtnl kind ("macvlan", "ipvlan", "vlan", "dummy"; "tun" for tap), also CHECK's type test
+    #: the rtnl kind ("macvlan", "ipvlan", "vlan", "dummy"; "tun" for tap), also CHECK's type test; "": any kind
+    #: (host-device lends whatever device the node has)
+    kind: str
     ipam_type: str = ""
     dns: DNS = field(default_factory=DNS)  # the config's dns: the result's, unless dns_from_ipam
     dns_from_ipam: bool = False  # dummy reports the IPAM result's dns, as upstream's does
@@ -123,7 +125,7 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None) -> Non
             link, data = nl.get_link_data(cont, args.ifname)
         except nl.LinkNotFound as exc:
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname!r} not found") from exc
-        if link.kind != plan.kind:
+        if plan.kind and link.kind != plan.kind:  # host-device lends a device of any kind
             raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname} not of type {plan.kind}")
         if verify is not None:
             verify(host, cont, link, data)

@@ -31,6 +31,7 @@ from .link import (
     get_link_data,
     list_bridge_vlans,
     list_links,
+    move_link,
     rename_link,
     set_alias,
     set_allmulti,
@@ -55,14 +56,16 @@ from .neigh import (
     replace_neigh,
 )
 from .route import Route, RouteLookup, add_route, add_route_excl, del_route, list_routes, route_get
+from .rule import Rule, add_rule, del_rule, list_rules
 
 __all__ = [
     "AF_INET", "AF_INET6", "AF_UNSPEC", "RT_SCOPE_HOST", "RT_SCOPE_LINK",
     "Addr", "BridgeVlan", "Conn", "FdbEntry", "Link", "LinkNotFound",
-    "Neighbour", "NetlinkError", "Route", "RouteLookup", "add_addr", "add_bridge_vlan", "add_route",
-    "add_route_excl", "create_link", "del_addr", "del_bridge_vlan", "del_route", "delete_fdb", "delete_link",
-    "delete_neigh", "ensure_bridge", "ensure_ifb", "ensure_vxlan", "find_link", "get_link", "get_link_data",
-    "list_addrs", "list_bridge_vlans", "list_fdb", "list_links", "list_neighbours", "list_routes", "open_conn",
-    "rename_link", "replace_fdb", "replace_neigh", "route_get", "set_alias", "set_allmulti", "set_bridge_port",
-    "set_down", "set_mac", "set_master", "set_mtu", "set_promisc", "set_txqlen", "set_up", "setup_veth",
+    "Neighbour", "NetlinkError", "Route", "RouteLookup", "Rule", "add_addr", "add_bridge_vlan", "add_route",
+    "add_route_excl", "add_rule", "create_link", "del_addr", "del_bridge_vlan", "del_route", "del_rule",
+    "delete_fdb", "delete_link", "delete_neigh", "ensure_bridge", "ensure_ifb", "ensure_vxlan", "find_link",
+    "get_link", "get_link_data", "list_addrs", "list_bridge_vlans", "list_fdb", "list_links", "list_neighbours",
+    "list_routes", "list_rules", "move_link", "open_conn", "rename_link", "replace_fdb", "replace_neigh",
+    "route_get", "set_alias", "set_allmulti", "set_bridge_port", "set_down", "set_mac", "set_master", "set_mtu",
+    "set_promisc", "set_txqlen", "set_up", "setup_veth",
 ]

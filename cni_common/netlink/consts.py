@@ -38,6 +38,9 @@ RTM_GETROUTE = 26
 RTM_NEWNEIGH = 28
 RTM_DELNEIGH = 29
 RTM_GETNEIGH = 30
+RTM_NEWRULE = 32
+RTM_DELRULE = 33
+RTM_GETRULE = 34
 RTM_NEWQDISC = 36
 RTM_DELQDISC = 37
 RTM_GETQDISC = 38
@@ -104,6 +107,7 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255  # in a delete request: match any scope (iproute2's default)
 RTNH_F_ONLINK = 0x4
+FR_ACT_TO_TBL = 1  # a policy rule's action: look up a table
 
 # traffic control (linux/pkt_sched.h, pkt_cls.h, if_ether.h, tc_act/tc_mirred.h)
 TC_H_ROOT = 0xFFFFFFFF

@@ -63,7 +63,8 @@ class Link:
     flags: int  # IFF_* net_device flags
     operstate: int  # IF_OPER_*
     txqlen: int = 0  # IFLA_TXQLEN: the transmit queue length
-    alias: str = ""  # IFLA_IFALIAS: free text a plugin may mark its own links with
+    alias: str = ""  # IFLA_IFALIAS: free text a plugin marks its links with (bandwidth's ifbs; host-device keeps a
+    #               lent device's host name here, as upstream does)
 
     @property
     def up(self) -> bool:
@@ -346,6 +347,17 @@ def delete_link(conn: Conn, key: str | int) -> bool:
     return request_unless(conn, RTM_DELLINK, _key_body(key), 0, f"failed to delete link {key!r}", (errno.ENODEV,))
 
 
+def move_link(conn: Conn, index: int, netns_fd: int) -> None:
+    """Move link ``index`` into the namespace ``netns_fd``; the kernel drops its addresses and routes on the way
+    (and refuses with EEXIST when that namespace has a link of the same name)."""
+    _setlink(conn, index, f"failed to move link {index} to another netns", ("IFLA_NET_NS_FD", netns_fd))
+
+
+def set_alias(conn: Conn, index: int, alias: str) -> None:
+    """Set link ``index``'s alias (IFLA_IFALIAS); "" clears it."""
+    _setlink(conn, index, f"failed to set alias {alias!r} on link {index}", ("IFLA_IFALIAS", alias))
+
+
 def set_up(conn: Conn, index: int) -> None:
     _setlink(conn, index, f"failed to set link {index} up", flags=IFF_UP, change=IFF_UP)
 
@@ -375,11 +387,6 @@ def set_mtu(conn: Conn, index: int, mtu: int) -> None:
 def set_mac(conn: Conn, index: int, mac: str) -> None:
     """Set the MAC; on a bridge this also pins it, so it stops following the lowest port MAC."""
     _setlink(conn, index, f"failed to set MAC {mac} on link {index}", _mac_attr(mac))
-
-
-def set_alias(conn: Conn, index: int, alias: str) -> None:
-    """Set IFLA_IFALIAS (``ip link set ... alias``; the kernel takes it only on an existing link)."""
-    _setlink(conn, index, f"failed to set alias on link {index}", ("IFLA_IFALIAS", alias))
 
 
 def set_master(conn: Conn, index: int, master: int) -> None:

@@ -45,6 +45,7 @@ MODULES = {
     "rtmsg": "pyroute2.netlink.rtnl.rtmsg",
     "ndmsg": "pyroute2.netlink.rtnl.ndmsg",
     "tcmsg": "cni_common.netlink.tcmsg",  # ours, on pyroute2's base classes (see that module)
+    "fibmsg": "pyroute2.netlink.rtnl.fibmsg",
 }
 _AF_BRIDGE = 7
 _loaded: dict[str, type] = {}

@@ -1,4 +1,4 @@
-"""The link plugins' configs in conf-examples/ (50-54): each parses and reaches the kernel for every verb; the
+"""The link plugins' configs in conf-examples/ (80-84): each parses and reaches the kernel for every verb; the
 macvlan and tap ones run for real through libcni (ipvlan, vlan and dummy need the kernel lane's kernel: their
 plugins are tested there, tests/kernel_lane/test_links.py)."""
 
@@ -13,7 +13,7 @@ from tests.e2e_links import links
 from tests.helpers import inprocess, net
 from tests.helpers.paths import REPO
 
-EXAMPLES = sorted(p for p in (REPO / "conf-examples").glob("5*.conflist"))
+EXAMPLES = sorted(p for p in (REPO / "conf-examples").glob("8*.conflist"))
 
 
 def _load(path: Path, data_dir: Path) -> dict:
@@ -37,7 +37,7 @@ def test_example_is_valid(path: Path, monkeypatch, tmp_path: Path):
         assert result.reached_kernel, (verb, result.out)
 
 
-@pytest.mark.parametrize("name", ["50-macvlan.conflist", "54-tap.conflist"])
+@pytest.mark.parametrize("name", ["80-macvlan.conflist", "84-tap.conflist"])
 def test_example_two_containers(name: str, cnitool, host_ns, make_container_ns, tmp_path: Path):
     links.make_master(host_ns)  # the default route's link: the macvlan example's master
     conf = _load(REPO / "conf-examples" / name, tmp_path)

@@ -28,6 +28,10 @@ KERNEL_ENTRY_POINTS = {
     "cni_common.veth": ("release",),
     "cni_common.netns": ("_open_netns_fd",),  # loopback opens the container's namespace itself
     "cni_common.links.attach": ("add", "delete", "check", "status", "gc"),
+    "cni_common.links.device": ("find_host_device", "give_back", "reclaim_orphan", "restore_host_side",
+                                "save_host_side", "forget_host_side", "prune_host_sides"),
+    "cni_common.srcroute": ("setup", "teardown", "verify"),
+    "cni_common.vrf": ("attach", "ensure", "enslave", "release", "verify"),
 }
 
 

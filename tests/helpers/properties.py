@@ -88,6 +88,11 @@ KEYS = {
     "dummy": ["type", "ipam", "ipam.type", "dns", "prevResult", "cniVersion", "name"],
     "tap": ["type", "multiQueue", "mtu", "mac", "owner", "group", "selinuxContext", "bridge", "ipam", "ipam.type",
             "dns", "args", "args.cni.mac", "runtimeConfig", "runtimeConfig.mac", "prevResult", "cniVersion", "name"],
+    "host-device": ["type", "device", "hwaddr", "kernelpath", "pciBusID", "runtimeConfig", "runtimeConfig.deviceID",
+                    "dataDir", "ipam", "ipam.type", "dns", "prevResult", "cniVersion", "name"],
+    "sbr": ["type", "table", "prevResult", "prevResult.ips", "prevResult.interfaces", "cniVersion", "name"],
+    "vrf": ["type", "vrfname", "table", "prevResult", "prevResult.ips", "prevResult.interfaces", "cniVersion",
+            "name"],
 }
 PATH_KEYS = {"dataDir", "logFile"}
 
@@ -118,6 +123,10 @@ def base(plugin: str, data_dir: str) -> dict[str, Any]:
                  "vlan": {"master": "cntpm0", "vlanId": 5}, "dummy": {}, "tap": {"multiQueue": True}}
     if plugin in link_keys:
         return dict(common, type=plugin, **link_keys[plugin], ipam=ipam, prevResult=prev)
+    if plugin == "host-device":
+        return dict(common, type=plugin, device="cntpm0", dataDir=data_dir, ipam=ipam, prevResult=prev)
+    if plugin in ("sbr", "vrf"):
+        return dict(common, type=plugin, prevResult=prev, **({"vrfname": "cntpv"} if plugin == "vrf" else {}))
     raise ValueError(plugin)
 
 

@@ -43,8 +43,18 @@ def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
         keys = {"macvlan": {"master": "cntvm0"}, "ipvlan": {"master": "cntvm0"},
                 "vlan": {"master": "cntvm0", "vlanId": 5}}.get(plugin, {})
         return {"cniVersion": "1.0.0", "name": "cntv", "type": plugin, **keys, "ipam": ipam}
+    if plugin == "host-device":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "host-device", "device": "cntvd0", "ipam": ipam}
+    if plugin == "sbr":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "sbr", "prevResult": CHAINED_PREV}
+    if plugin == "vrf":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "vrf", "vrfname": "cntvrf", "prevResult": CHAINED_PREV}
     raise ValueError(plugin)
 
+
+#: The previous result a chained plugin (sbr, vrf) gets: one interface with one address.
+CHAINED_PREV = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/nonexistent/cnt-netns"}],
+                "ips": [{"address": "10.99.0.2/24", "gateway": "10.99.0.1", "interface": 0}]}
 
 #: The plugins whose attachment is one link in the container (cni_common/links); Go v1.1.1 has the first three.
 LINK_PLUGINS = ("macvlan", "ipvlan", "vlan", "dummy", "tap")
@@ -156,4 +166,24 @@ CASES = [
     Case("tap", "mtu-string", {"mtu": "1400"}, "mtu"),
     Case("tap", "bridge-number", {"bridge": 5}, "bridge"),
     Case("tap", "selinuxContext-number", {"selinuxContext": 5}, "selinuxContext"),
+    # host-device: which device is looked up by ADD (and CHECK) only, so a DEL never fails on a gone device
+    Case("host-device", "device-number", {"device": 5}, "device"),
+    Case("host-device", "hwaddr-number", {"hwaddr": 5}, "hwaddr"),
+    Case("host-device", "kernelpath-number", {"kernelpath": 5}, "kernelpath"),
+    Case("host-device", "pciBusID-number", {"pciBusID": 5}, "pciBusID"),
+    Case("host-device", "deviceID-number", {"runtimeConfig": {"deviceID": 5}}, "deviceID"),
+    Case("host-device", "none-given", {"device": ""}, '"device", "hwaddr", "kernelpath" or "pciBusID"',
+         verbs=("ADD",)),
+    Case("host-device", "kernelpath-relative", {"device": "", "kernelpath": "devices/x"}, "/sys/devices/",
+         verbs=("ADD",)),
+    Case("host-device", "ipam-type-number", {"ipam.type": 5}, "ipam.type"),
+    Case("host-device", "dataDir-number", {"dataDir": 5}, "dataDir", go_knows=False),
+    # sbr (v1.1.1 has no "table": newer Go refuses a string)
+    Case("sbr", "table-string", {"table": "100"}, "table", go_knows=False),
+    Case("sbr", "table-main", {"table": 254}, "table", go_knows=False),
+    # vrf
+    Case("vrf", "vrfname-number", {"vrfname": 5}, "vrfname"),
+    Case("vrf", "vrfname-missing", {"vrfname": ""}, "vrf name"),
+    Case("vrf", "table-string", {"table": "5"}, "table"),
+    Case("vrf", "table-negative", {"table": -1}, "table"),
 ]

@@ -49,7 +49,7 @@ def run_pair(cnitool, host, ctrs, conf: dict[str, Any], cap_args: list[Any]) -> 
 
 
 def test_ptp_example(cnitool, host_ns, make_container_ns, tmp_path: Path):
-    conf = load("50-ptp.conflist", tmp_path / "ipam")
+    conf = load("20-ptp.conflist", tmp_path / "ipam")
     results = run_pair(cnitool, host_ns, [make_container_ns(), make_container_ns()], conf, [None, None])
     assert [r["ips"][0]["gateway"] for r in results] == ["10.23.0.1", "10.23.0.1"]
     assert not any(p.name[0].isdigit() for p in (tmp_path / "ipam" / conf["name"]).iterdir())
@@ -58,7 +58,7 @@ def test_ptp_example(cnitool, host_ns, make_container_ns, tmp_path: Path):
 def test_ptp_static_dual_stack_example(cnitool, host_ns, make_container_ns):
     """The first container takes the configured addresses, the second the runtime's (capability ``ips``), which
     keep the configured gateways of their subnets."""
-    conf = load("51-ptp-static-dual-stack.conflist", None)  # type: ignore[arg-type]
+    conf = load("21-ptp-static-dual-stack.conflist", None)  # type: ignore[arg-type]
     results = run_pair(cnitool, host_ns, [make_container_ns(), make_container_ns()], conf,
                        [None, {"ips": ["10.24.0.11/24", "fd24::11/64"]}])
     assert [(ip["address"], ip["gateway"]) for ip in results[1]["ips"]] == [("10.24.0.11/24", "10.24.0.1"),

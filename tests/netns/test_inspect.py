@@ -158,9 +158,10 @@ def expected_model(host: Netns, ctrs: dict[str, Netns], results: dict[str, dict[
             "netns": ctrs[cid].name, "container_id": cid,
             "interfaces": [{"name": "eth0", "mac": eth0["mac"], "mtu": mtu, "addresses": [f"{prefix}.2/24"],
                             "network": net, "host_veth": veth["name"], "bridge": bridge, "kind": "veth",
-                            "master": None, "shaping": None, "host_addresses": []}],
+                            "master": None, "shaping": None, "host_addresses": [], "host_device": None,
+                            "vrf": None}],
             "routes": routes + [{"dst": f"{prefix}.0/24", "gateway": None, "dev": "eth0"}],
-            "ports": ports[cid]})
+            "ports": ports[cid], "rules": []})
         bridges.append({"name": bridge, "mac": br["mac"], "mtu": mtu, "state": "UP",
                         "addresses": [f"{prefix}.1/24"], "ports": [veth["name"]]})
     vx = link(host, "cnivx.1")

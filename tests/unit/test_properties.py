@@ -22,7 +22,7 @@ from tests.helpers import inprocess, properties
 properties.register_profiles()
 
 PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static", "macvlan", "ipvlan", "vlan", "dummy",
-           "tap")
+           "tap", "host-device", "sbr", "vrf")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
 
 
