@@ -28,6 +28,7 @@ PLUGINS = {
     "host-local": "ipam.host_local",
     "portmap": "plugins.portmap",
     "vxlan": "plugins.vxlan",
+    "dhcp": "ipam.dhcp",
 }
 
 #: Plugins whose ``main`` accepts ``environ``/``stdin``/``stdout``/``stderr``, so that a plugin of the same
@@ -41,6 +42,7 @@ MODES = {
     ("vxlan", "agent"): "cni_common.overlay.agent:run_cli",
     ("install",): "plugins.install:main",
     ("inspect",): "cni_common.inspect:main",
+    ("dhcp", "daemon"): "cni_common.dhcp.daemon:run_cli",
 }
 
 
