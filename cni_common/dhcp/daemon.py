@@ -318,7 +318,7 @@ def _serve_one(daemon: Daemon, conn: socket.socket) -> None:
             answer = wire.encode_result(daemon.handle(method, args))
         except CNIError as exc:
             answer = wire.encode_error(exc)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one failed request answers an error, the daemon serves on
             log.error("%s failed: %s", method, exc)
             answer = wire.encode_error(CNIError(ErrorCode.INTERNAL, f"dhcp daemon: {method} failed: {exc}"))
         _send(conn, answer)

@@ -18,10 +18,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff
-from pyroute2.dhcp.enums import bootp, dhcp
-from pyroute2.dhcp.fsm import State
-from pyroute2.dhcp.leases import Lease, MissingOptionError
+from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff  # type: ignore[import-untyped]
+from pyroute2.dhcp.enums import bootp, dhcp  # type: ignore[import-untyped]
+from pyroute2.dhcp.fsm import State  # type: ignore[import-untyped]
+from pyroute2.dhcp.leases import Lease, MissingOptionError  # type: ignore[import-untyped]
 
 from cni_common.dhcp.options import ClientSettings
 from cni_common.errors import CNIError, ErrorCode
@@ -132,7 +132,7 @@ class LeaseKeeper:
                 asyncio.run(self._keep())
         except CNIError as exc:
             self._error = exc
-        except Exception as exc:  # a keeper must report, never kill the daemon
+        except Exception as exc:  # noqa: BLE001 - a keeper reports its failure, it never kills the daemon
             log.error("%s: %s", self.key, exc)
             self._error = CNIError(ErrorCode.INTERNAL, f"{self.key}: DHCP client failed: {exc}")
         finally:
@@ -142,7 +142,7 @@ class LeaseKeeper:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         config = ClientConfig(interface=self.ifname, lease_type=self._lease_type(), client_id=self.settings.client_id,
-                              requested_parameters=self.settings.requested,  # type: ignore[arg-type]
+                              requested_parameters=self.settings.requested,
                               handle_signals=False, host_name=self.settings.host_name,
                               vendor_id=self.settings.vendor_id,
                               retransmission=lambda: randomized_increasing_backoff(wait_first=2.0,
@@ -227,7 +227,7 @@ def lease_result(lease: Lease, settings: ClientSettings) -> dict[str, Any]:
 
 def _set_up(ifname: str) -> None:
     """Set the link up (upstream does, before the first packet) and wait briefly for its carrier."""
-    from pyroute2 import IPRoute
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
     with IPRoute() as ipr:
         try:

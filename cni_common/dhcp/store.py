@@ -102,8 +102,8 @@ def _read(path: str) -> dict[str, Any] | None:
     except ValueError:
         _discard(path, "torn or not JSON")
         return None
-    if (not isinstance(record, dict) or record.get("version") != RECORD_VERSION or not isinstance(record.get("key"), str)
-            or not isinstance(record.get("request"), dict)):
+    if (not isinstance(record, dict) or record.get("version") != RECORD_VERSION
+            or not isinstance(record.get("key"), str) or not isinstance(record.get("request"), dict)):
         _discard(path, "not a lease record of this version")
         return None
     return record

@@ -82,12 +82,11 @@ class DhcpLab:
         return ctr
 
     def start_daemon(self, *flags: str) -> subprocess.Popen:
-        log = open(self.workdir / "daemon.log", "ab")
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "plugins", "dhcp", "daemon", "-socketpath", self.socket_path, "-leasedir",
-             str(self.lease_dir), "-resendtimeout", "20s", *flags],
-            cwd=REPO, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(REPO)})
-        log.close()
+        with open(self.workdir / "daemon.log", "ab") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "plugins", "dhcp", "daemon", "-socketpath", self.socket_path, "-leasedir",
+                 str(self.lease_dir), "-resendtimeout", "20s", *flags],
+                cwd=REPO, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(REPO)})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not self._accepts():
             assert self.daemon.poll() is None, self.daemon_log()
