@@ -81,6 +81,8 @@ def main_of(plugin: str) -> Callable[..., int]:
         from plugins.portmap import main
     elif plugin == "vxlan":
         from plugins.vxlan import main
+    elif plugin == "dhcp":
+        from ipam.dhcp import main
     else:
         raise ValueError(plugin)
     return main

@@ -25,7 +25,7 @@ def _own_argv(monkeypatch):
 def test_unknown_name_is_explained(capsys):
     assert multicall.main(["/opt/cni/bin/frobnicate"]) == 2
     err = capsys.readouterr().err
-    assert "run me as one of bridge, host-local, portmap, vxlan" in err and "vxlan agent" in err
+    assert "run me as one of bridge, dhcp, host-local, portmap, vxlan" in err and "vxlan agent" in err
 
 
 def test_version_imports_no_plugin_and_nothing_heavy():
