@@ -46,12 +46,12 @@ def detach(args: CmdArgs, conf: BridgeConf) -> None:
             masquerade = Task(netfilter.teardown_masquerade, conf.network, args.container_id, args.ifname,
                               union_of_addresses(addrs, recorded))
 
+    if conf.ipam_type:  # before the link goes: dhcp sends its DHCPRELEASE on it (upstream's order bug, #791)
+        with steps:
+            invoke.delegate("DEL", conf.ipam_type, args)
     with steps:
         delete_container_link(args, before_delete=start_masquerade_teardown)
     start_masquerade_teardown([])  # no link (or no netns): the rules are found by their names and comments
-    if conf.ipam_type:
-        with steps:
-            invoke.delegate("DEL", conf.ipam_type, args)
     if conf.macspoofchk:
         from .. import netfilter
 

@@ -305,6 +305,8 @@ def _serve_one(daemon: Daemon, conn: socket.socket) -> None:
         except (TimeoutError, OSError) as exc:
             log.warning("dropping a client: %s", exc)
             return
+        if not line:  # a probe (a second daemon's start, a health check): nothing to answer
+            return
         if wire.is_go_rpc(line):
             log.warning("a Go net/rpc client (upstream's dhcp plugin?) called: answered that we do not speak it")
             _send(conn, wire.GO_CLIENT_ANSWER)

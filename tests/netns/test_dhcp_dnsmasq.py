@@ -167,3 +167,63 @@ def test_stale_socket_file_is_replaced(lab: DhcpLab) -> None:
     ctr = lab.container()
     _ok(lab.call("ADD", ctr))
     _ok(lab.call("DEL", ctr))
+
+
+def _wrappers(dest: Path, *types: str) -> Path:
+    """CNI_PATH entries running our plugins from the source tree under this interpreter."""
+    import sys
+
+    from tests.helpers.dhcp_lab import REPO
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for plugin_type in types:
+        wrapper = dest / plugin_type
+        wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -c 'import sys; "
+                           f"sys.argv[0] = \"{plugin_type}\"; from plugins.multicall import main; "
+                           "sys.exit(main())' \"$@\"\n")
+        wrapper.chmod(0o755)
+    return dest
+
+
+@pytest.mark.skipif(not GO_DHCP.exists(), reason="the upstream Go plugins are not installed")
+def test_through_libcni_beside_go(lab: DhcpLab, cnitool_bin: Path, tmp_path: Path) -> None:
+    """bridge + dhcp through libcni (cnitool), ours and Go v1.1.1's on the same dnsmasq: the same facts after
+    ADD (an address of the server's subnet, its router as default route, traffic to the server), and ours
+    releases on DEL."""
+    import subprocess
+
+    from tests.helpers.cnitool import Cnitool
+
+    assert lab.host is not None
+    lab.start_daemon()
+    go_socket = str(tmp_path / "go-dhcp.sock")
+    go_daemon = subprocess.Popen([str(GO_DHCP), "daemon", "-socketpath", go_socket], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    try:
+        assert _eventually(lambda: Path(go_socket).exists(), 10)
+        facts = {}
+        for side, cni_path, socket_path in (("ours", _wrappers(tmp_path / "bin", "bridge", "dhcp"), lab.socket_path),
+                                            ("go", Path("/usr/lib/cni"), go_socket)):
+            tool = Cnitool(cnitool_bin, lab.host, tmp_path / side, cni_path)
+            conf = {"cniVersion": "1.0.0", "name": f"dh{side}", "plugins": [
+                {"type": "bridge", "bridge": "cntbr0", "ipam": {"type": "dhcp", "daemonSocketPath": socket_path}}]}
+            tool.write_conflist(conf)
+            ctr = lab.pool.create("dhlib", lo_up=True)
+            add = tool.add(conf["name"], ctr, timeout=90)
+            assert add.rc == 0, add
+            address = add.out["ips"][0]["address"]
+            routes = ctr.ip("-4", "route", "show", "default").stdout
+            ping = ctr.run(["ping", "-c1", "-W2", f"{SUBNET}.1"], check=False)
+            facts[side] = (address.startswith(f"{SUBNET}.") and address.endswith("/24"),
+                           f"default via {SUBNET}.1" in routes, ping.returncode == 0)
+            if side == "ours":
+                assert address.split("/")[0] in lab.leased()
+                assert tool.check(conf["name"], ctr).rc == 0
+                assert tool.delete(conf["name"], ctr).rc == 0
+                assert _eventually(lambda addr=address: addr.split("/")[0] not in lab.leased())
+            else:
+                tool.delete(conf["name"], ctr)  # v1.1.1's bridge deletes the link before IPAM DEL (#791)
+        assert facts["ours"] == facts["go"] == (True, True, True), facts
+    finally:
+        go_daemon.terminate()
+        go_daemon.wait(10)
