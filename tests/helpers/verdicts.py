@@ -31,6 +31,9 @@ def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
     if plugin == "portmap":
         return {"cniVersion": "1.0.0", "name": "cntv", "type": "portmap", "capabilities": {"portMappings": True},
                 "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}
+    if plugin == "dhcp":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "macvlan",
+                "ipam": {"type": "dhcp", "daemonSocketPath": f"{data_dir}/dhcp.sock"}}
     raise ValueError(plugin)
 
 
@@ -85,4 +88,7 @@ CASES = [
     Case("portmap", "portMappings-object", {"runtimeConfig": {"portMappings": {}}}, "portMappings"),
     Case("portmap", "hostPort-string",
          {"runtimeConfig": {"portMappings": [{"hostPort": "80", "containerPort": 80}]}}, "hostPort"),
+    # dhcp: Go's plugin decodes ipam.daemonSocketPath in every verb (the rest is the daemon's)
+    Case("dhcp", "daemonSocketPath-number", {"ipam.daemonSocketPath": 5}, "daemonSocketPath"),
+    Case("dhcp", "daemonSocketPath-list", {"ipam.daemonSocketPath": ["/run/x"]}, "daemonSocketPath"),
 ]
