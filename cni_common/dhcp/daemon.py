@@ -258,13 +258,18 @@ def _link_alive(netns_path: str, ifname: str) -> bool:
 
 
 # --- the socket --------------------------------------------------------------------------------------------------
+def socket_activated() -> bool:
+    """systemd passed the listening socket (and owns its file)."""
+    return os.environ.get("LISTEN_PID") == str(os.getpid()) and bool(os.environ.get("LISTEN_FDS"))
+
+
 def listen(path: str) -> socket.socket:
     """The daemon's socket: the one systemd passed, or a new one at ``path``.
 
     A socket file left by a daemon that died (nothing accepts on it) is removed; a live daemon on it, or a file
     that is not a socket, stops the start with a message (upstream fails on both: ``address already in use``).
     """
-    if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS"):
+    if socket_activated():
         count = int(os.environ["LISTEN_FDS"])
         if count != 1:
             raise SystemExit(f"dhcp daemon: Too many ({count}) FDs passed through socket activation")
@@ -376,9 +381,8 @@ def run_cli(argv: list[str]) -> int:
     except _Stop:
         log.info("stopping: leases stay on disk and are kept by the next start")
     finally:
-        activated = listener.fileno() == SD_LISTEN_FDS_START
         listener.close()
-        for path in ("" if activated else cfg.listen_path, cfg.pidfile):
+        for path in ("" if socket_activated() else cfg.listen_path, cfg.pidfile):
             if path:
                 try:
                     os.unlink(path)

@@ -227,3 +227,24 @@ def test_through_libcni_beside_go(lab: DhcpLab, cnitool_bin: Path, tmp_path: Pat
     finally:
         go_daemon.terminate()
         go_daemon.wait(10)
+
+
+def test_pidfile_and_a_clean_stop(lab: DhcpLab, tmp_path: Path) -> None:
+    pidfile = tmp_path / "dhcp.pid"
+    daemon = lab.start_daemon("-pidfile", str(pidfile))
+    assert pidfile.read_text().strip() == str(daemon.pid)
+    lab.stop_daemon(signal.SIGTERM)
+    assert not pidfile.exists() and not Path(lab.socket_path).exists()
+
+
+def test_gc_releases_what_the_runtime_no_longer_has(lab: DhcpLab) -> None:
+    lab.start_daemon()
+    keep, drop = lab.container(), lab.container()
+    kept = _ok(lab.call("ADD", keep))["ips"][0]["address"].split("/")[0]
+    dropped = _ok(lab.call("ADD", drop))["ips"][0]["address"].split("/")[0]
+    gc = {**lab.conf(), "cniVersion": "1.1.0",
+          "cni.dev/valid-attachments": [{"containerID": keep.name, "ifname": "eth0"}]}
+    _ok(lab.call("GC", keep, gc))
+    assert _eventually(lambda: dropped not in lab.leased()), lab.dnsmasq_log()[-1500:]
+    assert kept in lab.leased()
+    _ok(lab.call("DEL", keep))

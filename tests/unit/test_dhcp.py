@@ -210,3 +210,14 @@ def test_daemon_mode_is_registered() -> None:
 
     assert PLUGINS["dhcp"] == "ipam.dhcp" and ("dhcp", "daemon") in MODES
     assert os.path.exists(Path(__file__).resolve().parents[2] / "ipam" / "dhcp.py")
+
+
+def test_daemon_flags_in_go_syntax() -> None:
+    from cni_common.dhcp.daemon import parse_flags
+
+    cfg = parse_flags(["-socketpath=/run/x.sock", "--broadcast", "-timeout", "5s", "-resendmax=1m",
+                       "-hostprefix", "/host/", "-pidfile", "/run/dhcp.pid"])
+    assert (cfg.listen_path, cfg.broadcast, cfg.timeout, cfg.resend_max, cfg.pidfile) == (
+        "/host/run/x.sock", True, 5.0, 60.0, "/run/dhcp.pid")
+    with pytest.raises(SystemExit):
+        parse_flags(["-pidfile", "relative.pid"])
