@@ -35,7 +35,10 @@ def _daemon(lab: DhcpLab, argv: list[str]) -> tuple[subprocess.Popen, float]:
     proc = subprocess.Popen([*argv, "daemon", "-socketpath", lab.socket_path, *(
         ["-leasedir", str(lab.lease_dir)] if argv[0] != GO else [])], cwd=REPO, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = started + 30
     while not lab._accepts():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{argv[0]} daemon did not start (exit {proc.poll()})")
         time.sleep(0.005)
     return proc, time.monotonic() - started
 

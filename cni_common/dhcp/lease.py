@@ -18,15 +18,18 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff  # type: ignore[import-untyped]
-from pyroute2.dhcp.enums import bootp, dhcp  # type: ignore[import-untyped]
-from pyroute2.dhcp.fsm import State  # type: ignore[import-untyped]
-from pyroute2.dhcp.leases import Lease, MissingOptionError  # type: ignore[import-untyped]
-
 from cni_common.dhcp.options import ClientSettings
 from cni_common.errors import CNIError, ErrorCode
 from cni_common.log import get_logger
+from cni_common.netlink.pyroute2_light import register_package
 from cni_common.netns import NetNS
+
+register_package()  # pyroute2's __init__ imports every subsystem; the single file carries only what we use
+
+from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff  # type: ignore[import-untyped]  # noqa: E402
+from pyroute2.dhcp.enums import bootp, dhcp  # type: ignore[import-untyped]  # noqa: E402
+from pyroute2.dhcp.fsm import State  # type: ignore[import-untyped]  # noqa: E402
+from pyroute2.dhcp.leases import Lease, MissingOptionError  # type: ignore[import-untyped]  # noqa: E402
 
 log = get_logger(__name__)
 
@@ -227,7 +230,7 @@ def lease_result(lease: Lease, settings: ClientSettings) -> dict[str, Any]:
 
 def _set_up(ifname: str) -> None:
     """Set the link up (upstream does, before the first packet) and wait briefly for its carrier."""
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+    from pyroute2.iproute.linux import IPRoute  # type: ignore[import-untyped]
 
     with IPRoute() as ipr:
         try:
