@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from plugins.multicall import PLUGINS
 from tests.helpers import paths
 from tests.helpers.skip import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
-TYPES = ("bridge", "host-local", "portmap", "vxlan")
+TYPES = tuple(PLUGINS)  # every type build.sh makes (the one table)
 
 
 @pytest.fixture(scope="module")
