@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from plugins.multicall import PLUGINS
 from tests.containerd.conftest import go_bin_dir
 from tests.containerd.cri import CriClient, HostMount
 from tests.containerd.images import INSTALLER_IMAGE, suite_image
@@ -52,7 +53,7 @@ def manifest_installer() -> dict:
 
 
 MANIFEST = manifest_installer()
-TYPES = ("bridge", "host-local", "portmap", "vxlan")
+TYPES = tuple(PLUGINS)  # every type the single file answers to (the one table)
 
 
 def configmap(folder: Path, data_dir: Path) -> Path:
@@ -192,7 +193,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     ipam = json.loads(conflist.read_text())["plugins"][0]["ipam"]
     assert (ipam["ranges"], ipam["routes"]) == ([[{"subnet": POD_CIDR}]], [{"dst": "0.0.0.0/0"}])
     assert {build_hash(bin_dir / t) for t in TYPES} == {build_hash(first)}
-    assert "installed bridge, host-local, portmap, vxlan" in log_a.read_text()  # by the container, not the test
+    assert f"installed {', '.join(TYPES)}" in log_a.read_text()  # by the container, not the test
     wait_for(lambda: cri.status().get("NetworkReady") is True, "NetworkReady")
 
     # 2. A pod gets its network from the installed plugins, with traffic into it.
