@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni_common.config import get_key, valid_attachments
 from cni_common.dhcp import wire
@@ -26,6 +26,9 @@ from cni_common.dhcp.options import client_id, settings
 from cni_common.dhcp.store import DEFAULT_LEASE_DIR, LeaseStore
 from cni_common.errors import CNIError, ErrorCode
 from cni_common.log import configure, get_logger
+
+if TYPE_CHECKING:
+    from cni_common.dhcp.lease import LeaseKeeper
 
 log = get_logger(__name__)
 
@@ -104,7 +107,7 @@ class Daemon:
         self.cfg = cfg
         self.store = LeaseStore(cfg.lease_dir)
         self.timing = Timing(acquire_timeout=cfg.resend_timeout, resend_max=cfg.resend_max, broadcast=cfg.broadcast)
-        self.keepers: dict[str, Any] = {}
+        self.keepers: dict[str, LeaseKeeper] = {}  # lease.py (pyroute2) loads here, not for --help
         self._table = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
 
@@ -112,7 +115,8 @@ class Daemon:
         with self._table:
             return self._key_locks.setdefault(key, threading.Lock())
 
-    def _keeper(self, key: str, request: dict[str, Any], stored_lease: dict[str, Any] | None = None) -> Any:
+    def _keeper(self, key: str, request: dict[str, Any], stored_lease: dict[str, Any] | None = None
+                ) -> LeaseKeeper:
         from cni_common.dhcp.lease import LeaseKeeper
 
         ipam = request["ipam"]
@@ -226,7 +230,7 @@ def _request(args: dict[str, Any]) -> dict[str, Any]:
     ipam = get_key(conf, "ipam")
     return {"containerID": args["containerID"], "netns": args["netns"], "ifname": args["ifname"],
             "args": str(args.get("args", "")), "network": str(conf.get("name", "")),
-            "ipam": ipam if isinstance(ipam, dict) else {}, "stdin": args.get("stdin", "")}
+            "ipam": ipam if isinstance(ipam, dict) else {}}
 
 
 def _conf(args: dict[str, Any]) -> dict[str, Any]:
