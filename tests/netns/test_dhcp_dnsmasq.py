@@ -248,3 +248,16 @@ def test_gc_releases_what_the_runtime_no_longer_has(lab: DhcpLab) -> None:
     assert _eventually(lambda: dropped not in lab.leased()), lab.dnsmasq_log()[-1500:]
     assert kept in lab.leased()
     _ok(lab.call("DEL", keep))
+
+
+def test_concurrent_adds_of_one_attachment_make_one_lease(lab: DhcpLab) -> None:
+    """One lock per key: the second ADD waits for the first and gets its lease (upstream can make two)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lab.start_daemon()
+    ctr = lab.container()
+    with ThreadPoolExecutor(3) as pool:
+        results = [_ok(proc) for proc in pool.map(lambda _: lab.call("ADD", ctr), range(3))]
+    assert len({r["ips"][0]["address"] for r in results}) == 1
+    assert len(lab.leased()) == 1 and len(list(lab.lease_dir.iterdir())) == 1
+    _ok(lab.call("DEL", ctr))
