@@ -43,7 +43,7 @@ def start_masquerade(args: CmdArgs, undo: contextlib.ExitStack[Optional[bool]], 
 
 
 def release(args: CmdArgs, steps: BestEffort, *, network: str, ipam_type: str, ip_masq: bool) -> None:
-    """Delete ``CNI_IFNAME``'s veth, release IPAM (delegated ``args`` as they are), remove the masquerading;
+    """Release IPAM (delegated ``args`` as they are), delete ``CNI_IFNAME``'s veth, remove the masquerading;
     each step recorded in ``steps`` (the caller raises), so every one runs even when an earlier one failed.
 
     The masquerade teardown runs while the kernel deletes the veth (both mostly wait: for RCU grace periods,
@@ -62,12 +62,12 @@ def release(args: CmdArgs, steps: BestEffort, *, network: str, ipam_type: str, i
             masquerade = Task(netfilter.teardown_masquerade, network, args.container_id, args.ifname,
                               union_of_addresses(addrs, recorded))
 
+    if ipam_type:  # before the link goes: dhcp sends its DHCPRELEASE on it (upstream's order bug, #791)
+        with steps:
+            invoke.delegate("DEL", ipam_type, args)
     with steps:
         delete_container_link(args, before_delete=start_masquerade_teardown)
     start_masquerade_teardown([])  # no link (or no netns): the rules are found by their names and comments
-    if ipam_type:
-        with steps:
-            invoke.delegate("DEL", ipam_type, args)
     if masquerade is not None:
         with steps:
             masquerade.wait()

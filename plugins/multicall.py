@@ -38,6 +38,7 @@ PLUGINS = {
     # IPAM: addresses for a main plugin
     "host-local": "ipam.host_local",
     "static": "ipam.static",
+    "dhcp": "ipam.dhcp",
     # meta: chained after a main plugin
     "portmap": "plugins.portmap",
     "tuning": "plugins.tuning",
@@ -62,6 +63,7 @@ MODES = {
     ("vxlan", "agent"): "cni_common.overlay.agent:run_cli",
     ("install",): "plugins.install:main",
     ("inspect",): "cni_common.inspect:main",
+    ("dhcp", "daemon"): "cni_common.dhcp.daemon:run_cli",
 }
 
 

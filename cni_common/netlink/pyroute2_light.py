@@ -59,8 +59,9 @@ def message_class(name: str) -> type:
     return cls
 
 
-def _load(name: str) -> type:
-    import importlib
+def register_package() -> ModuleType:
+    """The ``pyroute2`` package object, registered without running its ``__init__`` (which imports every
+    pyroute2 subsystem; the single file does not even carry most of them): submodules import from it as usual."""
     import importlib.util
 
     if "pyroute2" not in sys.modules:
@@ -68,7 +69,13 @@ def _load(name: str) -> type:
         if spec is None:
             raise ImportError("pyroute2 is not installed")
         sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
-    package = sys.modules["pyroute2"]
+    return sys.modules["pyroute2"]
+
+
+def _load(name: str) -> type:
+    import importlib
+
+    package = register_package()
     stand_in = None
     if "pyroute2.config" not in sys.modules:
         stand_in = ModuleType("pyroute2.config")

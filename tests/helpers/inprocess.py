@@ -99,6 +99,8 @@ def main_of(plugin: str) -> Callable[..., int]:
         from plugins.ptp import main
     elif plugin == "static":
         from ipam.static import main
+    elif plugin == "dhcp":
+        from ipam.dhcp import main
     else:
         import importlib
 

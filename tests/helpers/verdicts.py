@@ -49,6 +49,9 @@ def base(plugin: str, data_dir: str = "/nonexistent-cnt") -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "cntv", "type": "sbr", "prevResult": CHAINED_PREV}
     if plugin == "vrf":
         return {"cniVersion": "1.0.0", "name": "cntv", "type": "vrf", "vrfname": "cntvrf", "prevResult": CHAINED_PREV}
+    if plugin == "dhcp":
+        return {"cniVersion": "1.0.0", "name": "cntv", "type": "macvlan",
+                "ipam": {"type": "dhcp", "daemonSocketPath": f"{data_dir}/dhcp.sock"}}
     raise ValueError(plugin)
 
 
@@ -186,4 +189,7 @@ CASES = [
     Case("vrf", "vrfname-missing", {"vrfname": ""}, "vrf name"),
     Case("vrf", "table-string", {"table": "5"}, "table"),
     Case("vrf", "table-negative", {"table": -1}, "table"),
+    # dhcp: Go's plugin decodes ipam.daemonSocketPath in every verb (the rest is the daemon's)
+    Case("dhcp", "daemonSocketPath-number", {"ipam.daemonSocketPath": 5}, "daemonSocketPath"),
+    Case("dhcp", "daemonSocketPath-list", {"ipam.daemonSocketPath": ["/run/x"]}, "daemonSocketPath"),
 ]

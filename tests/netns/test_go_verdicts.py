@@ -34,7 +34,7 @@ def _run(binary: Path, verb: str, conf, host_ns, env=None):
 
 
 @pytest.mark.parametrize("plugin", ["bridge", "host-local", "portmap", "loopback", "ptp", "static", "macvlan",
-                                    "ipvlan", "vlan", "host-device", "sbr", "vrf"])
+                                    "ipvlan", "vlan", "host-device", "sbr", "vrf", "dhcp"])
 def test_both_suites_refuse_the_same_wrong_types(plugin, dist, host_ns, tmp_path):
     before = snapshot(host_ns)
     for case in (c for c in CASES if c.plugin == plugin):
