@@ -7,11 +7,10 @@
  *
  * The warm process (cni_common/warm/server.py) listens on <cache>/<build>/w<context>.sock, where <context> is
  * a hash of the caller's namespaces and root directory: a node's runtime always finds the process made in its
- * own context. The launcher connects, sends its stdin, stdout, stderr and working directory (SCM_RIGHTS) with
- * argv, the environment, its umask and securebits; the child checks the caller (peer credentials, namespaces,
+ * own context. The launcher connects, sends argv, the environment, its umask and securebits; the child checks the caller (peer credentials, namespaces,
  * root, ids, capabilities, LSM label, securebits, no_new_privs: all equal to its own, or it refuses), joins the
- * caller's cgroups, takes its rlimits, and answers 'A' with its pid. Only then does the launcher say 'G' (go):
- * a call that timed out before 'G' is never run twice. The warm process reports the child's end as 'X' (exit
+ * caller's cgroups, takes its rlimits, and answers 'A' with its pid. Only then does the launcher say 'G' (go),
+ * with the descriptors: a call that timed out before 'G' is never run twice. The warm process reports the child's end as 'X' (exit
  * code) or 'S' (signal); the launcher exits with that code or dies of that signal. If the launcher is killed,
  * the warm process sees the connection close and kills the child.
  *
@@ -46,6 +45,7 @@
 #define WARM_ACCEPT_TIMEOUT_MS 1000 /* a hung or overloaded warm process: exec after this */
 #define WARM_START_TIMEOUT_MS 3000  /* "on": how long a call waits for the warm process it started */
 #define WARM_MAX_PROCESSES 4        /* per build: contexts beyond this just exec */
+#define WARM_SETTLED_PARENT_S 10    /* "auto": start a warm process for callers whose parent runs this long */
 #define WARM_DEFAULT_IDLE "60"      /* seconds without a call before the warm process exits */
 #ifndef WARM_DEFAULT_MODE
 #define WARM_DEFAULT_MODE WARM_AUTO
@@ -157,8 +157,9 @@ static int warm_connect(int build_fd, const char *key) {
     return fd;
 }
 
-/* The request: header, then argv and the environment as NUL-terminated strings; our fds 0, 1, 2 and the
- * working directory travel with the first bytes. */
+/* The request: header, then argv and the environment as NUL-terminated strings. No descriptor travels with it:
+ * descriptors queued to a warm process that never reads them (hung, stopped) would hold the runtime's pipes
+ * open after we gave up and exec'd, and the runtime would wait for their end forever. */
 static int warm_send_request(int sock, int argc, char **argv) {
     size_t envc = 0, strings = 0;
     for (int i = 0; i < argc; i++) strings += strlen(argv[i]) + 1;
@@ -177,16 +178,21 @@ static int warm_send_request(int sock, int argc, char **argv) {
     char *p = (char *)msg + 28;
     for (int i = 0; i < argc; i++) p = stpcpy(p, argv[i]) + 1;
     for (char **e = environ; *e; e++) p = stpcpy(p, *e) + 1;
+    int rc = write_full(sock, msg, 28 + strings);
+    free(msg);
+    return rc;
+}
+
+/* 'G' (go), carrying our stdin, stdout, stderr and working directory: sent only to a child that answered 'A',
+ * so it is waiting for exactly this message. */
+static int warm_send_go(int sock) {
     int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cwd < 0) cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0) {
-        free(msg);
-        return -1;
-    }
+    if (cwd < 0) return -1;
     int fds[4] = {0, 1, 2, cwd};
     char control[CMSG_SPACE(sizeof fds)];
     memset(control, 0, sizeof control);
-    struct iovec iov = {.iov_base = msg, .iov_len = 28 + strings};
+    struct iovec iov = {.iov_base = "G", .iov_len = 1};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
@@ -196,9 +202,7 @@ static int warm_send_request(int sock, int argc, char **argv) {
     ssize_t n;
     do n = sendmsg(sock, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
     close(cwd);
-    int rc = n <= 0 ? -1 : write_full(sock, msg + n, 28 + strings - (size_t)n);
-    free(msg);
-    return rc;
+    return n == 1 ? 0 : -1;
 }
 
 /* End this process the way the child ended: its exit code, or death by the same signal (without a core of
@@ -225,8 +229,7 @@ static void warm_call(int sock, int argc, char **argv) {
     unsigned char reply[5];
     if (warm_send_request(sock, argc, argv) != 0) return;
     if (read_full(sock, reply, 5, now_ms() + WARM_ACCEPT_TIMEOUT_MS) != 0 || reply[0] != 'A') return;
-    if (write_full(sock, "G", 1) != 0) return; /* the child was not told to go: it never runs */
-    fflush(stdout);
+    if (warm_send_go(sock) != 0) return; /* the child was not told to go: it never runs */
     if (read_full(sock, reply, 5, 0) != 0) {
         fputs("cni-suite launcher: the warm process ended without the call's status\n", stderr);
         _exit(1);
@@ -304,6 +307,38 @@ static int warm_spawn(char *loader, char *library_path, char *program, int in_us
     return ready[0];
 }
 
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* "auto" starts a warm process only for a caller whose later calls will come from the same context: a parent
+ * that has run for a while (a runtime: containerd, CRI-O, the kubelet) in our mount namespace and root. A
+ * short-lived parent (cnitool under `ip netns exec`, a chroot made for one call) would leave a warm process
+ * that no later call can use. */
+static int settled_parent(void) {
+    char path[64], stat_text[1024];
+    pid_t parent = getppid();
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)parent);
+    if (!same_file(path, "/proc/self/ns/mnt")) return 0;
+    snprintf(path, sizeof path, "/proc/%d/root", (int)parent);
+    if (!same_file(path, "/")) return 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)parent);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, stat_text, sizeof stat_text - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n <= 0) return 0;
+    stat_text[n] = '\0';
+    const char *p = strrchr(stat_text, ')'); /* the name may hold spaces: fields count from its end */
+    unsigned long long start = 0;
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &start) != 1) return 0;
+    long ticks = sysconf(_SC_CLK_TCK);
+    struct timespec boot;
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    return ticks > 0 && boot.tv_sec - (long long)(start / (unsigned long long)ticks) >= WARM_SETTLED_PARENT_S;
+}
+
 /* The warm path of one plugin call: returns when the call should exec instead. */
 static void try_warm(const char *cache, const char *final, char *loader, char *library_path, char *program,
                      int in_use_fd, int argc, char **argv) {
@@ -314,7 +349,7 @@ static void try_warm(const char *cache, const char *final, char *loader, char *l
     char key[17];
     warm_context_key(key);
     int sock = warm_connect(build_fd, key);
-    if (sock < 0 && warm_processes(build_fd) < WARM_MAX_PROCESSES) {
+    if (sock < 0 && (mode == WARM_ON || settled_parent()) && warm_processes(build_fd) < WARM_MAX_PROCESSES) {
         int ready = warm_spawn(loader, library_path, program, in_use_fd);
         if (ready >= 0 && mode == WARM_ON) {
             char byte;

@@ -1,13 +1,13 @@
 """One call in a child forked from the warm process: take the caller's place, then run the plugin.
 
-The launcher's request (``warm.h``: ``warm_send_request``) carries its stdin, stdout, stderr and working
-directory as descriptors, its umask and securebits, argv and the environment. Before answering 'A', the child
-checks the caller (:mod:`cni_common.warm.context`) and takes on what an exec'd process would have inherited
-that a fork does not give: cgroups, rlimits, OOM score, nice value and CPU affinity. Any of that failing is a
-refusal ('R'), and the launcher execs: nothing of the call has run yet. After the launcher's 'G' the child
-becomes the call: the caller's descriptors as 0, 1, 2, its directory, umask, environment (so the plugin's own
-children, iptables or a delegate, get the runtime's environment unchanged), argv, process name, fresh
-randomness; then the plugin runs, and the process exits with its code.
+The launcher's request (``warm.h``: ``warm_send_request``) carries its umask and securebits, argv and the
+environment; its 'G' (go) carries its stdin, stdout, stderr and working directory as descriptors. Before
+answering 'A', the child checks the caller (:mod:`cni_common.warm.context`) and takes on what an exec'd
+process would have inherited that a fork does not give: cgroups, rlimits, OOM score, nice value and CPU
+affinity. Any of that failing is a refusal ('R'), and the launcher execs: nothing of the call has run yet.
+After the launcher's 'G' the child becomes the call: the caller's descriptors as 0, 1, 2, its directory, umask,
+environment (so the plugin's own children, iptables or a delegate, get the runtime's environment unchanged),
+argv, process name, fresh randomness; then the plugin runs, and the process exits with its code.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.starts
 
 #: The exit code of a child that refused its call (the warm process counts refusals for ``inspect``).
 REFUSED = 86
-STATUS = 87  # ... and of one that answered a status query
+STATUS = 87  # ... of one that answered a status query
+NOT_STARTED = 88  # ... and of one whose launcher gave up before 'G'
 
 
 class Refused(Exception):
@@ -50,21 +51,17 @@ class Refused(Exception):
 class Request:
     """A launcher's call, as received."""
 
-    def __init__(self, fds: list[int], umask: int, securebits: int, argv: list[str], env: dict[str, str]):
-        self.fds, self.umask, self.securebits, self.argv, self.env = fds, umask, securebits, argv, env
+    def __init__(self, umask: int, securebits: int, argv: list[str], env: dict[str, str]):
+        self.umask, self.securebits, self.argv, self.env = umask, securebits, argv, env
 
 
 def receive(conn: socket.socket) -> Request | None:
-    """Read the request and its descriptors (Refused when it is not one; None for a status query)."""
+    """Read the request (Refused when it is not one; None for a status query)."""
     conn.settimeout(REQUEST_TIMEOUT)
-    fds = array.array("i")
-    data, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(DESCRIPTORS * fds.itemsize))
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    if data.startswith(STATUS_MAGIC) and not fds:
+    data = conn.recv(65536)
+    if data.startswith(STATUS_MAGIC):
         return None
-    if len(fds) != DESCRIPTORS or len(data) < HEADER.size:
+    if len(data) < HEADER.size:
         raise Refused("malformed request")
     magic, protocol, umask, securebits, argc, envc, length = HEADER.unpack_from(data)
     if magic != MAGIC or protocol != PROTOCOL:
@@ -83,7 +80,20 @@ def receive(conn: socket.socket) -> Request | None:
         name, sep, value = item.partition("=")
         if sep and name not in env:  # getenv() finds the first of two equal names
             env[name] = value
-    return Request(list(fds), umask, securebits, strings[:argc], env)
+    return Request(umask, securebits, strings[:argc], env)
+
+
+def receive_go(conn: socket.socket) -> list[int] | None:
+    """The launcher's 'G' and the descriptors it carries (stdin, stdout, stderr, working directory), or None
+    when the launcher gave up instead."""
+    fds = array.array("i")
+    data, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(DESCRIPTORS * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    if data != b"G" or len(fds) != DESCRIPTORS:
+        return None
+    return list(fds)
 
 
 def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object], own_bits: int,
@@ -125,13 +135,13 @@ def _copy_file(source: str, target: str) -> None:
         f.write(value)
 
 
-def become_caller(request: Request) -> None:
+def become_caller(request: Request, fds: list[int]) -> None:
     """Take the caller's descriptors, directory, umask, environment and argv (after 'G': cannot fail back)."""
-    stdin, stdout, stderr, cwd = request.fds
+    stdin, stdout, stderr, cwd = fds
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
     os.fchdir(cwd)
-    for fd in request.fds:
+    for fd in fds:
         if fd > 2:
             os.close(fd)
     os.umask(request.umask)
@@ -165,10 +175,11 @@ def run_call(conn: socket.socket, own: dict[str, object], own_bits: int, mounts:
             os._exit(REFUSED)
         conn.settimeout(None)
         conn.sendall(b"A" + struct.pack("<I", os.getpid()))
-        if conn.recv(1) != b"G":  # the launcher gave up (timeout, killed): the call never starts here
-            os._exit(0)
+        fds = receive_go(conn)
+        if fds is None:  # the launcher gave up (timeout, killed): the call never starts here
+            os._exit(NOT_STARTED)
         conn.close()
-        become_caller(request)
+        become_caller(request, fds)
         code = _run_as_program(run, request.argv)
     finally:
         os._exit(code)

@@ -161,7 +161,7 @@ class Server:
                 reply = b"X" + struct.pack("<i", code)
                 if code == child.REFUSED:
                     self.refused += 1
-                elif code != child.STATUS:
+                elif code not in (child.STATUS, child.NOT_STARTED):
                     self.served += 1
             try:
                 poller.unregister(conn)
