@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from bench import confs
 from bench.lab import Lab
 from bench.leaks import leftovers, result_addresses
-from bench.measure import TimedNetns, run_measured
+from bench.measure import TimedNetns, WarmCpu, run_measured
 from bench.stats import Usage, median_usage, total_usage
 from bench.table import Goal, Row
 from tests.helpers.cnitool import Cnitool, ToolResult
@@ -43,10 +43,12 @@ class Side:
     workdir: Path
     cnitool: Path
     env: dict[str, str] = field(default_factory=dict)
+    nsenter: bool = False
+    warm: Optional[WarmCpu] = None
     timed: TimedNetns = field(init=False)
 
     def __post_init__(self) -> None:
-        self.timed = TimedNetns(self.host, self.env)
+        self.timed = TimedNetns(self.host, self.env, self.nsenter, self.warm)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     @property

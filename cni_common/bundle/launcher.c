@@ -288,7 +288,8 @@ static int hold_in_use(const char *final) {
 /* A CNI call under a plugin's own name (no arguments, CNI_COMMAND set): what the warm path serves. The suite's
  * other modes (inspect, install, vxlan agent) always exec. */
 static int is_plugin_call(const struct bundle *b, int argc, char **argv) {
-    if (argc != 1 || !getenv("CNI_COMMAND")) return 0;
+    const char *command = getenv("CNI_COMMAND");
+    if (argc != 1 || !command || !*command) return 0;
     const char *name = strrchr(argv[0], '/');
     name = name ? name + 1 : argv[0];
     const char *p = (const char *)b->map + b->offset + b->size, *end = p + b->meta_size;

@@ -2,15 +2,15 @@
 
 Started by a launcher (``warm.h``: ``warm_spawn``) as ``cni-suite warm-server IDLE LOCKFD`` in the caller's
 context, detached, with an empty environment. It imports every plugin once (the caller of :func:`serve` says
-which), listens on ``<build>/w<context>.sock`` in the build's root-only cache folder, and for each connection
+which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and for each connection
 forks a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call. The loop itself only
 accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
 
-- A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``waitpid``, woken by
+- A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
   SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel).
 - A launcher that goes away (the runtime killed it, a timeout) closes its connection: the child is killed
   (SIGKILL), as the runtime's kill would have ended an exec'd plugin.
-- Lifetime: it holds ``w<context>.lock`` (one per build and context) and the build's ``.in-use`` lock (the
+- Lifetime: it holds ``warm/w<context>.lock`` (one per build and context) and the build's ``.in-use`` lock (the
   launcher's descriptor, so no launcher removes the files its children import), exits after ``idle`` seconds
   without a call, and as soon as no call is running once a newer build was unpacked into the cache: an upgrade
   never runs old code, and the old build's folder is then removed like the launcher's prune would.
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 #: How often the loop looks for a newer build when no call wakes it (seconds).
 UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
+WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
 
 
 class Server:
@@ -45,6 +46,7 @@ class Server:
 
     def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int]):
         self.build_dir, self.cache_dir = build_dir, os.path.dirname(build_dir)
+        self.warm_dir = os.path.join(build_dir, WARM_DIR)
         self.run = run
         self.idle, self.in_use_fd = idle, in_use_fd
         self.key = context.context_key()
@@ -55,21 +57,24 @@ class Server:
         self.calls: dict[int, socket.socket] = {}
         self.started = time.time()
         self.served = self.refused = 0
+        self.children_cpu, self.children_max_rss_kib = 0.0, 0
         self.last_call = time.monotonic()
         self.listener: socket.socket | None = None
         self.wake_read, self.wake_write = socket.socketpair()
 
     def path(self, suffix: str) -> str:
-        return os.path.join(self.build_dir, f"w{self.key}{suffix}")
+        return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
 
     def status(self) -> dict[str, object]:
         """What ``inspect`` shows of this process."""
         return {"pid": self.pid, "build": os.path.basename(self.build_dir), "context": self.key,
                 "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
-                "refused": self.refused, "in_flight": len(self.calls)}
+                "refused": self.refused, "in_flight": len(self.calls),
+                "cpu_seconds": round(_own_cpu(self.pid) + self.children_cpu, 6),
+                "max_call_rss_kib": self.children_max_rss_kib}
 
     def listen(self) -> None:
-        dir_fd = os.open(self.build_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = os.open(self.warm_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             address = f"/proc/self/fd/{dir_fd}/w{self.key}.sock"  # any cache path length fits sun_path
             try:
@@ -145,7 +150,7 @@ class Server:
     def reap(self, poller: select.poll) -> None:
         while self.calls:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -153,6 +158,9 @@ class Server:
             conn = self.calls.pop(pid, None)
             if conn is None:
                 continue
+            if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == child.STATUS):  # not inspect's queries
+                self.children_cpu += usage.ru_utime + usage.ru_stime
+                self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
             if os.WIFSIGNALED(status):
                 reply = b"S" + struct.pack("<i", os.WTERMSIG(status))
                 self.served += 1
@@ -226,6 +234,16 @@ class Server:
             os.close(lock)
 
 
+def _own_cpu(pid: int) -> float:
+    """User + system time of the warm process itself (read from /proc: a status answer runs in a child)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _hold_context_lock(path: str) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -236,16 +254,16 @@ def _hold_context_lock(path: str) -> int | None:
     return fd
 
 
-def _sweep_stale(build_dir: str) -> None:
+def _sweep_stale(warm_dir: str) -> None:
     """Remove the socket and lock of warm processes that died without cleaning up (killed)."""
-    for name in os.listdir(build_dir):
+    for name in os.listdir(warm_dir):
         if name.startswith("w") and name.endswith(".lock"):
-            fd = _hold_context_lock(os.path.join(build_dir, name))
+            fd = _hold_context_lock(os.path.join(warm_dir, name))
             if fd is None:
                 continue
             for path in (name, name[:-5] + ".sock"):
                 try:
-                    os.unlink(os.path.join(build_dir, path))
+                    os.unlink(os.path.join(warm_dir, path))
                 except OSError:
                     pass
             os.close(fd)
@@ -260,7 +278,7 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     build_dir = os.path.dirname(sys.executable)
     os.set_inheritable(in_use_fd, False)
     server = Server(build_dir, idle, in_use_fd, run)
-    _sweep_stale(build_dir)
+    _sweep_stale(server.warm_dir)
     lock = _hold_context_lock(server.path(".lock"))
     if lock is None:
         return 0  # another warm process of this build and context exists (or is starting)

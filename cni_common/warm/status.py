@@ -48,7 +48,7 @@ def warm_processes(cache_dir: str | None = None) -> list[dict[str, object]]:
     except OSError:
         return found
     for build in builds:
-        folder = os.path.join(cache, build)
+        folder = os.path.join(cache, build, "warm")
         try:
             sockets = sorted(name for name in os.listdir(folder) if name.startswith("w") and name.endswith(".sock"))
         except OSError:

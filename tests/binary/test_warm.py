@@ -86,9 +86,9 @@ class Lab:
             time.sleep(0.05)
         raise AssertionError("no call child")
 
-    def build_dir(self) -> Path:
+    def warm_dir(self) -> Path:
         (folder,) = [p for p in self.cache.iterdir() if len(p.name) == 64]
-        return folder
+        return folder / "warm"
 
 
 def _alive(pid: int) -> bool:
@@ -147,8 +147,10 @@ def test_forced_on_answers_exactly_as_exec(lab: Lab, case: str) -> None:
 
 
 def test_the_switch(lab: Lab) -> None:
-    """off never starts a warm process; the operator's file in the cache says off too; the variable wins."""
+    """off (the default) never starts a warm process; the operator's file in the cache says off too; the variable
+    wins."""
     assert lab.call("off").returncode == 0
+    assert lab.call("", cid="c1b").returncode == 0
     assert lab.servers() == []
     (lab.cache / "warm-mode").write_text("off\n")
     assert lab.call("", cid="c2").returncode == 0
@@ -243,7 +245,7 @@ def test_a_caller_of_another_context_is_refused(lab: Lab, change: str) -> None:
     with its own (from /proc, not from the caller's word) and refuses any difference."""
     assert lab.call("on").returncode == 0
     server = lab.server()
-    sock = lab.build_dir() / f"w{server['context']}.sock"
+    sock = lab.warm_dir() / f"w{server['context']}.sock"
     answer = _raw_call(sock, change)
     assert answer == (b"A" if change == "same" else b"R")
     if change != "same":
@@ -262,7 +264,7 @@ def test_another_namespace_execs(lab: Lab) -> None:
 def test_a_planted_socket_is_refused(lab: Lab) -> None:
     """A socket whose listener is not root (peer credentials) gets nothing from the launcher; the call runs."""
     assert lab.call("off").returncode == 0  # unpacks the build
-    path = lab.build_dir() / f"w{context.context_key()}.sock"
+    path = lab.warm_dir() / f"w{context.context_key()}.sock"
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -296,7 +298,7 @@ def test_idle_exit(lab: Lab) -> None:
     assert lab.call("on", CNI_SUITE_WARM_IDLE="1").returncode == 0
     pid = int(lab.server()["pid"])
     assert _wait_until(lambda: not _alive(pid), 8)
-    assert [p.name for p in lab.build_dir().iterdir() if p.name.startswith("w")] == []
+    assert [p.name for p in lab.warm_dir().iterdir() if p.name.startswith("w")] == []
 
 
 def test_a_crashed_or_hung_warm_process_falls_back_to_exec(lab: Lab) -> None:
