@@ -13,13 +13,13 @@ import signal
 import subprocess
 import sys
 
-from bench import arm64, cases, confs, footprint, machine, warm
+from bench import arm64, cases, confs, footprint, machine, scale, warm
 from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.measure import WarmCpu
 from bench.table import Row, render
 from tests.helpers import paths
 
-CASES = ("version", "chain", "pair", "burst", "footprint", "arm64", "alone")
+CASES = ("version", "chain", "pair", "burst", "footprint", "arm64", "alone", "pods")
 
 
 def go_version() -> str:
@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         if "alone" in opts.cases:
             cases.log("host-local alone")
             rows += warm.alone_rows(ours_dir / "host-local", lab.tmp / "alone", suite_cache, opts.n)
+        if "pods" in opts.cases:
+            ours_env = {"CNI_SUITE_CACHE_DIR": str(suite_cache), **warm_env}
+            meter = WarmCpu(str(suite_cache)) if opts.warm != "off" else None
+            variants = [(f"ours {kind}", cases.Side("ours", ours_dir, lab.netns(f"h{kind[:3]}"),
+                                                    lab.tmp / f"pods-{kind}", cnitool, ours_env, nsenter, meter),
+                         kind == "nftables") for kind in ("nftables", "iptables")]
+            variants.append(("Go iptables", cases.Side("Go", go_dir, lab.netns("hgo"), lab.tmp / "pods-go", cnitool,
+                                                       nsenter=nsenter), False))
+            rows += scale.scale_rows(lab, variants, max(3, opts.n // 4))
         stop_warm_processes(suite_cache)  # they would keep the lab's host namespace alive after it
     print(f"cni-suite bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
           f"{' (--quick)' if opts.quick else ''}")
