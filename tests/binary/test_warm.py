@@ -377,3 +377,13 @@ def test_inspect_shows_it(lab: Lab) -> None:
                          env=env, capture_output=True, timeout=60, check=True).stdout
     (shown,) = json.loads(out)["warm"]
     assert shown["pid"] == server["pid"] and shown["calls"] == 1 and shown["state"] == "running"
+
+
+def test_the_warm_process_is_single_threaded_and_preloaded(lab: Lab) -> None:
+    """No thread may run in a process that forks (a lock held by one would stay held in every child)."""
+    assert lab.call("on").returncode == 0
+    pid = int(lab.server()["pid"])
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert "\nThreads:\t1\n" in status
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "_ssl" in maps or "libssl" in maps or "_json" in maps  # extension modules were imported before any call
