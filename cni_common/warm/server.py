@@ -119,7 +119,7 @@ class Server:
                     self.wake_read.recv(4096)
                     self.reap(poller)
                 else:
-                    self.caller_gone(fd)
+                    self.caller_gone(poller, fd)
 
     def accept(self, poller: select.poll) -> None:
         assert self.listener is not None
@@ -173,6 +173,9 @@ class Server:
                     self.served += 1
             try:
                 poller.unregister(conn)
+            except KeyError:
+                pass  # the launcher went away: caller_gone unregistered it
+            try:
                 conn.setblocking(False)
                 conn.send(reply)  # five bytes into an empty socket buffer: never blocks
             except OSError:
@@ -180,9 +183,10 @@ class Server:
             conn.close()
             self.last_call = time.monotonic()
 
-    def caller_gone(self, fd: int) -> None:
+    def caller_gone(self, poller: select.poll, fd: int) -> None:
         for pid, conn in self.calls.items():
             if conn.fileno() == fd:
+                poller.unregister(fd)  # reported once; the child's end closes the connection
                 try:
                     os.kill(pid, signal.SIGKILL)  # reaped (and reported to nobody) when SIGCHLD arrives
                 except ProcessLookupError:
