@@ -24,6 +24,9 @@
  * .pyc files long after it started).
  * argv is passed through unchanged: the program picks the plugin from argv[0]'s name (multi-call).
  *
+ * A plugin call may instead be handed to a warm process of the same build that forks a child per call (warm.h,
+ * docs/packaging.md "The warm path"); any failure before the child starts falls back to the exec below.
+ *
  * Portability (docs/packaging.md): this launcher is linked statically (it needs nothing from the node), and
  * the bundle carries the dynamic loader and C library the program was linked against. The program is started
  * THROUGH that loader: execv(<build>/_internal/<BUNDLED_LOADER>, --argv0 <argv[0]> --inhibit-cache
