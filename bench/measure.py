@@ -52,8 +52,8 @@ def run_measured(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None
 class WarmCpu:
     """CPU of our calls served by warm processes (docs/packaging.md, "The warm path"): their children are not
     the launcher's, so `os.wait4` does not see them. The warm processes add up their children's rusage (and
-    report their own time) in their status; `delta()` around a call gives what it cost there. In a burst the
-    deltas of concurrent calls overlap, so the sum over-counts ours (never under-counts)."""
+    report their own time) in their status; the difference of `total()` around a call is what it cost there (a
+    burst takes it around the whole phase: the differences of concurrent calls would overlap)."""
 
     def __init__(self, cache: str) -> None:
         self.cache = cache

@@ -9,7 +9,8 @@
  * a hash of the caller's namespaces and root directory: a node's runtime always finds the process made in its
  * own context. The launcher connects, sends argv, the environment, its umask and securebits; the child checks the caller (peer credentials, namespaces,
  * root, ids, capabilities, LSM label, securebits, no_new_privs: all equal to its own, or it refuses), joins the
- * caller's cgroups, takes its rlimits, and answers 'A' with its pid. Only then does the launcher say 'G' (go),
+ * caller's cgroups, takes its rlimits, and answers 'A' with its pid (the warm process itself says 'F' as soon as
+ * it forked the child: 2 s without it means a hung warm process). Only then does the launcher say 'G' (go),
  * with the descriptors: a call that timed out before 'G' is never run twice. The warm process reports the child's end as 'X' (exit
  * code) or 'S' (signal); the launcher exits with that code or dies of that signal. If the launcher is killed,
  * the warm process sees the connection close and kills the child.
@@ -42,7 +43,8 @@
 
 #define WARM_MAGIC "CNIW"
 #define WARM_PROTOCOL 1
-#define WARM_ACCEPT_TIMEOUT_MS 1000 /* a hung or overloaded warm process: exec after this */
+#define WARM_FORK_TIMEOUT_MS 2000   /* no 'F' (forked) by then: a hung warm process, exec */
+#define WARM_ACCEPT_TIMEOUT_MS 10000 /* no 'A' from the forked child by then: exec (a burst's checks take time) */
 #define WARM_START_TIMEOUT_MS 3000  /* "on": how long a call waits for the warm process it started */
 #define WARM_MAX_PROCESSES 4        /* per build: contexts beyond this just exec */
 #define WARM_SETTLED_PARENT_S 10    /* "auto": start a warm process for callers whose parent runs this long */
@@ -229,6 +231,7 @@ static void warm_finish(const unsigned char reply[5]) {
 static void warm_call(int sock, int argc, char **argv) {
     unsigned char reply[5];
     if (warm_send_request(sock, argc, argv) != 0) return;
+    if (read_full(sock, reply, 1, now_ms() + WARM_FORK_TIMEOUT_MS) != 0 || reply[0] != 'F') return;
     if (read_full(sock, reply, 5, now_ms() + WARM_ACCEPT_TIMEOUT_MS) != 0 || reply[0] != 'A') return;
     if (warm_send_go(sock) != 0) return; /* the child was not told to go: it never runs */
     if (read_full(sock, reply, 5, 0) != 0) {

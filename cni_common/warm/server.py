@@ -6,6 +6,9 @@ which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cac
 forks a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call. The loop itself only
 accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
 
+- Each connection gets ``F`` as soon as its child is forked (the launcher waits 2 s for it: a hung warm process
+  costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
+  and an exec would only add to it).
 - A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
   SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel).
 - A launcher that goes away (the runtime killed it, a timeout) closes its connection: the child is killed
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 #: How often the loop looks for a newer build when no call wakes it (seconds).
 UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
+FORKED = b"F"  # sent on each connection right after its child is forked
 WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
 
 
@@ -55,6 +59,7 @@ class Server:
         self.mounts = context.cgroup_mounts()
         self.pid = os.getpid()
         self.calls: dict[int, socket.socket] = {}
+        self.abandoned: set[int] = set()  # children killed because their launcher went away
         self.started = time.time()
         self.served = self.refused = 0
         self.children_cpu, self.children_max_rss_kib = 0.0, 0
@@ -135,6 +140,11 @@ class Server:
             return
         if pid == 0:
             self.become_child(conn)
+        try:
+            conn.setblocking(False)
+            conn.send(FORKED)  # the launcher's sign that we are alive; the child's checks may take longer
+        except OSError:
+            pass
         self.calls[pid] = conn
         poller.register(conn, select.POLLRDHUP)
 
@@ -161,9 +171,11 @@ class Server:
             if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == child.STATUS):  # not inspect's queries
                 self.children_cpu += usage.ru_utime + usage.ru_stime
                 self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
+            abandoned = pid in self.abandoned
+            self.abandoned.discard(pid)
             if os.WIFSIGNALED(status):
                 reply = b"S" + struct.pack("<i", os.WTERMSIG(status))
-                self.served += 1
+                self.served += 0 if abandoned else 1  # killed for its gone launcher: maybe never started
             else:
                 code = os.WEXITSTATUS(status)
                 reply = b"X" + struct.pack("<i", code)
@@ -187,6 +199,7 @@ class Server:
         for pid, conn in self.calls.items():
             if conn.fileno() == fd:
                 poller.unregister(fd)  # reported once; the child's end closes the connection
+                self.abandoned.add(pid)
                 try:
                     os.kill(pid, signal.SIGKILL)  # reaped (and reported to nobody) when SIGCHLD arrives
                 except ProcessLookupError:

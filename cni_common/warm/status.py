@@ -35,7 +35,7 @@ def query(build_dir: str, socket_name: str) -> dict[str, object]:
                 data += chunk
     finally:
         os.close(dir_fd)
-    answer = json.loads(data.split(b"\n", 1)[0])
+    answer = json.loads(data.removeprefix(b"F").split(b"\n", 1)[0])  # F: the warm process forked the answer
     return answer if isinstance(answer, dict) else {}
 
 
