@@ -98,6 +98,12 @@ static void warm_context_key(char out[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/* CNI_SUITE_WARM_DEBUG=1: say on stderr why a call did not take the warm path (operators, tests). */
+static void warm_debug(const char *why) {
+    const char *debug = getenv("CNI_SUITE_WARM_DEBUG");
+    if (debug && *debug == '1') fprintf(stderr, "cni-suite launcher: warm path not taken: %s\n", why);
+}
+
 static long long now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -230,10 +236,26 @@ static void warm_finish(const unsigned char reply[5]) {
  * once the child was told to go, this ends the process with the child's status. */
 static void warm_call(int sock, int argc, char **argv) {
     unsigned char reply[5];
-    if (warm_send_request(sock, argc, argv) != 0) return;
-    if (read_full(sock, reply, 1, now_ms() + WARM_FORK_TIMEOUT_MS) != 0 || reply[0] != 'F') return;
-    if (read_full(sock, reply, 5, now_ms() + WARM_ACCEPT_TIMEOUT_MS) != 0 || reply[0] != 'A') return;
-    if (warm_send_go(sock) != 0) return; /* the child was not told to go: it never runs */
+    if (warm_send_request(sock, argc, argv) != 0) {
+        warm_debug("cannot send the request");
+        return;
+    }
+    if (read_full(sock, reply, 1, now_ms() + WARM_FORK_TIMEOUT_MS) != 0 || reply[0] != 'F') {
+        warm_debug("the warm process did not fork in time");
+        return;
+    }
+    if (read_full(sock, reply, 5, now_ms() + WARM_ACCEPT_TIMEOUT_MS) != 0) {
+        warm_debug("the warm child did not answer in time");
+        return;
+    }
+    if (reply[0] != 'A') {
+        warm_debug("the warm child refused the call (another context)");
+        return;
+    }
+    if (warm_send_go(sock) != 0) { /* the child was not told to go: it never runs */
+        warm_debug("cannot send go");
+        return;
+    }
     if (read_full(sock, reply, 5, 0) != 0) {
         fputs("cni-suite launcher: the warm process ended without the call's status\n", stderr);
         _exit(1);
@@ -351,7 +373,10 @@ static void try_warm(const char *cache, const char *final, char *loader, char *l
     char warm_dir[4200];
     snprintf(warm_dir, sizeof warm_dir, "%s/warm", final); /* made by the unpack (pack.py: WARM_DIR) */
     int build_fd = open(warm_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (build_fd < 0) return;
+    if (build_fd < 0) {
+        warm_debug("no warm/ folder in the build");
+        return;
+    }
     char key[17];
     warm_context_key(key);
     int sock = warm_connect(build_fd, key);
@@ -364,7 +389,10 @@ static void try_warm(const char *cache, const char *final, char *loader, char *l
         if (ready >= 0) close(ready);
     }
     close(build_fd);
-    if (sock < 0) return;
+    if (sock < 0) {
+        warm_debug("no warm process for this context");
+        return;
+    }
     warm_call(sock, argc, argv);
     close(sock);
 }

@@ -6,7 +6,7 @@ which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cac
 forks a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call. The loop itself only
 accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
 
-- Each connection gets ``F`` as soon as its child is forked (the launcher waits 2 s for it: a hung warm process
+- Each connection gets ``F`` as its child is forked (the launcher waits 2 s for it: a hung warm process
   costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
   and an exec would only add to it).
 - A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 #: How often the loop looks for a newer build when no call wakes it (seconds).
 UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
-FORKED = b"F"  # sent on each connection right after its child is forked
+FORKED = b"F"  # sent on each connection as its child is forked
 WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
 
 
@@ -134,17 +134,15 @@ class Server:
             return
         self.last_call = time.monotonic()
         try:
+            # The launcher's sign that we are alive (its child's checks may take longer); sent before the fork, so
+            # that it always precedes what the child writes. One byte into an empty buffer: never blocks.
+            conn.send(FORKED)
             pid = os.fork()
         except OSError:
             conn.close()  # the launcher sees the connection end before 'A' and execs
             return
         if pid == 0:
             self.become_child(conn)
-        try:
-            conn.setblocking(False)
-            conn.send(FORKED)  # the launcher's sign that we are alive; the child's checks may take longer
-        except OSError:
-            pass
         self.calls[pid] = conn
         poller.register(conn, select.POLLRDHUP)
 

@@ -44,7 +44,7 @@ class Lab:
     def env(self, mode: str, cid: str = "c1", verb: str = "ADD", **extra: str) -> dict[str, str]:
         return {"PATH": os.defpath, "CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_NETNS": "/run/netns/cnt-w-x",
                 "CNI_IFNAME": "eth0", "CNI_PATH": str(paths.DIST_DIR), "CNI_SUITE_CACHE_DIR": str(self.cache),
-                "CNI_SUITE_WARM": mode, "CNI_SUITE_WARM_IDLE": "30", **extra}
+                "CNI_SUITE_WARM": mode, "CNI_SUITE_WARM_IDLE": "30", "CNI_SUITE_WARM_DEBUG": "1", **extra}
 
     def call(self, mode: str, stdin: bytes | str | None = None, argv: list[str] | None = None,
              **env: str) -> subprocess.CompletedProcess[bytes]:
@@ -73,6 +73,14 @@ class Lab:
         except OSError:
             return []
 
+    def child_of(self, proc: subprocess.Popen[bytes]) -> int:
+        """The warm child running ``proc``'s call (the launcher's stderr says why when there is none)."""
+        try:
+            return self.the_call_child(int(self.server()["pid"]))
+        except AssertionError as failure:
+            proc.kill()
+            raise AssertionError(f"{failure}; launcher: {proc.communicate()[1].decode()}") from None
+
     def the_call_child(self, server_pid: int) -> int:
         """The child running the one call in flight, named after its plugin once told to go (a status query's
         child keeps the warm process's name)."""
@@ -84,7 +92,8 @@ class Lab:
                 except OSError:
                     continue
             time.sleep(0.05)
-        raise AssertionError("no call child")
+        kids = {kid: Path(f"/proc/{kid}/comm").read_text().strip() for kid in self.children_of(server_pid)}
+        raise AssertionError(f"no call child: the warm process's children {kids}, status {self.servers()}")
 
     def warm_dir(self) -> Path:
         (folder,) = [p for p in self.cache.iterdir() if len(p.name) == 64]
@@ -178,7 +187,7 @@ def test_auto_starts_only_for_a_settled_caller(lab: Lab) -> None:
 def test_the_launcher_dies_of_the_childs_signal(lab: Lab, signum: int) -> None:
     assert lab.call("on", CNI_CONTAINERID="c0").returncode == 0
     proc = lab.start()
-    child_pid = lab.the_call_child(int(lab.server()["pid"]))
+    child_pid = lab.child_of(proc)
     os.kill(child_pid, signum)
     proc.communicate(timeout=10)
     assert proc.returncode == -signum
@@ -188,7 +197,7 @@ def test_a_killed_launcher_kills_the_call(lab: Lab) -> None:
     """The runtime's SIGKILL (a timeout) ends the work, as it ends an exec'd plugin."""
     assert lab.call("on", CNI_CONTAINERID="c0").returncode == 0
     proc = lab.start()
-    child_pid = lab.the_call_child(int(lab.server()["pid"]))
+    child_pid = lab.child_of(proc)
     proc.kill()
     proc.communicate(timeout=10)
     assert _wait_until(lambda: not _alive(child_pid), 5)
