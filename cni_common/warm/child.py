@@ -13,7 +13,6 @@ argv, process name, fresh randomness; then the plugin runs, and the process exit
 from __future__ import annotations
 
 import array
-import json
 import os
 import resource
 import signal
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from typing import Callable
 
 MAGIC = b"CNIW"
-STATUS_MAGIC = b"CNIS"  # what `inspect` sends instead of a call: the answer is the warm process's status JSON
 PROTOCOL = 1
 HEADER = struct.Struct("<4sIIIIII")  # magic, protocol, umask, securebits, argc, envc, length of the strings
 DESCRIPTORS = 4  # stdin, stdout, stderr, working directory
@@ -40,7 +38,6 @@ RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.starts
 
 #: The exit code of a child that refused its call (the warm process counts refusals for ``inspect``).
 REFUSED = 86
-STATUS = 87  # ... of one that answered a status query
 NOT_STARTED = 88  # ... and of one whose launcher gave up before 'G'
 
 
@@ -55,12 +52,10 @@ class Request:
         self.umask, self.securebits, self.argv, self.env = umask, securebits, argv, env
 
 
-def receive(conn: socket.socket) -> Request | None:
-    """Read the request (Refused when it is not one; None for a status query)."""
+def receive(conn: socket.socket) -> Request:
+    """Read the request (Refused when it is not one)."""
     conn.settimeout(REQUEST_TIMEOUT)
     data = conn.recv(65536)
-    if data.startswith(STATUS_MAGIC):
-        return None
     if len(data) < HEADER.size:
         raise Refused("malformed request")
     magic, protocol, umask, securebits, argc, envc, length = HEADER.unpack_from(data)
@@ -159,16 +154,13 @@ def become_caller(request: Request, fds: list[int]) -> None:
 
 
 def run_call(conn: socket.socket, own: dict[str, object], own_bits: int, mounts: dict[str, tuple[str, str]],
-             run: Callable[[list[str]], int], status: Callable[[], dict[str, object]]) -> None:
+             run: Callable[[list[str]], int]) -> None:
     """The whole life of a child: never returns (``os._exit``)."""
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         try:
             request = receive(conn)
-            if request is None:
-                conn.sendall(json.dumps(status()).encode() + b"\n")
-                os._exit(STATUS)
             check_and_adopt(conn, request, own, own_bits, mounts)
         except (Refused, OSError, ValueError):
             conn.sendall(b"R" + struct.pack("<I", 0))

@@ -22,6 +22,7 @@ accepts, forks, watches and reports: it reads no request, so a slow caller never
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -65,6 +66,7 @@ class Server:
         self.children_cpu, self.children_max_rss_kib = 0.0, 0
         self.last_call = time.monotonic()
         self.listener: socket.socket | None = None
+        self.status_listener: socket.socket | None = None
         self.wake_read, self.wake_write = socket.socketpair()
 
     def path(self, suffix: str) -> str:
@@ -75,13 +77,18 @@ class Server:
         return {"pid": self.pid, "build": os.path.basename(self.build_dir), "context": self.key,
                 "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
                 "refused": self.refused, "in_flight": len(self.calls),
-                "cpu_seconds": round(_own_cpu(self.pid) + self.children_cpu, 6),
+                "cpu_seconds": round(sum(os.times()[:2]) + self.children_cpu, 6),
                 "max_call_rss_kib": self.children_max_rss_kib}
 
     def listen(self) -> None:
+        """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline)."""
+        self.listener = self._bind(".sock")
+        self.status_listener = self._bind(".stat")
+
+    def _bind(self, suffix: str) -> socket.socket:
         dir_fd = os.open(self.warm_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            address = f"/proc/self/fd/{dir_fd}/w{self.key}.sock"  # any cache path length fits sun_path
+            address = f"/proc/self/fd/{dir_fd}/w{self.key}{suffix}"  # any cache path length fits sun_path
             try:
                 os.unlink(address)  # a crashed predecessor's (we hold the context's lock)
             except FileNotFoundError:
@@ -95,16 +102,32 @@ class Server:
         finally:
             os.close(dir_fd)
         listener.listen(128)
-        self.listener = listener
+        return listener
+
+    def answer_status(self) -> None:
+        """One status query: the JSON line written into the new connection's empty buffer (never blocks), no
+        fork, nothing read: a slow client cannot hold the loop."""
+        assert self.status_listener is not None
+        try:
+            conn, _ = self.status_listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.setblocking(False)
+                conn.send(json.dumps(self.status()).encode() + b"\n")
+            except OSError:
+                pass
 
     def loop(self) -> None:
         """Serve until idle or superseded; never raises for a single call's trouble."""
-        assert self.listener is not None
+        assert self.listener is not None and self.status_listener is not None
         self.wake_write.setblocking(False)
         signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         poller = select.poll()
         poller.register(self.listener, select.POLLIN)
+        poller.register(self.status_listener, select.POLLIN)
         poller.register(self.wake_read, select.POLLIN)
         next_check = time.monotonic() + UPGRADE_CHECK
         while True:
@@ -120,6 +143,8 @@ class Server:
             for fd, _events in poller.poll(timeout * 1000 if not self.calls else None):
                 if fd == self.listener.fileno():
                     self.accept(poller)
+                elif self.status_listener is not None and fd == self.status_listener.fileno():
+                    self.answer_status()
                 elif fd == self.wake_read.fileno():
                     self.wake_read.recv(4096)
                     self.reap(poller)
@@ -149,10 +174,10 @@ class Server:
     def become_child(self, conn: socket.socket) -> None:
         """In the forked child: drop the server's sockets, answer a status query or run the call."""
         signal.set_wakeup_fd(-1)
-        for sock in (self.listener, self.wake_read, self.wake_write, *self.calls.values()):
+        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, *self.calls.values()):
             if sock is not None:
                 sock.close()
-        child.run_call(conn, self.own, self.own_bits, self.mounts, self.run, self.status)
+        child.run_call(conn, self.own, self.own_bits, self.mounts, self.run)
         os._exit(1)  # not reached: run_call always exits
 
     def reap(self, poller: select.poll) -> None:
@@ -166,9 +191,8 @@ class Server:
             conn = self.calls.pop(pid, None)
             if conn is None:
                 continue
-            if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == child.STATUS):  # not inspect's queries
-                self.children_cpu += usage.ru_utime + usage.ru_stime
-                self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
+            self.children_cpu += usage.ru_utime + usage.ru_stime
+            self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
             abandoned = pid in self.abandoned
             self.abandoned.discard(pid)
             if os.WIFSIGNALED(status):
@@ -179,7 +203,7 @@ class Server:
                 reply = b"X" + struct.pack("<i", code)
                 if code == child.REFUSED:
                     self.refused += 1
-                elif code not in (child.STATUS, child.NOT_STARTED):
+                elif code != child.NOT_STARTED:
                     self.served += 1
             try:
                 poller.unregister(conn)
@@ -220,13 +244,14 @@ class Server:
         return False
 
     def close(self) -> None:
-        for suffix in (".sock", ".lock"):  # under our lock: no other process of this context exists
+        for suffix in (".sock", ".stat", ".lock"):  # under our lock: no other process of this context exists
             try:
                 os.unlink(self.path(suffix))
             except OSError:
                 pass
-        if self.listener is not None:
-            self.listener.close()
+        for listener in (self.listener, self.status_listener):
+            if listener is not None:
+                listener.close()
 
     def remove_build_if_unused(self) -> None:
         """Superseded: remove our build's folder when no call of it runs (the launcher's prune, done by the last
@@ -249,16 +274,6 @@ class Server:
             os.close(lock)
 
 
-def _own_cpu(pid: int) -> float:
-    """User + system time of the warm process itself (read from /proc: a status answer runs in a child)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def _hold_context_lock(path: str) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -276,7 +291,7 @@ def _sweep_stale(warm_dir: str) -> None:
             fd = _hold_context_lock(os.path.join(warm_dir, name))
             if fd is None:
                 continue
-            for path in (name, name[:-5] + ".sock"):
+            for path in (name, name[:-5] + ".sock", name[:-5] + ".stat"):
                 try:
                     os.unlink(os.path.join(warm_dir, path))
                 except OSError:

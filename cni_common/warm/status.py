@@ -1,7 +1,8 @@
 """The warm processes of a launcher cache, as ``inspect`` shows them: each answers a status query on its socket.
 
-A status query is the four bytes ``CNIS`` instead of a call; the warm process's child answers one JSON line
-(pid, build, context, start time, idle exit, calls served and refused, calls in flight) and exits.
+A status query is a connection to the warm process's ``w<context>.stat`` socket; the warm process writes one JSON
+line (pid, build, context, start time, idle exit, calls served and refused, calls in flight, CPU, peak RSS of a
+call) and closes it, without a fork.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ def suite_cache() -> str:
 
 
 def query(build_dir: str, socket_name: str) -> dict[str, object]:
-    """The status of the warm process listening on ``build_dir/socket_name``."""
+    """The status of the warm process whose status socket is ``build_dir/socket_name``."""
     dir_fd = os.open(build_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(QUERY_TIMEOUT)
             conn.connect(f"/proc/self/fd/{dir_fd}/{socket_name}")  # any cache path length fits sun_path
-            conn.sendall(b"CNIS")
             data = b""
             while b"\n" not in data:
                 chunk = conn.recv(65536)
@@ -35,7 +35,7 @@ def query(build_dir: str, socket_name: str) -> dict[str, object]:
                 data += chunk
     finally:
         os.close(dir_fd)
-    answer = json.loads(data.removeprefix(b"F").split(b"\n", 1)[0])  # F: the warm process forked the answer
+    answer = json.loads(data.split(b"\n", 1)[0])
     return answer if isinstance(answer, dict) else {}
 
 
@@ -50,7 +50,7 @@ def warm_processes(cache_dir: str | None = None) -> list[dict[str, object]]:
     for build in builds:
         folder = os.path.join(cache, build, "warm")
         try:
-            sockets = sorted(name for name in os.listdir(folder) if name.startswith("w") and name.endswith(".sock"))
+            sockets = sorted(name for name in os.listdir(folder) if name.startswith("w") and name.endswith(".stat"))
         except OSError:
             continue
         for name in sockets:
