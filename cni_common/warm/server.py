@@ -30,7 +30,6 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 from cni_common.warm import child, context
@@ -264,12 +263,11 @@ class Server:
             return  # a call of this build is running: the next unpack's prune removes it
         lock = os.open(os.path.join(self.cache_dir, ".lock"), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
+            # Under the cache's lock, which every launcher takes before it unpacks, and the build's exclusive
+            # in-use lock, which a launcher needs before it runs anything: nobody can find the folder half-removed,
+            # so it is removed in place (a rename would show a .tmp- folder meanwhile).
             fcntl.flock(lock, fcntl.LOCK_EX)
-            doomed = tempfile.mkdtemp(prefix=".tmp-", dir=self.cache_dir)
-            os.rename(self.build_dir, os.path.join(doomed, "build"))
-            shutil.rmtree(doomed, ignore_errors=True)
-        except OSError:
-            pass
+            shutil.rmtree(self.build_dir, ignore_errors=True)
         finally:
             os.close(lock)
 
