@@ -18,6 +18,8 @@ from bench.cases import CaseFailed, Side, log
 from bench.lab import Lab
 from bench.stats import Usage, median_usage
 from bench.table import Row
+from cni_common.netfilter import handles
+from cni_common.netns import NetNS
 
 COUNTS = (0, 100, 300)
 FLAT_GOAL = 1.2  # issue 20: 300 pods cost at most 1.2x an empty node (nftables backends)
@@ -73,6 +75,10 @@ def scale_rows(lab: Lab, variants: list[tuple[str, Side, bool]], n: int) -> list
         for label in samples:
             if samples[label]:
                 walls[label][count] = median_usage(samples[label])
+    for _, side, nft in variants:  # the lab deletes the namespaces without DELs: drop the nft handle records
+        if nft:
+            with NetNS(side.host.path) as handle, handle.entered():
+                handles.forget_namespace()
     rows = []
     go = next((label for label, _, _ in variants if label.startswith("Go")), None)
     for label, _, _ in variants:

@@ -187,3 +187,24 @@ def delete(what: str, key: Sequence[str], listing_script: Callable[[], Optional[
             return
     runner.transact(what, listing_script, runner.nft_apply, runner.NFT_LOCK)
     remove(key)
+
+
+def forget_namespace() -> None:
+    """Remove every record of the current network namespace: for whoever deletes a namespace without DELs first
+    (the bench's lab), since records of a gone namespace would never be read again."""
+    folder = _netns_folder()
+    if folder is None:
+        return
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass

@@ -145,3 +145,11 @@ def test_a_table_made_again_invalidates_the_record(ns: Netns) -> None:
     assert masq_rules(ns)  # cnt-b's, though the new table's handles are those cnt-a recorded
     inside(ns, lambda: masquerade.nft_teardown(NET, "cnt-b", "eth0"))
     assert masq_rules(ns) == []
+
+
+def test_forget_namespace_drops_its_records(ns: Netns) -> None:
+    inside(ns, lambda: portmap.nft_forward(spec("cnt-a", 8080), [IP4]))
+    folder = inside(ns, handles._netns_folder)
+    assert os.listdir(folder)
+    inside(ns, handles.forget_namespace)
+    assert not os.path.exists(folder)
