@@ -400,3 +400,43 @@ def test_the_warm_process_is_single_threaded_and_preloaded(lab: Lab) -> None:
     assert "\nThreads:\t1\n" in status
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "_ssl" in maps or "libssl" in maps or "_json" in maps  # extension modules were imported before any call
+
+
+def test_the_plugins_children_get_the_runtimes_environment(lab: Lab, tmp_path: Path) -> None:
+    """What portmap's iptables/nft children see is exactly what the runtime gave the plugin, warm or exec'd.
+
+    PATH holds only stand-ins for iptables, ip6tables and nft that record their environment and fail, so nothing
+    touches the kernel (the plugin then reports the failure)."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    for tool in ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save",
+                 "ip6tables-restore", "nft", "conntrack"):
+        script = fake / tool
+        script.write_text(f"#!/bin/sh\n/usr/bin/env -0 > {dumps}/$$.env\nexit 1\n")
+        script.chmod(0o755)
+    conf = {"cniVersion": "1.0.0", "name": "cnt-w-net", "type": "portmap", "snat": False,  # no route_localnet
+            "capabilities": {"portMappings": True},
+            "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.123.0.2/24"}]}}
+    seen = {}
+    for mode in ("off", "on"):
+        for old in dumps.iterdir():
+            old.unlink()
+        env = {**lab.env(mode), "PATH": str(fake), "CNT_MARKER": f"a value with spaces\tand = signs {mode}"}
+        proc = subprocess.run([str(paths.DIST_DIR / "portmap")], input=json.dumps(conf).encode(), env=env,
+                              capture_output=True, timeout=60)
+        assert proc.returncode != 0  # the stand-ins fail
+        envs = [dict(item.split("=", 1) for item in p.read_bytes().decode().split("\0") if item)
+                for p in dumps.iterdir()]
+        assert envs, proc.stderr
+        for child_env in envs:
+            child_env.pop("PWD", None)  # the shell's own
+            child_env.pop("OLDPWD", None)
+            child_env.pop("SHLVL", None)
+            child_env.pop("_", None)
+            assert child_env == env
+        seen[mode] = proc.stdout
+    assert seen["off"] == seen["on"]  # and the same error, byte for byte
+    assert lab.server()["calls"] >= 1
