@@ -41,10 +41,15 @@ def context_key(proc: str = "/proc/self", root: str = "/") -> str:
     """The 16 hex digits naming the warm process of a context: FNV-1a over ``dev:ino`` lines, as warm.h does."""
     text = "".join("%d:%d\n" % _identity(f"{proc}/ns/{kind}") for kind in KEY_NAMESPACES)
     text += "%d:%d\n" % _identity(root)
-    value = 1469598103934665603
-    for byte in text.encode():
+    return f"{fnv1a64(text.encode()):016x}"
+
+
+def fnv1a64(data: bytes) -> int:
+    """The 64-bit FNV-1a hash (what ``warm.h`` computes in C)."""
+    value = 14695981039346656037  # offset basis
+    for byte in data:
         value = ((value ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return f"{value:016x}"
+    return value
 
 
 def _status(text: str) -> dict[str, str]:
