@@ -9,9 +9,10 @@ the record) is found by the listing, as before.
 
 - A record is valid only while its tables are the same kernel objects: it keeps each table's handle, which the
   kernel never reuses within a network namespace (a table deleted and made again gets a new one), and rule
-  handles are never reused within a table. Records live under ``/run`` (tmpfs: they go at reboot with the rules)
-  in a folder per network namespace, named by its cookie (``SO_NETNS_COOKIE``, never reused; a kernel without it,
-  before 5.14, gets no records and lists as before).
+  handles are never reused within a table. A record that is not valid is not trusted: the listing decides.
+  Records live under ``/run`` (tmpfs: they go at reboot with the rules) in a folder per network namespace, named
+  by its cookie (``SO_NETNS_COOKIE``, never reused; a kernel without it, before 5.14, gets no records and lists
+  as before).
 - ADD writes a ``pending`` record before it applies anything: an ADD that dies between applying and recording
   leaves ``pending``, and the next DEL or ADD lists instead of trusting the record.
 - A deletion by handle that the kernel refuses (the rule went meanwhile: GC, an operator's flush) drops the
@@ -141,17 +142,15 @@ def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str
         listed_stale: Callable[[], list[RuleRef]], chains: Sequence[str], comment: str) -> None:
     """An attachment's ADD: one nft transaction made by ``script_for(stale)``, where ``stale`` are the rules a
     previous ADD of the same attachment left (from its record; from ``listed_stale()``, the listing, when the
-    record is pending or a deletion by handle is refused). Records the new rules' handles."""
+    record is pending or void, or a deletion by handle is refused). Records the new rules' handles."""
     record = load(key)
     output: dict[str, str] = {}
 
     def stale() -> list[RuleRef]:
         if record is None:
             return []  # never added here (a Go ADD of the same ID without a DEL is not looked for)
-        if record.pending:
-            return listed_stale()
-        valid = record.valid_rules(runner.nft_table_handles())
-        return valid if valid is not None else []  # its table was made again: its rules went with it
+        valid = None if record.pending else record.valid_rules(runner.nft_table_handles())
+        return valid if valid is not None else listed_stale()  # pending, or a table made again: list
 
     def apply(script: str) -> Any:
         save(key, Record({}, [], pending=True))
@@ -182,9 +181,10 @@ def delete(what: str, key: Sequence[str], listing_script: Callable[[], Optional[
             valid = record.valid_rules(runner.nft_table_handles())
             done = valid is not None and (not valid or runner.nft_apply("\n".join(delete_lines(valid)) + "\n")
                                           .returncode == 0)
-        if done or valid is None:  # valid None: the tables were made again, its rules went with them
+        if done:
             remove(key)
             return
+    # No record (the Go plugins' rules), a pending one, a table made again, or a refused deletion: by comment.
     runner.transact(what, listing_script, runner.nft_apply, runner.NFT_LOCK)
     remove(key)
 
