@@ -12,7 +12,7 @@ the record) is found by the listing, as before.
   handles are never reused within a table. A record that is not valid is not trusted: the listing decides.
   Records live under ``/run`` (tmpfs: they go at reboot with the rules) in a folder per network namespace, named
   by its cookie (``SO_NETNS_COOKIE``, never reused; a kernel without it, before 5.14, gets no records and lists
-  as before).
+  as before) and inode; folders of namespaces that are gone are swept (:func:`_sweep`).
 - ADD writes a ``pending`` record before it applies anything: an ADD that dies between applying and recording
   leaves ``pending``, and the next DEL or ADD lists instead of trusting the record.
 - A deletion by handle that the kernel refuses (the rule went meanwhile: GC, an operator's flush) drops the
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 RECORD_DIR = "/run/cni-suite/nft"
 SO_NETNS_COOKIE = 71
+SWEEP_ABOVE = 16  # record folders (namespaces) before a save looks for gone ones
 
 #: (family, table, chain, handle) of one rule.
 RuleRef = tuple[str, str, str, int]
@@ -55,12 +56,61 @@ class Record:
 
 
 def _netns_folder() -> Optional[str]:
+    """``<cookie>-<inode>``: the cookie names the namespace for good, the inode lets :func:`_sweep` see it is gone."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
             (cookie,) = struct.unpack("=Q", probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))
+        inode = os.stat("/proc/thread-self/ns/net").st_ino
     except OSError:
         return None
-    return f"{RECORD_DIR}/{cookie}"
+    return f"{RECORD_DIR}/{cookie}-{inode}"
+
+
+def _sweep() -> None:
+    """Drop the records of namespaces that are gone (deleted without DELs: tests, a node's old sandboxes).
+
+    Only when there are more than :data:`SWEEP_ABOVE` folders (a node's rules live in one namespace: never). A
+    namespace is alive while a process is in it or a name in /run/netns pins it; one held only by an open
+    descriptor may lose its records, which is safe: without a record the listing finds the rules."""
+    try:
+        folders = os.listdir(RECORD_DIR)
+    except OSError:
+        return
+    if len(folders) <= SWEEP_ABOVE:
+        return
+    alive: set[int] = set()
+    for pinned in _listdir("/run/netns"):
+        alive.add(_inode(f"/run/netns/{pinned}"))
+    for pid in _listdir("/proc"):
+        if pid.isdigit():
+            alive.add(_inode(f"/proc/{pid}/ns/net"))
+    for folder in folders:
+        _, _, inode = folder.partition("-")
+        if inode.isdigit() and int(inode) not in alive:
+            path = f"{RECORD_DIR}/{folder}"
+            for name in _listdir(path):
+                try:
+                    os.unlink(f"{path}/{name}")
+                except OSError:
+                    pass
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _inode(path: str) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return 0
 
 
 def _path(key: Sequence[str]) -> Optional[str]:
@@ -91,6 +141,8 @@ def save(key: Sequence[str], record: Record) -> None:
     if path is None:
         return
     folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        _sweep()  # a namespace's first record: the moment to drop those of gone ones
     os.makedirs(folder, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     data = {"tables": record.tables, "rules": record.rules, "pending": record.pending}

@@ -153,3 +153,17 @@ def test_forget_namespace_drops_its_records(ns: Netns) -> None:
     assert os.listdir(folder)
     inside(ns, handles.forget_namespace)
     assert not os.path.exists(folder)
+
+
+def test_records_of_gone_namespaces_are_swept(ns: Netns, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Namespaces deleted without DELs leave records; a new namespace's first record sweeps them."""
+    monkeypatch.setattr(handles, "RECORD_DIR", str(tmp_path / "records"))
+    monkeypatch.setattr(handles, "SWEEP_ABOVE", 0)
+    gone = tmp_path / "records" / "12345-999999999"
+    gone.mkdir(parents=True)
+    (gone / "record").write_text("{}")
+    inside(ns, lambda: portmap.nft_forward(spec("cnt-a", 8080), [IP4]))
+    assert not gone.exists()
+    live = inside(ns, handles._netns_folder)
+    assert os.path.isdir(live) and os.listdir(live)
+    inside(ns, lambda: portmap.nft_unforward("cnt-a"))
