@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lab import Lab, ensure_cnitool
+from bench.measure import TimedNetns
+from cni_common.warm.status import warm_processes
 from tests.helpers import paths
 from tests.helpers.builds import two_builds
 from tests.helpers.cnitool import Cnitool
@@ -42,7 +45,7 @@ def template(data_dir: Path) -> dict:
 
 
 def run_case(lab: Lab, name: str, builds: tuple[Path, Path], use_cp: bool, calls: int,
-             installs: int) -> UpgradeFigures:
+             installs: int, warm: str = "off") -> UpgradeFigures:
     """`calls` calls while `installs` switches run (by the installer, or by `cp -f` when `use_cp`)."""
     root = lab.tmp / name
     bin_dir, conf_dir, cache = root / "bin", root / "net.d", root / "cache"
@@ -58,11 +61,17 @@ def run_case(lab: Lab, name: str, builds: tuple[Path, Path], use_cp: bool, calls
 
     install(builds[0])
     host = lab.netns("uphost")
-    tool = Cnitool(ensure_cnitool(), host, root / "cnitool", bin_dir, extra_env={"CNI_SUITE_CACHE_DIR": str(cache)})
+    # With the warm path, the driver enters the host namespace as a runtime calls plugins (nsenter: one context,
+    # so the calls reach the warm process of each build; docs/packaging.md).
+    driver = TimedNetns(host, nsenter=True) if warm != "off" else host
+    tool = Cnitool(ensure_cnitool(), driver, root / "cnitool", bin_dir,  # type: ignore[arg-type]
+                   extra_env={"CNI_SUITE_CACHE_DIR": str(cache), "CNI_SUITE_WARM": warm})
     tool.conf_dir = conf_dir
     pods = [lab.netns("uppod") for _ in range(4)]
     switch: Callable[[Path], None] = (lambda b: cp_f(b, bin_dir)) if use_cp else install
     figures = upgrade_under_load(tool, NET, pods, switch, builds, bin_dir, cache, calls=calls, installs=installs)
+    for process in warm_processes(str(cache)):  # they would keep the host namespace alive
+        os.kill(int(process["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
     for pod in pods:
         lab.remove(pod)
     lab.remove(host)
@@ -79,14 +88,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--installs", type=int, default=20)
+    parser.add_argument("--warm", choices=("on", "off", "auto"), default="off",
+                        help="our warm path (CNI_SUITE_WARM) for the calls; default off")
     opts = parser.parse_args()
     load_start = os.getloadavg()[0]
     with Lab(tag="u") as lab:
         builds = two_builds(lab.tmp / "builds", paths.DIST_DIR / "bridge")
         rows = {
-            "no upgrade": run_case(lab, "none", builds, False, opts.calls, 0),
-            f"{opts.installs} × cni-suite install": run_case(lab, "ours", builds, False, opts.calls, opts.installs),
-            f"{opts.installs} × cp -f (flannel's way)": run_case(lab, "cp", builds, True, opts.calls, opts.installs),
+            "no upgrade": run_case(lab, "none", builds, False, opts.calls, 0, opts.warm),
+            f"{opts.installs} × cni-suite install": run_case(lab, "ours", builds, False, opts.calls, opts.installs,
+                                                             opts.warm),
+            f"{opts.installs} × cp -f (flannel's way)": run_case(lab, "cp", builds, True, opts.calls, opts.installs,
+                                                                 opts.warm),
         }
     keys = ["calls", "failed calls", "text file busy", "partial files seen", "file samples", "call median ms",
             "call p95 ms", "install median ms", "max builds in cache", "wall s"]

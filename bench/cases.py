@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from bench import confs
 from bench.lab import Lab
 from bench.leaks import leftovers, result_addresses
-from bench.measure import TimedNetns, run_measured
+from bench.measure import TimedNetns, WarmCpu, run_measured
 from bench.stats import Usage, median_usage, total_usage
 from bench.table import Goal, Row
 from tests.helpers import paths
@@ -44,10 +44,12 @@ class Side:
     workdir: Path
     cnitool: Path
     env: dict[str, str] = field(default_factory=dict)
+    nsenter: bool = False
+    warm: Optional[WarmCpu] = None
     timed: TimedNetns = field(init=False)
 
     def __post_init__(self) -> None:
-        self.timed = TimedNetns(self.host, self.env)
+        self.timed = TimedNetns(self.host, self.env, self.nsenter, self.warm)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -209,13 +211,20 @@ def burst(lab: Lab, side: Side, pods: int) -> BurstOutcome:
 
     phases = []
     while_up = ""
-    with ThreadPoolExecutor(max_workers=pods) as pool:
-        for action in (add, delete):
-            start = time.perf_counter()
-            usages = list(pool.map(action, range(pods)))
-            phases.append(Usage(time.perf_counter() - start, total_usage(usages).cpu))
-            if action is add:
-                while_up = state()
+    warm, side.timed.warm = side.timed.warm, None  # concurrent calls' warm CPU is counted per phase, not per call
+    try:
+        with ThreadPoolExecutor(max_workers=pods) as pool:
+            for action in (add, delete):
+                warm_before = warm.total() if warm else 0.0
+                start = time.perf_counter()
+                usages = list(pool.map(action, range(pods)))
+                wall = time.perf_counter() - start
+                warm_cpu = max(0.0, warm.total() - warm_before) if warm else 0.0
+                phases.append(Usage(wall, total_usage(usages).cpu + warm_cpu))
+                if action is add:
+                    while_up = state()
+    finally:
+        side.timed.warm = warm
     left = state()
     for ns in namespaces:
         lab.remove(ns)

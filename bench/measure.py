@@ -49,6 +49,21 @@ def run_measured(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None
     return completed, Usage(wall, rusage.ru_utime + rusage.ru_stime)
 
 
+class WarmCpu:
+    """CPU of our calls served by warm processes (docs/packaging.md, "The warm path"): their children are not
+    the launcher's, so `os.wait4` does not see them. The warm processes add up their children's rusage (and
+    report their own time) in their status; the difference of `total()` around a call is what it cost there (a
+    burst takes it around the whole phase: the differences of concurrent calls would overlap)."""
+
+    def __init__(self, cache: str) -> None:
+        self.cache = cache
+
+    def total(self) -> float:
+        from cni_common.warm.status import warm_processes
+
+        return sum(float(w.get("cpu_seconds", 0.0)) for w in warm_processes(self.cache))  # type: ignore[arg-type]
+
+
 class TimedNetns:
     """A Netns stand-in whose `run()` also records the Usage of each command, per thread.
 
@@ -57,10 +72,12 @@ class TimedNetns:
     so a burst of threads sharing one TimedNetns each read their own).
     """
 
-    def __init__(self, ns: Netns, extra_env: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, ns: Netns, extra_env: Optional[Mapping[str, str]] = None, nsenter: bool = False,
+                 warm: Optional[WarmCpu] = None) -> None:
         self.ns = ns
         self.name = ns.name
         self.extra_env = dict(extra_env or {})
+        self.nsenter, self.warm = nsenter, warm
         self._local = threading.local()
 
     @property
@@ -68,14 +85,19 @@ class TimedNetns:
         return self.ns.path
 
     def cmd(self, argv: Sequence[str]) -> list[str]:
-        return self.ns.cmd(argv)
+        """`ip netns exec` (a mount namespace per call), or with `nsenter` only the network namespace, as a runtime
+        calls its plugins: from one context, which the warm path needs."""
+        return ["nsenter", f"--net={self.ns.path}", *argv] if self.nsenter else self.ns.cmd(argv)
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 30,
             env: Optional[dict[str, str]] = None, input: Optional[str] = None) -> subprocess.CompletedProcess[str]:
         """Same contract as `Netns.run`, measured; `extra_env` is added to `env` (libcni passes it on)."""
         if env is not None:
             env = {**env, **self.extra_env}
-        proc, usage = run_measured(self.ns.cmd(argv), env=env, stdin=(input or "").encode(), timeout=timeout)
+        before = self.warm.total() if self.warm else 0.0
+        proc, usage = run_measured(self.cmd(argv), env=env, stdin=(input or "").encode(), timeout=timeout)
+        if self.warm:
+            usage = Usage(usage.wall, usage.cpu + max(0.0, self.warm.total() - before))
         self._local.usage = usage
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import subprocess
 import sys
 
-from bench import cases, confs, cross, footprint, machine
+from bench import cases, confs, cross, footprint, machine, scale, warm
 from bench.lab import Lab, ensure_cnitool, install_ours
+from bench.measure import WarmCpu
 from bench.table import Row, render
 from tests.helpers import paths
 
 CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "hostdev",
-         "sbr", "burst", "footprint", "cross")
+         "sbr", "burst", "footprint", "cross", "alone", "pods")
 
 
 def go_version() -> str:
@@ -35,6 +37,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--versions", type=int, help="VERSION execs per plugin and side (default 50, quick 10)")
     parser.add_argument("--pods", type=int, help="pods in the burst (default 50, quick 20)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--warm", choices=("on", "off", "auto"), default="on",
+                        help="our warm path (CNI_SUITE_WARM; docs/packaging.md), default on")
+    parser.add_argument("--driver", choices=("nsenter", "ip-netns-exec"), default="nsenter",
+                        help="how the driver enters the host namespace: nsenter --net, as a runtime calls plugins "
+                             "from one context (default), or ip netns exec, a mount namespace per call")
     opts = parser.parse_args(argv)
     opts.n = opts.n or (5 if opts.quick else 20)
     opts.versions = opts.versions or (10 if opts.quick else 50)
@@ -44,6 +51,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     return opts
+
+
+def stop_warm_processes(cache: object) -> None:
+    """End the warm processes our calls started in the bench's private cache (their pids, from their status)."""
+    from cni_common.warm.status import warm_processes
+
+    for process in warm_processes(str(cache)):
+        try:
+            os.kill(int(process["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        except (KeyError, ProcessLookupError, ValueError):
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         # the shared one under our feet (docs/packaging.md: an unpack removes other builds' folders).
         suite_cache = lab.tmp / "suite-cache"
         suite_cache.mkdir(mode=0o700)
+        nsenter = opts.driver == "nsenter"
+        warm_env = {"CNI_SUITE_WARM": opts.warm, "CNI_SUITE_WARM_IDLE": "600"}
         sides = [cases.Side("ours", ours_dir, lab.netns("host"), lab.tmp / "ours", cnitool,
-                            {"CNI_SUITE_CACHE_DIR": str(suite_cache)}),
-                 cases.Side("Go", go_dir, lab.netns("host"), lab.tmp / "go", cnitool)]
+                            {"CNI_SUITE_CACHE_DIR": str(suite_cache), **warm_env}, nsenter,
+                            WarmCpu(str(suite_cache)) if opts.warm != "off" else None),
+                 cases.Side("Go", go_dir, lab.netns("host"), lab.tmp / "go", cnitool, nsenter=nsenter)]
         if "version" in opts.cases:
             cases.log("VERSION")
             rows += cases.version_rows(sides, opts.versions)
@@ -114,6 +135,19 @@ def main(argv: list[str] | None = None) -> int:
             rows += footprint.footprint_rows(dist, ours_dir, go_dir, suite_cache)
         if "cross" in opts.cases:
             rows += cross.cross_rows(lab, cnitool, opts.n)
+        if "alone" in opts.cases:
+            cases.log("host-local alone")
+            rows += warm.alone_rows(ours_dir / "host-local", lab.tmp / "alone", suite_cache, opts.n)
+        if "pods" in opts.cases:
+            ours_env = {"CNI_SUITE_CACHE_DIR": str(suite_cache), **warm_env}
+            meter = WarmCpu(str(suite_cache)) if opts.warm != "off" else None
+            variants = [(f"ours {kind}", cases.Side("ours", ours_dir, lab.netns(f"h{kind[:3]}"),
+                                                    lab.tmp / f"pods-{kind}", cnitool, ours_env, nsenter, meter),
+                         kind == "nftables") for kind in ("nftables", "iptables")]
+            variants.append(("Go iptables", cases.Side("Go", go_dir, lab.netns("hgo"), lab.tmp / "pods-go", cnitool,
+                                                       nsenter=nsenter), False))
+            rows += scale.scale_rows(lab, variants, max(3, opts.n // 4))
+        stop_warm_processes(suite_cache)  # they would keep the lab's host namespace alive after it
     print(f"cni-suite bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
           f"{' (--quick)' if opts.quick else ''}")
     print(f"machine: {machine.describe()}; load average at the start {load[0]:.2f}, at the end "

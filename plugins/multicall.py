@@ -64,6 +64,7 @@ MODES = {
     ("install",): "plugins.install:main",
     ("inspect",): "cni_common.inspect:main",
     ("dhcp", "daemon"): "cni_common.dhcp.daemon:run_cli",
+    ("warm-server",): "plugins.warm:main",
 }
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(version_info_json())
         return 0
-    _register_in_process_delegates()
+    register_in_process_delegates()
     code = _load(PLUGINS[name] + ":main")()
     if as_program and is_plugin_call:
         _exit_now(code)
@@ -118,7 +119,8 @@ def _load(target: str) -> Callable[..., int]:
     return getattr(__import__(module, fromlist=[function]), function)
 
 
-def _register_in_process_delegates() -> None:
+def register_in_process_delegates() -> None:
+    """Let a delegating plugin run the :data:`IN_PROCESS_DELEGATES` in its own process."""
     from cni_common import inprocess
 
     for plugin_type in IN_PROCESS_DELEGATES:

@@ -24,6 +24,9 @@
  * .pyc files long after it started).
  * argv is passed through unchanged: the program picks the plugin from argv[0]'s name (multi-call).
  *
+ * A plugin call may instead be handed to a warm process of the same build that forks a child per call (warm.h,
+ * docs/packaging.md "The warm path"); any failure before the child starts falls back to the exec below.
+ *
  * Portability (docs/packaging.md): this launcher is linked statically (it needs nothing from the node), and
  * the bundle carries the dynamic loader and C library the program was linked against. The program is started
  * THROUGH that loader: execv(<build>/_internal/<BUNDLED_LOADER>, --argv0 <argv[0]> --inhibit-cache
@@ -48,6 +51,7 @@
 
 #define ERROR_SOURCE "cni-suite launcher"
 #include "cni_error.h"
+#include "warm.h"
 
 #define MAGIC "CNIPYBN2"
 #define TRAILER_SIZE (8 + 8 + 8 + 8 + 64)
@@ -266,22 +270,37 @@ static void install_bundle(const struct bundle *b, const char *cache, const char
 }
 
 /* Take the shared in-use lock of an unpacked build; the descriptor is inherited by the program (no CLOEXEC).
- * Fails when the build is absent or being removed by another launcher's prune. */
+ * Returns it, or -1 when the build is absent or being removed by another launcher's prune. */
 static int hold_in_use(const char *final) {
     char path[4200];
     snprintf(path, sizeof path, "%s/" IN_USE, final);
     int fd = open(path, O_RDONLY | O_NOFOLLOW);
-    if (fd < 0) return 0;
+    if (fd < 0) return -1;
     if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
         close(fd);
-        return 0;
+        return -1;
     }
     struct stat st;
     if (stat(path, &st) != 0) { /* removed between our open and our lock */
         close(fd);
-        return 0;
+        return -1;
     }
-    return 1;
+    return fd;
+}
+
+/* A CNI call under a plugin's own name (no arguments, CNI_COMMAND set): what the warm path serves. The suite's
+ * other modes (inspect, install, vxlan agent) always exec. */
+static int is_plugin_call(const struct bundle *b, int argc, char **argv) {
+    const char *command = getenv("CNI_COMMAND");
+    if (argc != 1 || !command || !*command) return 0;
+    const char *name = strrchr(argv[0], '/');
+    name = name ? name + 1 : argv[0];
+    const char *p = (const char *)b->map + b->offset + b->size, *end = p + b->meta_size;
+    while (p < end && *p) {
+        if (strcmp(p, name) == 0) return 1;
+        p += strlen(p) + 1;
+    }
+    return 0;
 }
 
 /* The loader's command line: its options, the program, then our arguments after argv[0]. */
@@ -313,10 +332,12 @@ int main(int argc, char **argv) {
     snprintf(internal, sizeof internal, "%s/_internal", final);
     snprintf(loader, sizeof loader, "%s/" BUNDLED_LOADER, internal);
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (!hold_in_use(final)) {
+        int in_use = hold_in_use(final);
+        if (in_use < 0) {
             install_bundle(&b, cache, final);
-            if (!hold_in_use(final)) continue;
+            if ((in_use = hold_in_use(final)) < 0) continue;
         }
+        if (is_plugin_call(&b, argc, argv)) try_warm(cache, final, loader, internal, program, in_use, argc, argv);
         munmap((void *)b.map, b.map_size);
         execv(loader, loader_argv(argc, argv, loader, internal, program));
         die("cannot execute the unpacked program", strerror(errno));

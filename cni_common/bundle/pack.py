@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .trailer import MAGIC
 
+WARM_DIR = "warm"
+
 
 def _entry(kind: bytes, mode: int, rel: str, stored: bytes, original_len: int) -> bytes:
     name = rel.encode()
@@ -49,6 +51,9 @@ def payload(bundle_dir: Path) -> bytes:
             else:
                 data = path.read_bytes()
                 parts.append(_entry(b"f", mode, rel, zlib.compress(data, 9), len(data)))
+    # The warm processes' sockets and locks (cni_common/bundle/warm.h) live in this folder, made at unpack time, so
+    # they never change the build folder itself (whose mtime says when it was unpacked).
+    parts.append(_entry(b"d", 0o700, WARM_DIR, b"", 0))
     parts.append(b"E")
     return b"".join(parts)
 

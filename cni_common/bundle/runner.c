@@ -62,8 +62,27 @@ static PyObject *native_setns(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_name(name): the process name (ps, /proc/PID/comm), which a warm child sets to its plugin's
+ * (cni_common/warm/child.py); Python has no prctl. */
+static PyObject *native_set_name(PyObject *self, PyObject *args) {
+    const char *name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s:set_name", &name)) return NULL;
+    if (prctl(PR_SET_NAME, name, 0, 0, 0) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* securebits(): prctl(PR_GET_SECUREBITS), which /proc does not show; a warm child compares the caller's. */
+static PyObject *native_securebits(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return PyLong_FromLong((long)prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
+}
+
 static PyMethodDef native_methods[] = {
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
+    {"set_name", native_set_name, METH_VARARGS, "set_name(name): prctl(PR_SET_NAME)."},
+    {"securebits", native_securebits, METH_NOARGS, "securebits(): prctl(PR_GET_SECUREBITS)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
+from ..warm.status import warm_processes
 from .collect import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, collect
 from .model import build
 
@@ -73,7 +74,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         print(f"cni-suite inspect: {exc}", file=sys.stderr)
         return 1
-    text = render(build(snapshot), opts.format)
+    node = build(snapshot)
+    node["warm"] = warm_processes()
+    text = render(node, opts.format)
     if opts.output:
         try:
             write_atomically(opts.output, text)

@@ -96,6 +96,10 @@ def render(node: dict[str, Any]) -> str:
     out += [f"  ifb {name}: no container's traffic is redirected to it" for name in orphans.get("ifbs", [])]
     if not any(orphans.values()):
         out.append("  (none)")
+    out.append("warm processes (docs/packaging.md):")
+    out += [f"  pid {w.get('pid', '?')} build {str(w.get('build'))[:12]} context {w.get('context')}: "
+            f"{w['state']}, {w.get('calls', '?')} calls, {w.get('refused', '?')} refused, "
+            f"idle exit {w.get('idle_exit_seconds', '?')} s" for w in node.get("warm", [])] or ["  (none)"]
     if node["errors"]:
         out.append("could not read:")
         out += [f"  {e}" for e in node["errors"]]

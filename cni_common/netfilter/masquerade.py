@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from . import names, runner
+from . import handles, names, runner
 from .xtables import RestoreBatch, Rule, SavedTable, option_value, target_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
@@ -242,18 +242,23 @@ def _nft_listing() -> Optional[list[dict[str, Any]]]:
 
 
 def nft_setup(network: str, container_id: str, ifname: str, ips: list[IPInterface]) -> None:
+    """One transaction; the rules' handles are recorded (:mod:`.handles`) for the DEL."""
     prefix = names.nft_instance_hash(network, ifname, container_id)
     comment = names.nft_masq_comment(network, ifname, container_id)
-    runner.transact(f"set up nftables masquerading for {container_id}/{ifname}",
-                    lambda: nft_setup_script(ips, comment, nft_rules_by_comment(_nft_listing(), prefix)),
-                    runner.nft_apply, runner.NFT_LOCK)
+
+    def listed() -> list[handles.RuleRef]:
+        return [("inet", NFT_TABLE, NFT_CHAIN, h) for h in nft_rules_by_comment(_nft_listing(), prefix)]
+
+    handles.add(f"set up nftables masquerading for {container_id}/{ifname}", ("masq", network, ifname, container_id),
+                lambda stale: nft_setup_script(ips, comment, [h for _, _, _, h in stale]), listed, (NFT_CHAIN,),
+                comment)
 
 
 def nft_teardown(network: str, container_id: str, ifname: str) -> None:
     prefix = names.nft_instance_hash(network, ifname, container_id)
-    runner.transact(f"tear down nftables masquerading for {container_id}/{ifname}",
-                    lambda: nft_delete_script(nft_rules_by_comment(_nft_listing(), prefix)),
-                    runner.nft_apply, runner.NFT_LOCK)
+    handles.delete(f"tear down nftables masquerading for {container_id}/{ifname}",
+                   ("masq", network, ifname, container_id),
+                   lambda: nft_delete_script(nft_rules_by_comment(_nft_listing(), prefix)))
 
 
 def nft_gc_handles(listing: Optional[list[dict[str, Any]]], network: str,

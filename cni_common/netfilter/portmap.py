@@ -25,7 +25,7 @@ import re
 from .. import spawn
 from ..log import get_logger
 from ..record import field, record
-from . import names, runner
+from . import handles, names, runner
 from .xtables import RestoreBatch, Rule, SavedTable, option_value, parse_save, target_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
@@ -332,14 +332,20 @@ def _nft_table(family: int) -> Optional[list[dict[str, Any]]]:
 
 
 def nft_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
-    def build() -> str:
+    """One transaction for both families; the rules' handles are recorded (:mod:`.handles`) for the DEL."""
+    def script(stale: list[handles.RuleRef]) -> str:
         lines: list[str] = []
         for ip in ips:
-            lines += nft_forward_lines(spec, ip, nft_owned_handles(_nft_table(ip.version), spec.container_id))
+            fam = _nft_family(ip.version)
+            lines += nft_forward_lines(spec, ip, [(c, h) for f, t, c, h in stale if f == fam and t == NFT_TABLE])
         return "\n".join(lines) + "\n"
 
-    runner.transact(f"set up nftables port forwarding for {spec.container_id}", build, runner.nft_apply,
-                    runner.NFT_LOCK)
+    def listed() -> list[handles.RuleRef]:
+        return [(_nft_family(ip.version), NFT_TABLE, chain, handle) for ip in ips
+                for chain, handle in nft_owned_handles(_nft_table(ip.version), spec.container_id)]
+
+    handles.add(f"set up nftables port forwarding for {spec.container_id}", ("portmap", spec.container_id),
+                script, listed, NFT_OWNED_CHAINS, spec.container_id)
 
 
 def nft_delete_lines(family: int, handles: list[tuple[str, int]]) -> list[str]:
@@ -347,15 +353,14 @@ def nft_delete_lines(family: int, handles: list[tuple[str, int]]) -> list[str]:
 
 
 def nft_unforward(container_id: str) -> None:
-    """Both families, one transaction; a family whose table does not exist costs no exec (on an iptables node
-    neither does, and nothing is executed at all)."""
+    """Both families, one transaction: by the handles the ADD recorded, else by listing both tables (a family
+    whose table does not exist costs no exec; on an iptables node nothing is executed at all)."""
     def build() -> Optional[str]:
         lines = [line for fam in (4, 6)
                  for line in nft_delete_lines(fam, nft_owned_handles(_nft_table(fam), container_id))]
         return "\n".join(lines) + "\n" if lines else None
 
-    runner.transact(f"remove nftables port forwarding of {container_id}", build, runner.nft_apply,
-                    runner.NFT_LOCK)
+    handles.delete(f"remove nftables port forwarding of {container_id}", ("portmap", container_id), build)
 
 
 def nft_check(spec: PortMapSpec, ips: list[IPInterface]) -> None:

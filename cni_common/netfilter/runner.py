@@ -94,7 +94,12 @@ def nft_list(kind: str, family: str, table: str, *chain: str) -> Optional[list[d
 
 
 def nft_tables() -> set[tuple[str, str]]:
-    """(family, name) of every nftables table, so that :func:`nft_list` execs ``nft`` only for tables that exist.
+    """(family, name) of every nftables table, so that :func:`nft_list` execs ``nft`` only for tables that exist."""
+    return set(nft_table_handles())
+
+
+def nft_table_handles() -> dict[tuple[str, str], int]:
+    """(family, name) -> handle of every nftables table (a table made again gets a new handle).
 
     Read over nfnetlink, without an exec; ``nft -j list tables`` only if that read fails.
     """
@@ -106,7 +111,7 @@ def nft_tables() -> set[tuple[str, str]]:
     if proc.returncode != 0:
         raise NetfilterError("nft list tables failed", proc.error_text())
     tables = (obj["table"] for obj in json.loads(proc.stdout).get("nftables", []) if "table" in obj)
-    return {(str(t.get("family")), str(t.get("name"))) for t in tables}
+    return {(str(t.get("family")), str(t.get("name"))): int(t.get("handle", 0)) for t in tables}
 
 
 _NLMSG_HDR = "=IHHII"  # length, type, flags, seq, port id
@@ -115,9 +120,10 @@ _NFT_NEWTABLE = (10 << 8) | 0  # what the dump answers with
 _NFPROTO = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 
 
-def _nft_tables_netlink() -> set[tuple[str, str]]:
+def _nft_tables_netlink() -> dict[tuple[str, str], int]:
     """NFT_MSG_GETTABLE dump on a NETLINK_NETFILTER socket: each reply is an nfgenmsg (family first) followed
-    by attributes, of which NFTA_TABLE_NAME (1) is the name. Raises OSError on any failure."""
+    by attributes, of which NFTA_TABLE_NAME (1) is the name and NFTA_TABLE_HANDLE (4) the handle (big-endian
+    u64). Raises OSError on any failure."""
     import socket
     import struct
 
@@ -125,7 +131,7 @@ def _nft_tables_netlink() -> set[tuple[str, str]]:
         sock.bind((0, 0))
         nfgenmsg = struct.pack("=BBH", 0, 0, 0)  # AF_UNSPEC, NFNETLINK_V0, res_id
         sock.send(struct.pack(_NLMSG_HDR, 16 + len(nfgenmsg), _NFT_GETTABLE, 0x301, 1, 0) + nfgenmsg)  # REQUEST|DUMP
-        tables: set[tuple[str, str]] = set()
+        tables: dict[tuple[str, str], int] = {}
         while True:
             data = sock.recv(1 << 16)
             off = 0
@@ -141,14 +147,18 @@ def _nft_tables_netlink() -> set[tuple[str, str]]:
                         raise OSError(-err, os.strerror(-err))
                 elif mtype == _NFT_NEWTABLE:
                     family, attr = data[off + 16], off + 20
+                    name, handle = None, 0
                     while attr + 4 <= off + length:
                         alen, atype = struct.unpack_from("=HH", data, attr)
                         if alen < 4:
                             break
                         if atype & 0x7FFF == 1:  # NFTA_TABLE_NAME
                             name = data[attr + 4:attr + alen].rstrip(b"\0").decode()
-                            tables.add((_NFPROTO.get(family, str(family)), name))
+                        elif atype & 0x7FFF == 4 and alen >= 12:  # NFTA_TABLE_HANDLE
+                            (handle,) = struct.unpack_from(">Q", data, attr + 4)
                         attr += (alen + 3) & ~3
+                    if name is not None:
+                        tables[(_NFPROTO.get(family, str(family)), name)] = handle
                 off += (length + 3) & ~3
 
 

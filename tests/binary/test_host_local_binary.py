@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import pytest
 
-from tests.helpers import paths
+from tests.helpers import paths, warm
 
 GO_HOST_LOCAL = paths.GO_PLUGIN_DIR / "host-local"
 
@@ -46,7 +46,7 @@ def go_cmd() -> list[str]:
 def _env(verb: str, cid: str, ifname: str, cni_args: str, drop: Sequence[str]) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": verb, "CNI_CONTAINERID": cid,
            "CNI_NETNS": "/var/run/netns/cnt-i-none", "CNI_IFNAME": ifname, "CNI_PATH": "/usr/lib/cni",
-           "CNI_ARGS": cni_args}
+           "CNI_ARGS": cni_args, **warm.passthrough()}
     return {k: v for k, v in env.items() if k not in drop}
 
 

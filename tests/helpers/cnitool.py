@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tests.helpers import warm
 from tests.helpers.netns import Netns
 
 
@@ -89,6 +90,7 @@ class Cnitool:
             "CNI_PATH": self.cni_path,
             "CNI_CACHE_DIR": str(self.cache_dir),
             "CNI_IFNAME": ifname,
+            **warm.passthrough(),
             **self.extra_env,
         }
         if cni_args:

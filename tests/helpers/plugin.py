@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
+from tests.helpers import warm
 from tests.helpers.cnitool import parse_json_or_text
 from tests.helpers.netns import Netns
 
@@ -46,6 +47,7 @@ def run_plugin(binary: str | os.PathLike[str], command: str, conf: Mapping[str, 
         "CNI_IFNAME": ifname,
         "CNI_ARGS": cni_args,
         "CNI_PATH": str(cni_path or Path(binary).parent),
+        **warm.passthrough(),
     }
     full_env.update(env or {})
     clean_env = {k: v for k, v in full_env.items() if v is not None}

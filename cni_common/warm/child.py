@@ -1,0 +1,210 @@
+"""One call in a child forked from the warm process: take the caller's place, then run the plugin.
+
+The launcher's request (``warm.h``: ``warm_send_request``) carries its umask and securebits, argv and the
+environment; its 'G' (go) carries its stdin, stdout, stderr and working directory as descriptors. Before
+answering 'A', the child checks the caller (:mod:`cni_common.warm.context`) and takes on what an exec'd
+process would have inherited that a fork does not give: cgroups, rlimits, OOM score, nice value and CPU
+affinity. Any of that failing is a refusal ('R'), and the launcher execs: nothing of the call has run yet.
+After the launcher's 'G' the child becomes the call: the caller's descriptors as 0, 1, 2, its directory, umask,
+environment (so the plugin's own children, iptables or a delegate, get the runtime's environment unchanged),
+argv, process name, fresh randomness; then the plugin runs, and the process exits with its code.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+
+from cni_common.warm import context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+MAGIC = b"CNIW"
+PROTOCOL = 1
+HEADER = struct.Struct("<4sIIIIII")  # magic, protocol, umask, securebits, argc, envc, length of the strings
+DESCRIPTORS = 4  # stdin, stdout, stderr, working directory
+#: How long a launcher may take to send its request (it sends it right after connecting).
+REQUEST_TIMEOUT = 2.0
+#: Every limit an exec'd process would inherit.
+RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
+
+#: The exit code of a child that refused its call (the warm process counts refusals for ``inspect``).
+REFUSED = 86
+NOT_STARTED = 88  # ... and of one whose launcher gave up before 'G'
+
+
+class Refused(Exception):
+    """The call cannot run here as it would by exec; the message says why (the launcher then execs)."""
+
+
+class Request:
+    """A launcher's call, as received."""
+
+    def __init__(self, umask: int, securebits: int, argv: list[str], env: dict[str, str]):
+        self.umask, self.securebits, self.argv, self.env = umask, securebits, argv, env
+
+
+def receive(conn: socket.socket) -> Request:
+    """Read the request (Refused when it is not one)."""
+    conn.settimeout(REQUEST_TIMEOUT)
+    data = conn.recv(65536)
+    if len(data) < HEADER.size:
+        raise Refused("malformed request")
+    magic, protocol, umask, securebits, argc, envc, length = HEADER.unpack_from(data)
+    if magic != MAGIC or protocol != PROTOCOL:
+        raise Refused("another protocol")
+    body = bytearray(data[HEADER.size:])
+    while len(body) < length:
+        chunk = conn.recv(length - len(body))
+        if not chunk:
+            raise Refused("truncated request")
+        body += chunk
+    strings = [os.fsdecode(item) for item in bytes(body).split(b"\0")[:-1]]
+    if len(strings) != argc + envc or argc < 1:
+        raise Refused("malformed request")
+    env = {}
+    for item in strings[argc:]:
+        name, sep, value = item.partition("=")
+        if sep and name not in env:  # getenv() finds the first of two equal names
+            env[name] = value
+    return Request(umask, securebits, strings[:argc], env)
+
+
+def receive_go(conn: socket.socket) -> list[int] | None:
+    """The launcher's 'G' and the descriptors it carries (stdin, stdout, stderr, working directory), or None
+    when the launcher gave up instead."""
+    fds = array.array("i")
+    data, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(DESCRIPTORS * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    if data != b"G" or len(fds) != DESCRIPTORS:
+        return None
+    return list(fds)
+
+
+def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object], own_bits: int,
+                    mounts: dict[str, tuple[str, str]]) -> int:
+    """Refuse a caller that differs from us; else take its cgroups and limits. Returns the caller's pid."""
+    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    if pid <= 0 or uid != os.geteuid():
+        raise Refused("caller not visible or not root")
+    differs = context.mismatch(own, context.snapshot(pid), own_bits, request.securebits)
+    if differs:
+        raise Refused(f"caller's {differs} differs")
+    failed = context.join_cgroups(pid, mounts)
+    if failed:
+        raise Refused(failed)
+    try:
+        for limit in RLIMITS:
+            wanted = resource.prlimit(pid, limit)
+            if resource.getrlimit(limit) != wanted:
+                resource.setrlimit(limit, wanted)
+        _copy_file(f"/proc/{pid}/oom_score_adj", "/proc/self/oom_score_adj")
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+        if os.getpriority(os.PRIO_PROCESS, 0) != nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        affinity = os.sched_getaffinity(pid)
+        if os.sched_getaffinity(0) != affinity:
+            os.sched_setaffinity(0, affinity)
+    except (OSError, ValueError) as err:
+        raise Refused(f"cannot take the caller's limits: {err}") from None
+    return pid
+
+
+def _copy_file(source: str, target: str) -> None:
+    with open(source) as f:
+        value = f.read().strip()
+    with open(target) as f:
+        if f.read().strip() == value:
+            return
+    with open(target, "w") as f:
+        f.write(value)
+
+
+def become_caller(request: Request, fds: list[int]) -> None:
+    """Take the caller's descriptors, directory, umask, environment and argv (after 'G': cannot fail back)."""
+    stdin, stdout, stderr, cwd = fds
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+    os.fchdir(cwd)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.umask(request.umask)
+    os.environ.clear()
+    os.environ.update(request.env)
+    sys.argv = list(request.argv)
+    try:
+        from _cni_suite import set_name  # type: ignore[import-not-found]
+
+        set_name(os.path.basename(request.argv[0])[:15])
+    except (ImportError, OSError, ValueError):
+        pass
+    if "random" in sys.modules:  # Python reseeds only at import: every child would draw the same numbers
+        sys.modules["random"].seed()
+
+
+def run_call(conn: socket.socket, own: dict[str, object], own_bits: int, mounts: dict[str, tuple[str, str]],
+             run: Callable[[list[str]], int]) -> None:
+    """The whole life of a child: never returns (``os._exit``)."""
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            request = receive(conn)
+            check_and_adopt(conn, request, own, own_bits, mounts)
+        except (Refused, OSError, ValueError):
+            conn.sendall(b"R" + struct.pack("<I", 0))
+            os._exit(REFUSED)
+        conn.settimeout(None)
+        conn.sendall(b"A" + struct.pack("<I", os.getpid()))
+        fds = receive_go(conn)
+        if fds is None:  # the launcher gave up (timeout, killed): the call never starts here
+            os._exit(NOT_STARTED)
+        conn.close()
+        become_caller(request, fds)
+        code = _run_as_program(run, request.argv)
+    finally:
+        os._exit(code)
+
+
+def _run_as_program(run: Callable[[list[str]], int], argv: list[str]) -> int:
+    """``run(argv)``, ending as the interpreter ends a script: SystemExit's code, a traceback for an uncaught
+    exception (exit 1), and stdout and stderr flushed (an unflushed result is a failed call)."""
+    try:
+        code = run(argv)
+    except SystemExit as stop:
+        code = _exit_code(stop.code)
+    except BaseException:  # noqa: BLE001 - what the interpreter does for an uncaught one: print it, exit 1
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        code = code or 1
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _exit_code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    try:
+        sys.stderr.write(f"{value}\n")
+    except (OSError, ValueError):
+        pass
+    return 1

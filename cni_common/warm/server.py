@@ -1,0 +1,330 @@
+"""The warm process: one per build and calling context, single-threaded, forking one child per plugin call.
+
+Started by a launcher (``warm.h``: ``warm_spawn``) as ``cni-suite warm-server IDLE LOCKFD`` in the caller's
+context, detached, with an empty environment. It imports every plugin once (the caller of :func:`serve` says
+which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and for each connection
+forks a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call. The loop itself only
+accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
+
+- Each connection gets ``F`` as its child is forked (the launcher waits 2 s for it: a hung warm process
+  costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
+  and an exec would only add to it).
+- A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
+  SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel).
+- A launcher that goes away (the runtime killed it, a timeout) closes its connection: the child is killed
+  (SIGKILL), as the runtime's kill would have ended an exec'd plugin.
+- Lifetime: it holds ``warm/w<context>.lock`` (one per build and context) and the build's ``.in-use`` lock (the
+  launcher's descriptor, so no launcher removes the files its children import), exits after ``idle`` seconds
+  without a call, and as soon as no call is running once a newer build was unpacked into the cache: an upgrade
+  never runs old code, and the old build's folder is then removed like the launcher's prune would.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+
+from cni_common.warm import child, context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+#: How often the loop looks for a newer build when no call wakes it (seconds).
+UPGRADE_CHECK = 1.0
+IN_USE = ".in-use"
+FORKED = b"F"  # sent on each connection as its child is forked
+WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
+
+
+class Server:
+    """The listening socket, the calls in flight (child pid -> connection) and the counters ``inspect`` shows."""
+
+    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int]):
+        self.build_dir, self.cache_dir = build_dir, os.path.dirname(build_dir)
+        self.warm_dir = os.path.join(build_dir, WARM_DIR)
+        self.run = run
+        self.idle, self.in_use_fd = idle, in_use_fd
+        self.key = context.context_key()
+        self.own = context.snapshot()
+        self.own_bits = context.own_securebits()
+        self.mounts = context.cgroup_mounts()
+        self.pid = os.getpid()
+        self.calls: dict[int, socket.socket] = {}
+        self.abandoned: set[int] = set()  # children killed because their launcher went away
+        self.started = time.time()
+        self.served = self.refused = 0
+        self.children_cpu, self.children_max_rss_kib = 0.0, 0
+        self.last_call = time.monotonic()
+        self.listener: socket.socket | None = None
+        self.status_listener: socket.socket | None = None
+        self.wake_read, self.wake_write = socket.socketpair()
+
+    def path(self, suffix: str) -> str:
+        return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
+
+    def status(self) -> dict[str, object]:
+        """What ``inspect`` shows of this process."""
+        return {"pid": self.pid, "build": os.path.basename(self.build_dir), "context": self.key,
+                "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
+                "refused": self.refused, "in_flight": len(self.calls),
+                "cpu_seconds": round(sum(os.times()[:2]) + self.children_cpu, 6),
+                "max_call_rss_kib": self.children_max_rss_kib}
+
+    def listen(self) -> None:
+        """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline)."""
+        self.listener = self._bind(".sock")
+        self.status_listener = self._bind(".stat")
+
+    def _bind(self, suffix: str) -> socket.socket:
+        dir_fd = os.open(self.warm_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            address = f"/proc/self/fd/{dir_fd}/w{self.key}{suffix}"  # any cache path length fits sun_path
+            try:
+                os.unlink(address)  # a crashed predecessor's (we hold the context's lock)
+            except FileNotFoundError:
+                pass
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old_mask = os.umask(0o077)
+            try:
+                listener.bind(address)
+            finally:
+                os.umask(old_mask)
+        finally:
+            os.close(dir_fd)
+        listener.listen(128)
+        return listener
+
+    def answer_status(self) -> None:
+        """One status query: the JSON line written into the new connection's empty buffer (never blocks), no
+        fork, nothing read: a slow client cannot hold the loop."""
+        assert self.status_listener is not None
+        try:
+            conn, _ = self.status_listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.setblocking(False)
+                conn.send(json.dumps(self.status()).encode() + b"\n")
+            except OSError:
+                pass
+
+    def loop(self) -> None:
+        """Serve until idle or superseded; never raises for a single call's trouble."""
+        assert self.listener is not None and self.status_listener is not None
+        self.wake_write.setblocking(False)
+        signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        poller.register(self.status_listener, select.POLLIN)
+        poller.register(self.wake_read, select.POLLIN)
+        next_check = time.monotonic() + UPGRADE_CHECK
+        while True:
+            now = time.monotonic()
+            if not self.calls:
+                if now - self.last_call >= self.idle:
+                    return
+                if now >= next_check:
+                    next_check = now + UPGRADE_CHECK
+                    if self.superseded():
+                        return
+            timeout = max(0.0, min(next_check, self.last_call + self.idle) - now)
+            for fd, _events in poller.poll(timeout * 1000 if not self.calls else None):
+                if fd == self.listener.fileno():
+                    self.accept(poller)
+                elif self.status_listener is not None and fd == self.status_listener.fileno():
+                    self.answer_status()
+                elif fd == self.wake_read.fileno():
+                    self.wake_read.recv(4096)
+                    self.reap(poller)
+                else:
+                    self.caller_gone(poller, fd)
+
+    def accept(self, poller: select.poll) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        self.last_call = time.monotonic()
+        try:
+            # The launcher's sign that we are alive (its child's checks may take longer); sent before the fork, so
+            # that it always precedes what the child writes. One byte into an empty buffer: never blocks.
+            conn.send(FORKED)
+            pid = os.fork()
+        except OSError:
+            conn.close()  # the launcher sees the connection end before 'A' and execs
+            return
+        if pid == 0:
+            self.become_child(conn)
+        self.calls[pid] = conn
+        poller.register(conn, select.POLLRDHUP)
+
+    def become_child(self, conn: socket.socket) -> None:
+        """In the forked child: drop the server's sockets, answer a status query or run the call."""
+        signal.set_wakeup_fd(-1)
+        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, *self.calls.values()):
+            if sock is not None:
+                sock.close()
+        child.run_call(conn, self.own, self.own_bits, self.mounts, self.run)
+        os._exit(1)  # not reached: run_call always exits
+
+    def reap(self, poller: select.poll) -> None:
+        while self.calls:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.calls.pop(pid, None)
+            if conn is None:
+                continue
+            self.children_cpu += usage.ru_utime + usage.ru_stime
+            self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
+            abandoned = pid in self.abandoned
+            self.abandoned.discard(pid)
+            if os.WIFSIGNALED(status):
+                reply = b"S" + struct.pack("<i", os.WTERMSIG(status))
+                self.served += 0 if abandoned else 1  # killed for its gone launcher: maybe never started
+            else:
+                code = os.WEXITSTATUS(status)
+                reply = b"X" + struct.pack("<i", code)
+                if code == child.REFUSED:
+                    self.refused += 1
+                elif code != child.NOT_STARTED:
+                    self.served += 1
+            try:
+                poller.unregister(conn)
+            except KeyError:
+                pass  # the launcher went away: caller_gone unregistered it
+            try:
+                conn.setblocking(False)
+                conn.send(reply)  # five bytes into an empty socket buffer: never blocks
+            except OSError:
+                pass  # the launcher already went away
+            conn.close()
+            self.last_call = time.monotonic()
+
+    def caller_gone(self, poller: select.poll, fd: int) -> None:
+        for pid, conn in self.calls.items():
+            if conn.fileno() == fd:
+                poller.unregister(fd)  # reported once; the child's end closes the connection
+                self.abandoned.add(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)  # reaped (and reported to nobody) when SIGCHLD arrives
+                except ProcessLookupError:
+                    pass
+                return
+
+    def superseded(self) -> bool:
+        """A newer build was unpacked into the cache (its ``.in-use`` marker is younger than ours)."""
+        try:
+            own = os.stat(os.path.join(self.build_dir, IN_USE)).st_mtime_ns
+            for name in os.listdir(self.cache_dir):
+                if len(name) == 64 and name != os.path.basename(self.build_dir):
+                    try:
+                        if os.stat(os.path.join(self.cache_dir, name, IN_USE)).st_mtime_ns > own:
+                            return True
+                    except OSError:
+                        continue
+        except OSError:
+            return True  # our own build folder is gone
+        return False
+
+    def close(self) -> None:
+        for suffix in (".sock", ".stat", ".lock"):  # under our lock: no other process of this context exists
+            try:
+                os.unlink(self.path(suffix))
+            except OSError:
+                pass
+        for listener in (self.listener, self.status_listener):
+            if listener is not None:
+                listener.close()
+
+    def remove_build_if_unused(self) -> None:
+        """Superseded: remove our build's folder when no call of it runs (the launcher's prune, done by the last
+        user instead, since our lock kept the prune from doing it)."""
+        if not self.superseded():
+            return
+        try:
+            fcntl.flock(self.in_use_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # converts our shared lock
+        except OSError:
+            return  # a call of this build is running: the next unpack's prune removes it
+        lock = os.open(os.path.join(self.cache_dir, ".lock"), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            # Under the cache's lock, which every launcher takes before it unpacks, and the build's exclusive
+            # in-use lock, which a launcher needs before it runs anything: nobody can find the folder half-removed,
+            # so it is removed in place (a rename would show a .tmp- folder meanwhile).
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            shutil.rmtree(self.build_dir, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+def _hold_context_lock(path: str) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _sweep_stale(warm_dir: str) -> None:
+    """Remove the socket and lock of warm processes that died without cleaning up (killed)."""
+    for name in os.listdir(warm_dir):
+        if name.startswith("w") and name.endswith(".lock"):
+            fd = _hold_context_lock(os.path.join(warm_dir, name))
+            if fd is None:
+                continue
+            for path in (name, name[:-5] + ".sock", name[:-5] + ".stat"):
+                try:
+                    os.unlink(os.path.join(warm_dir, path))
+                except OSError:
+                    pass
+            os.close(fd)
+
+
+def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]], int]) -> int:
+    """``cni-suite warm-server IDLE LOCKFD READYFD``: preload, listen, tell the launcher, serve, exit."""
+    if not getattr(sys, "frozen", False) or os.geteuid() != 0:
+        sys.stderr.write("cni-suite warm-server: started by the launcher of an installed build only\n")
+        return 2
+    idle, in_use_fd, ready_fd = float(args[0]), int(args[1]), int(args[2])
+    build_dir = os.path.dirname(sys.executable)
+    os.set_inheritable(in_use_fd, False)
+    server = Server(build_dir, idle, in_use_fd, run)
+    _sweep_stale(server.warm_dir)
+    lock = _hold_context_lock(server.path(".lock"))
+    if lock is None:
+        return 0  # another warm process of this build and context exists (or is starting)
+    preload()
+    server.listen()
+    try:
+        os.write(ready_fd, b"R")
+    except OSError:
+        pass  # an "auto" launcher did not wait
+    finally:
+        try:
+            os.close(ready_fd)
+        except OSError:
+            pass
+    try:
+        server.loop()
+    finally:
+        server.close()
+        os.close(lock)
+    server.remove_build_if_unused()
+    return 0

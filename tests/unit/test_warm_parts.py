@@ -1,0 +1,88 @@
+"""Pieces of the warm path and the nft handle records that need no kernel: parsing, and one fork's setup."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from cni_common.netfilter import handles
+from cni_common.warm import child, context
+
+MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+"""
+
+
+def test_cgroup_mounts_maps_each_hierarchy_as_proc_pid_cgroup_names_it() -> None:
+    mounts = context.cgroup_mounts(MOUNTINFO)
+    assert mounts == {"cpu,cpuacct": ("/", "/sys/fs/cgroup/cpu,cpuacct"),
+                      "name=systemd": ("/", "/sys/fs/cgroup/systemd"), "": ("/", "/sys/fs/cgroup/unified")}
+    assert context._hierarchies("2:cpuacct,cpu:/a\n1:name=systemd:/b\n0::/c\n") == {
+        "cpu,cpuacct": "/a", "name=systemd": "/b", "": "/c"}
+
+
+def test_the_context_key_hash_is_fnv1a_64() -> None:
+    """The published FNV-1a 64 test values; tests/binary/test_warm.py proves the launcher's C agrees (a call only
+    reaches the warm process whose socket name the launcher computed)."""
+    assert context.fnv1a64(b"") == 0xCBF29CE484222325
+    assert context.fnv1a64(b"a") == 0xAF63DC4C8601EC8C
+    assert context.fnv1a64(b"foobar") == 0x85944171F73967E8
+    assert len(context.context_key()) == 16
+
+
+def test_mismatch_names_the_first_differing_fact() -> None:
+    own = {"ns:net": (1, 2), "root": (3, 4)}
+    assert context.mismatch(own, dict(own), 0, 0) == ""
+    assert context.mismatch(own, {**own, "root": (3, 5)}, 0, 0) == "root"
+    assert context.mismatch(own, dict(own), 0, 1) == "securebits"
+    assert context.mismatch(own, dict(own), -1, -1) == "securebits"  # no way to read our own: refuse
+
+
+def test_echoed_takes_only_this_attachments_rules_and_created_tables() -> None:
+    echo = """add table ip cni_hostport # handle 7
+add chain ip cni_hostport hostports # handle 1
+add rule ip cni_hostport hostports_all jump hostports # handle 4
+add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.1.0.2:80 comment "cid-a" # handle 5
+add rule ip cni_hostport hostports tcp dport 8081 dnat to 10.1.0.3:80 comment "cid-ab" # handle 6
+add rule ip cni_hostport masquerading ip saddr 10.1.0.0/16 ip daddr 10.1.0.2 masquerade comment "cid-a" # handle 8
+# new generation 9 by process 1 (nft)
+"""
+    tables, rules = handles.echoed(echo, ("hostports", "masquerading"), "cid-a")
+    assert tables == {"ip cni_hostport": 7}
+    assert rules == [("ip", "cni_hostport", "hostports", 5), ("ip", "cni_hostport", "masquerading", 8)]
+
+
+def test_a_record_is_void_once_its_table_was_made_again() -> None:
+    record = handles.Record({"ip cni_hostport": 7}, [("ip", "cni_hostport", "hostports", 5)])
+    assert record.valid_rules({("ip", "cni_hostport"): 7}) == [("ip", "cni_hostport", "hostports", 5)]
+    assert record.valid_rules({("ip", "cni_hostport"): 8}) is None
+    assert record.valid_rules({}) is None
+
+
+def test_each_child_draws_other_random_numbers() -> None:
+    """Python seeds `random` once, at import: without a reseed every child of the warm process would draw the
+    numbers of the first."""
+    random.seed(1234)
+    draws = []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                saved = [os.dup(fd) for fd in (0, 1, 2)]
+                child.become_caller(child.Request(0o022, 0, ["host-local"], {"A": "b"}),
+                                    [os.dup(null), os.dup(null), os.dup(saved[2]), os.open(".", os.O_RDONLY)])
+                ok = os.environ == {"A": "b"} and os.umask(0o022) == 0o022
+                os.write(write_end, f"{random.random()} {ok}".encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        draws.append(os.read(read_end, 100).decode())
+        os.close(read_end)
+    assert draws[0] != draws[1]
+    assert all(d.endswith(" True") for d in draws)
