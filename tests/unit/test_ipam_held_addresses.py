@@ -23,7 +23,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry as the program fills it on a plugin call (and emptied again after the test)."""
     monkeypatch.setattr(inprocess, "_LOADERS", {})
     monkeypatch.setattr(inprocess, "_HELD_LOADERS", {})
-    multicall._register_in_process_delegates()
+    multicall.register_in_process_delegates()
 
 
 def args_for(conf: dict[str, Any], cid: str = "c1", ifname: str = "eth0") -> CmdArgs:
