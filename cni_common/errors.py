@@ -93,6 +93,11 @@ class BestEffort:
             raise CNIError(self.first.code, f"{msg}: {self.first.msg}", "; ".join(self.failures))
 
 
+def check_failed(msg: str) -> CNIError:
+    """CHECK found the node differing from the ADD's result (code 106)."""
+    return CNIError(PluginCode.CHECK_FAILED, msg)
+
+
 def undo_quietly(fn: Callable[..., Any], *args: Any) -> None:
     """Run a rollback step of a failed ADD: its own failure is logged, the error that caused the rollback is
     what the runtime gets."""

@@ -151,8 +151,3 @@ def gc(args: CmdArgs, plan: LinkPlan) -> None:
     """GC: IPAM's (the spec asks plugins to pass it on; upstream's five do not, so their leases leak)."""
     if plan.ipam_type:
         invoke.delegate("GC", plan.ipam_type, args)
-
-
-def check_failed(msg: str) -> CNIError:
-    """A CHECK that found the node differing from the ADD's result."""
-    return CNIError(PluginCode.CHECK_FAILED, msg)
