@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import pytest
@@ -31,12 +30,6 @@ KEYS = {
 }
 SYSCTL_KEYS = st.sampled_from(["net.ipv4.conf.IFNAME.arp_filter", "kernel.hostname", "net/../kernel/x", "..",
                                "/proc/sys/net/x", "net", "net.ipv4.ip_forward", "IFNAME", ""])
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    with tempfile.TemporaryDirectory(prefix="cnt-prop-") as path:
-        yield path
 
 
 @pytest.fixture(autouse=True)
