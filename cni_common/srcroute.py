@@ -179,5 +179,5 @@ def chained_ips(prev_ips: list[IPConfig], interfaces: list[str], ifname: str) ->
     ips = [ip for ip in prev_ips
            if ip.interface is None or (0 <= ip.interface < len(interfaces) and interfaces[ip.interface] == ifname)]
     if not ips:
-        raise CNIError(ErrorCode.INVALID_CONFIG, f"No IP addresses supplied on interface: {ifname}")
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"No IP addresses supplied on interface: {ifname} (prevResult.ips)")
     return ips
