@@ -18,7 +18,7 @@ import ipaddress
 import sys
 
 from cni_common.config import get_key
-from cni_common.errors import CNIError, ErrorCode, PluginCode, invalid_config
+from cni_common.errors import CNIError, ErrorCode, check_failed, invalid_config
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, IPAddress, IPConfig, IPInterface, Result, Route
@@ -144,8 +144,8 @@ def cmd_check(args: CmdArgs) -> None:
     for want in conf.ips:
         found = next((ip for ip in prev.ips if ip.address == want.address), None)
         if found is None or (want.gateway is not None and found.gateway != want.gateway):
-            raise CNIError(PluginCode.CHECK_FAILED, f"static: Failed to match addr {want.address.ip} on interface "
-                           f"{args.ifname}")
+            raise check_failed(f"static: Failed to match addr {want.address.ip} on interface "
+                               f"{args.ifname}")
 
 
 def main(**streams: Any) -> int:

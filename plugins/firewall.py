@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, PluginCode, invalid_config
+from cni_common.errors import CNIError, PluginCode, check_failed, invalid_config
 from cni_common.log import get_logger
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
@@ -213,7 +213,7 @@ def cmd_check(args: CmdArgs) -> None:
         missing = [f"failed to find the address {source} in {fc.zone} zone" for source in _sources(ips)
                    if _firewalld("querySource", fc.zone, source) is not True]
     if missing:
-        raise CNIError(PluginCode.CHECK_FAILED, "; ".join(missing))
+        raise check_failed("; ".join(missing))
 
 
 def cmd_gc(args: CmdArgs) -> None:

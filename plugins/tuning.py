@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, ErrorCode, PluginCode, invalid_config
+from cni_common.errors import CNIError, ErrorCode, PluginCode, check_failed, invalid_config
 from cni_common.link_tuning import DEFAULT_DATA_DIR, LinkSettings
 from cni_common.log import get_logger
 from cni_common.record import record
@@ -289,15 +289,14 @@ def cmd_check(args: CmdArgs) -> None:
             for key, parts, value in tc.sysctls:
                 current = sysctl.read_beneath(parts)
                 if current.split() != value.split():
-                    raise CNIError(PluginCode.CHECK_FAILED,
-                                   f"Error: Tuning configured value of {key} is {value}, current value is "
-                                   f"{current.strip()}")
+                    raise check_failed(f"Error: Tuning configured value of {key} is {value}, current value is "
+                                       f"{current.strip()}")
         link = _container_link(cont, args.ifname)
         wanted = LinkSettings(mac=tc.link.mac, promisc=tc.promisc, mtu=tc.link.mtu, allmulti=tc.link.allmulti,
                               txqlen=tc.link.txqlen)
         found = link_tuning.differences(link, wanted)
         if found:
-            raise CNIError(PluginCode.CHECK_FAILED, f"{args.ifname}: {'; '.join(found)}")
+            raise check_failed(f"{args.ifname}: {'; '.join(found)}")
 
 
 def main(**streams: Any) -> int:
