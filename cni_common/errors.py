@@ -93,6 +93,16 @@ class BestEffort:
             raise CNIError(self.first.code, f"{msg}: {self.first.msg}", "; ".join(self.failures))
 
 
+def invalid_config(msg: str, details: str = "") -> CNIError:
+    """The operator's config is wrong (code 7); ``msg`` names the key."""
+    return CNIError(ErrorCode.INVALID_CONFIG, msg, details)
+
+
+def check_failed(msg: str) -> CNIError:
+    """CHECK found the node differing from the ADD's result (code 106)."""
+    return CNIError(PluginCode.CHECK_FAILED, msg)
+
+
 def undo_quietly(fn: Callable[..., Any], *args: Any) -> None:
     """Run a rollback step of a failed ADD: its own failure is logged, the error that caused the rollback is
     what the runtime gets."""

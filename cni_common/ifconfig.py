@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from . import sysctl
-from .errors import CNIError, PluginCode
+from .errors import CNIError, PluginCode, check_failed
 
 if TYPE_CHECKING:
     from .netlink import Conn, Link
@@ -71,7 +71,7 @@ def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Resul
     have = {a.address for a in nl.list_addrs(cont, index)}
     for ip in prev.ips:
         if ip.interface in (None, cont_idx) and ip.address not in have:
-            raise CNIError(PluginCode.CHECK_FAILED, f"address {ip.address} not found on {ifname!r}")
+            raise check_failed(f"address {ip.address} not found on {ifname!r}")
     routes = nl.list_routes(cont, table=None)
     moved: set[int] | None = None  # where a chained sbr or vrf moved main-table routes, read when first needed
     for r in prev.routes:
@@ -82,7 +82,7 @@ def check_layer3(cont: Conn, index: int, ifname: str, cont_idx: int, prev: Resul
             moved = _moved_route_tables(cont, index, prev) if moved is None else moved
             if moved.intersection(where):
                 continue
-        raise CNIError(PluginCode.CHECK_FAILED, f"route {r.dst} via {r.gw} not found in the container")
+        raise check_failed(f"route {r.dst} via {r.gw} not found in the container")
 
 
 def _moved_route_tables(cont: Conn, index: int, prev: Result) -> set[int]:

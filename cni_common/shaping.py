@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 
-from .errors import CNIError, ErrorCode, PluginCode, undo_quietly
+from .errors import CNIError, ErrorCode, PluginCode, check_failed, undo_quietly
 from .log import get_logger
 from .record import record
 
@@ -221,12 +221,12 @@ def check(host: Conn, veth: Link, ifb: str, ingress: Limit | None, egress: Limit
         return
     link = find_link(host, ifb)
     if link is None:
-        raise CNIError(PluginCode.CHECK_FAILED, f"get ifb device: link {ifb!r} not found")
+        raise check_failed(f"get ifb device: link {ifb!r} not found")
     _check_tbf(host, link.index, ifb, tbf_for(egress, ticks))
     hooks = [q for q in tc.list_qdiscs(host, veth.index) if q.parent == TC_H_INGRESS]
     parents = [tc.handle(0xFFFF) if q.kind == "ingress" else tc.handle(0xFFFF, TC_H_MIN_INGRESS) for q in hooks]
     if not any(f.redirect == link.index for p in parents for f in tc.list_filters(host, veth.index, p)):
-        raise CNIError(PluginCode.CHECK_FAILED, f"no filter on {veth.name!r} redirects its traffic to {ifb!r}")
+        raise check_failed(f"no filter on {veth.name!r} redirects its traffic to {ifb!r}")
 
 
 def _check_tbf(host: Conn, index: int, name: str, want: Tbf) -> None:
@@ -235,11 +235,11 @@ def _check_tbf(host: Conn, index: int, name: str, want: Tbf) -> None:
 
     root = next((q for q in tc.list_qdiscs(host, index) if q.parent == TC_H_ROOT), None)
     if root is None or root.tbf is None:
-        raise CNIError(PluginCode.CHECK_FAILED, f"Failed to find qdisc: no tbf at the root of {name!r}")
+        raise check_failed(f"Failed to find qdisc: no tbf at the root of {name!r}")
     for what, have, expected in (("Rate", root.tbf.rate, want.rate), ("Limit", root.tbf.limit, want.limit),
                                  ("Buffer", root.tbf.buffer, want.buffer)):
         if have != expected:
-            raise CNIError(PluginCode.CHECK_FAILED, f"{what} doesn't match on {name!r}: {have} != {expected}")
+            raise check_failed(f"{what} doesn't match on {name!r}: {have} != {expected}")
 
 
 def stale_ifbs(host: Conn, network: str, keep: set[str]) -> list[str]:

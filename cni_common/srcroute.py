@@ -23,7 +23,7 @@ import functools
 import ipaddress
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
 
-from .errors import CNIError, ErrorCode, PluginCode
+from .errors import CNIError, ErrorCode, check_failed
 from .log import get_logger
 
 if TYPE_CHECKING:
@@ -150,18 +150,17 @@ def verify(cont: Conn, ifname: str, ips: list[IPConfig], table: Optional[int]) -
 
     link = nl.find_link(cont, ifname)
     if link is None:
-        raise CNIError(PluginCode.CHECK_FAILED, f"interface {ifname!r} not found")
+        raise check_failed(f"interface {ifname!r} not found")
     rules = nl.list_rules(cont)
     for ip in ips:
         src = _host_net(ip.address)
         found = [r for r in rules if r.src == src and (table is None or r.table == table)]
         if not found:
-            raise CNIError(PluginCode.CHECK_FAILED, f"no rule from {src} for {ifname!r}")
+            raise check_failed(f"no rule from {src} for {ifname!r}")
         if table is None and ip.gateway is not None:
             routes = nl.list_routes(cont, oif=link.index, table=found[0].table)
             if not any(r.dst.prefixlen == 0 and r.gateway == ip.gateway for r in routes):
-                raise CNIError(PluginCode.CHECK_FAILED,
-                               f"table {found[0].table} has no default route via {ip.gateway} for {ifname!r}")
+                raise check_failed(f"table {found[0].table} has no default route via {ip.gateway} for {ifname!r}")
 
 
 def source_tables(cont: Conn, addresses: Iterable[IPInterface]) -> set[int]:
@@ -179,6 +178,5 @@ def chained_ips(prev_ips: list[IPConfig], interfaces: list[str], ifname: str) ->
     ips = [ip for ip in prev_ips
            if ip.interface is None or (0 <= ip.interface < len(interfaces) and interfaces[ip.interface] == ifname)]
     if not ips:
-        raise CNIError(ErrorCode.INVALID_CONFIG,
-                       f"No IP addresses supplied on interface: {ifname} (prevResult has none for it)")
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"No IP addresses supplied on interface: {ifname} (prevResult.ips)")
     return ips

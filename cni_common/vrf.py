@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Optional
 
-from .errors import CNIError, ErrorCode, PluginCode
+from .errors import CNIError, ErrorCode, PluginCode, check_failed
 
 if TYPE_CHECKING:
     from .netlink import Conn, Link
@@ -124,7 +124,7 @@ def verify(cont: Conn, ifname: str, name: str) -> None:
 
     vrf, link = nl.find_link(cont, name), nl.find_link(cont, ifname)
     if vrf is None or vrf.kind != KIND or link is None or link.master != vrf.index:
-        raise CNIError(PluginCode.CHECK_FAILED, f"failed to find {ifname} associated to vrf {name}")
+        raise check_failed(f"failed to find {ifname} associated to vrf {name}")
 
 
 def table_of(cont: Conn, index: int) -> Optional[int]:

@@ -18,7 +18,7 @@ import ipaddress
 import sys
 
 from cni_common.config import get_key
-from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.errors import CNIError, ErrorCode, check_failed, invalid_config
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, IPAddress, IPConfig, IPInterface, Result, Route
@@ -40,34 +40,30 @@ class StaticConf:
     dns: DNS
 
 
-def _invalid(msg: str, details: str = "") -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg, details)
-
-
 def _cidr(text: Any, field: str, template: str) -> IPInterface:
     """``10.10.0.1/24`` as an address with its prefix (host bits kept); a prefix is required."""
     if not isinstance(text, str) or "/" not in text:
-        raise _invalid(template.format(text if isinstance(text, str) else repr(text)), f"in {field}")
+        raise invalid_config(template.format(text if isinstance(text, str) else repr(text)), f"in {field}")
     try:
         return ipaddress.ip_interface(text.strip())
     except ValueError as exc:
-        raise _invalid(template.format(text), f"in {field}: {exc}") from exc
+        raise invalid_config(template.format(text), f"in {field}: {exc}") from exc
 
 
 def _ip(text: Any, template: str) -> IPAddress:
     if not isinstance(text, str):
-        raise _invalid(template.format(repr(text)))
+        raise invalid_config(template.format(repr(text)))
     try:
         return ipaddress.ip_address(text.strip())
     except ValueError as exc:
-        raise _invalid(template.format(text)) from exc
+        raise invalid_config(template.format(text)) from exc
 
 
 def _list(block: Mapping[str, Any], key: str, where: str) -> list[Any] | None:
     """``block[key]`` as a list, None when absent or null."""
     value = get_key(block, key)
     if value is not None and not isinstance(value, list):
-        raise _invalid(f"invalid config: {where}{key} must be a list", f"got {value!r}")
+        raise invalid_config(f"invalid config: {where}{key} must be a list", f"got {value!r}")
     return value
 
 
@@ -75,7 +71,7 @@ def _configured_ips(ipam: Mapping[str, Any]) -> list[IPConfig]:
     out = []
     for entry in _list(ipam, "addresses", "ipam.") or []:
         if not isinstance(entry, dict):
-            raise _invalid(f"invalid config: ipam.addresses entry must be an object, got {entry!r}")
+            raise invalid_config(f"invalid config: ipam.addresses entry must be an object, got {entry!r}")
         address = _cidr(get_key(entry, "address"), "ipam.addresses",
                         "the 'address' field is expected to be in CIDR notation, got: '{}'")
         gateway = get_key(entry, "gateway")
@@ -118,11 +114,11 @@ def load_conf(conf: dict[str, Any], cni_args: Mapping[str, str], cni_version: st
     if cni_version in ("0.1.0", "0.2.0", ""):
         for family in (4, 6):
             if sum(1 for ip in ips if ip.address.version == family) > 1:
-                raise _invalid(f"CNI version {cni_version} does not support more than 1 address per family")
+                raise invalid_config(f"CNI version {cni_version} does not support more than 1 address per family")
     try:
         dns = DNS.from_dict(get_key(ipam, "dns"))
     except CNIError as exc:
-        raise _invalid("invalid config: ipam.dns", exc.msg) from exc
+        raise invalid_config("invalid config: ipam.dns", exc.msg) from exc
     return StaticConf(ips=ips, routes=parse_routes(get_key(ipam, "routes")), dns=dns)
 
 
@@ -148,8 +144,8 @@ def cmd_check(args: CmdArgs) -> None:
     for want in conf.ips:
         found = next((ip for ip in prev.ips if ip.address == want.address), None)
         if found is None or (want.gateway is not None and found.gateway != want.gateway):
-            raise CNIError(PluginCode.CHECK_FAILED, f"static: Failed to match addr {want.address.ip} on interface "
-                           f"{args.ifname}")
+            raise check_failed(f"static: Failed to match addr {want.address.ip} on interface "
+                               f"{args.ifname}")
 
 
 def main(**streams: Any) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import invalid_config
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
@@ -36,10 +36,6 @@ UINT64_MAX = (1 << 64) - 1
 MAX_BURST_BYTES = 0xFFFFFFFF
 
 
-def _invalid(msg: str, details: str = "") -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg, details)
-
-
 @record
 class BandwidthConf:
     """The parsed config: each direction's limit (None: unlimited) and the previous result."""
@@ -56,7 +52,7 @@ def _uint64(entry: dict[str, Any], key: str, where: str) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT64_MAX:
         label = f"{where}.{key}" if where else key
-        raise _invalid(f"invalid config: {label} must be an integer from 0 to 2^64-1", f"got {value!r}")
+        raise invalid_config(f"invalid config: {label} must be an integer from 0 to 2^64-1", f"got {value!r}")
     return value
 
 
@@ -68,14 +64,14 @@ def _limit(entry: dict[str, Any], direction: str, where: str) -> Optional[Limit]
     rate, burst = _uint64(entry, rate_key, where), _uint64(entry, burst_key, where)
     prefix = f"{where}." if where else ""
     if rate and not burst:
-        raise _invalid("if rate is set, burst must also be set", f"{prefix}{rate_key} without {burst_key}")
+        raise invalid_config("if rate is set, burst must also be set", f"{prefix}{rate_key} without {burst_key}")
     if burst and not rate:
-        raise _invalid("if burst is set, rate must also be set", f"{prefix}{burst_key} without {rate_key}")
+        raise invalid_config("if burst is set, rate must also be set", f"{prefix}{burst_key} without {rate_key}")
     if burst // 8 >= MAX_BURST_BYTES:
-        raise _invalid("burst cannot be more than 4GB", f"{prefix}{burst_key} is {burst} bits")
+        raise invalid_config("burst cannot be more than 4GB", f"{prefix}{burst_key} is {burst} bits")
     if 0 < rate < 8:
-        raise _invalid(f"{prefix}{rate_key} must be at least 8 (bits/s): the kernel counts bytes",
-                       f"got {rate}")
+        raise invalid_config(f"{prefix}{rate_key} must be at least 8 (bits/s): the kernel counts bytes",
+                             f"got {rate}")
     return Limit(rate=rate, burst=burst) if rate else None
 
 
@@ -104,7 +100,7 @@ def parse_conf(args: CmdArgs) -> BandwidthConf:
 
 def _require_prev(bw: BandwidthConf) -> Result:
     if bw.prev_result is None:
-        raise _invalid("must be called as chained plugin (the config has no prevResult)")
+        raise invalid_config("must be called as chained plugin (the config has no prevResult)")
     return bw.prev_result
 
 
@@ -152,7 +148,7 @@ def cmd_check(args: CmdArgs) -> None:
 
     bw = parse_conf(args)
     if bw.prev_result is None:
-        raise _invalid("must be called as a chained plugin (the config has no prevResult)")
+        raise invalid_config("must be called as a chained plugin (the config has no prevResult)")
     with NetNS(args.netns) as ns, netlink.open_conn() as host, netlink.open_conn(ns) as cont:
         veth = shaping.host_veth(host, cont, args.ifname, bw.prev_result.interfaces)
         shaping.check(host, veth, shaping.ifb_name(args.network_name, args.container_id), bw.ingress, bw.egress)

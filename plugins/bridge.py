@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from cni_common import config, invoke
 from cni_common.attach.conf import DEFAULT_BRIDGE, BridgeConf, requested_mac
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import invalid_config
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Result
 from cni_common.version import about_line
@@ -63,22 +63,18 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
     if c.is_default_gateway:
         c.is_gateway = True
     if c.hairpin and c.promisc:
-        raise _invalid("cannot set hairpin mode and promiscuous mode at the same time")
+        raise invalid_config("cannot set hairpin mode and promiscuous mode at the same time")
     if not 0 <= c.vlan <= 4094:
-        raise _invalid(f"invalid VLAN ID {c.vlan} (must be between 0 and 4094)")
+        raise invalid_config(f"invalid VLAN ID {c.vlan} (must be between 0 and 4094)")
     if c.vlan and c.vlan_trunk:
-        raise _invalid("cannot set vlan and vlanTrunk at the same time")
+        raise invalid_config("cannot set vlan and vlanTrunk at the same time")
     if c.disable_container_interface and c.ipam_type:
-        raise _invalid("cannot use IPAM when disableContainerInterface flag is set")
+        raise invalid_config("cannot use IPAM when disableContainerInterface flag is set")
     if not 0 <= c.mtu <= MAX_MTU:
-        raise _invalid(f"invalid mtu {c.mtu} (must be between 0 and {MAX_MTU})")
+        raise invalid_config(f"invalid mtu {c.mtu} (must be between 0 and {MAX_MTU})")
     if cni_args is not None:
         c.mac = requested_mac(conf, cni_args)
     return c
-
-
-def _invalid(msg: str) -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg)
 
 
 def _vlan_trunk(entries: list[Any]) -> list[int]:
@@ -86,21 +82,21 @@ def _vlan_trunk(entries: list[Any]) -> list[int]:
     vids: set[int] = set()
     for entry in entries:
         if not isinstance(entry, dict):
-            raise _invalid(f"invalid vlanTrunk entry {entry!r}")
+            raise invalid_config(f"invalid vlanTrunk entry {entry!r}")
         lo = config.get_typed(entry, "minID", int, None, "vlanTrunk")
         hi = config.get_typed(entry, "maxID", int, None, "vlanTrunk")
         if lo is not None or hi is not None:
             if lo is None or not 1 <= lo <= 4094:
-                raise _invalid("incorrect trunk minID parameter")
+                raise invalid_config("incorrect trunk minID parameter")
             if hi is None or not 1 <= hi <= 4094:
-                raise _invalid("incorrect trunk maxID parameter")
+                raise invalid_config("incorrect trunk maxID parameter")
             if hi < lo:
-                raise _invalid("minID is greater than maxID in trunk parameter")
+                raise invalid_config("minID is greater than maxID in trunk parameter")
             vids.update(range(lo, hi + 1))
         vid = config.get_typed(entry, "id", int, None, "vlanTrunk")
         if vid is not None:
             if not 1 <= vid <= 4094:
-                raise _invalid("incorrect trunk id parameter")
+                raise invalid_config("incorrect trunk id parameter")
             vids.add(vid)
     return sorted(vids)
 

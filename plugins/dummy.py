@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cni_common import config
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import CNIError, ErrorCode, check_failed
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result
 from cni_common.version import about_line
@@ -60,7 +60,7 @@ def cmd_check(args: CmdArgs) -> None:
 
     def verify(host: Conn, cont: Conn, link: Link, data: dict[str, Any]) -> None:
         if not link.up:
-            raise attach.check_failed(f"Interface {args.ifname} is down")
+            raise check_failed(f"Interface {args.ifname} is down")
 
     attach.check(args, load_plan(args.conf), verify)
 

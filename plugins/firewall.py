@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.errors import CNIError, PluginCode, check_failed, invalid_config
 from cni_common.log import get_logger
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
@@ -40,10 +40,6 @@ FIREWALLD_PATH = "/org/fedoraproject/FirewallD1"
 FIREWALLD_ZONE = "org.fedoraproject.FirewallD1.zone"
 
 
-def _invalid(msg: str) -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg)
-
-
 @record
 class FirewallConf:
     backend: str  # as configured; "" or unknown: chosen by :func:`_choose_backend` when rules are written
@@ -58,11 +54,11 @@ def parse_conf(args: CmdArgs) -> FirewallConf:
     cfg.check_netconf_types(conf)
     admin_chain = cfg.get_str(conf, "iptablesAdminChainName") or "CNI-ADMIN"
     if len(admin_chain) > MAX_CHAIN_LEN or not admin_chain.isprintable() or " " in admin_chain:
-        raise _invalid(f"invalid iptablesAdminChainName {admin_chain!r}: an iptables chain name of at most "
-                       f"{MAX_CHAIN_LEN} characters without spaces")
+        raise invalid_config(f"invalid iptablesAdminChainName {admin_chain!r}: an iptables chain name of at most "
+                             f"{MAX_CHAIN_LEN} characters without spaces")
     policy = cfg.get_str(conf, "ingressPolicy")
     if policy not in POLICIES:
-        raise _invalid(f'unknown ingress policy: "{policy}" (ingressPolicy: want open, same-bridge or isolated)')
+        raise invalid_config(f'unknown ingress policy: "{policy}" (ingressPolicy: want open, same-bridge or isolated)')
     prev_raw = cfg.get_key(conf, "prevResult")
     return FirewallConf(backend=cfg.get_str(conf, "backend"), admin_chain=admin_chain,
                         zone=cfg.get_str(conf, "firewalldZone") or "trusted",
@@ -72,7 +68,7 @@ def parse_conf(args: CmdArgs) -> FirewallConf:
 
 def _require_prev(fc: FirewallConf) -> Result:
     if fc.prev_result is None:
-        raise _invalid("missing prevResult from earlier plugin (prevResult)")
+        raise invalid_config("missing prevResult from earlier plugin (prevResult)")
     return fc.prev_result
 
 
@@ -80,13 +76,13 @@ def _bridge(fc: FirewallConf) -> str:
     """The bridge named by ``prevResult.interfaces[0]`` (upstream's rule), checked before anything changes."""
     prev = _require_prev(fc)
     if not prev.interfaces:
-        raise _invalid(f'interface needs to be set for ingress policy "{fc.ingress_policy}", make sure to chain '
-                       f'"firewall" plugin with "bridge" (prevResult.interfaces)')
+        raise invalid_config(f'interface needs to be set for ingress policy "{fc.ingress_policy}", make sure to chain '
+                             f'"firewall" plugin with "bridge" (prevResult.interfaces)')
     name = prev.interfaces[0].name
     if not name:
-        raise _invalid("got empty bridge name (prevResult.interfaces[0].name)")
+        raise invalid_config("got empty bridge name (prevResult.interfaces[0].name)")
     if len(name) > 15 or not name.isprintable() or any(c.isspace() or c in "\"'\\/" for c in name):
-        raise _invalid(f"invalid bridge name {name!r} (prevResult.interfaces[0].name)")
+        raise invalid_config(f"invalid bridge name {name!r} (prevResult.interfaces[0].name)")
     return name
 
 
@@ -217,7 +213,7 @@ def cmd_check(args: CmdArgs) -> None:
         missing = [f"failed to find the address {source} in {fc.zone} zone" for source in _sources(ips)
                    if _firewalld("querySource", fc.zone, source) is not True]
     if missing:
-        raise CNIError(PluginCode.CHECK_FAILED, "; ".join(missing))
+        raise check_failed("; ".join(missing))
 
 
 def cmd_gc(args: CmdArgs) -> None:

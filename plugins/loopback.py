@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.errors import CNIError, ErrorCode, PluginCode, check_failed
 from cni_common.skel import CmdArgs, CNIFuncs, is_own_netns, plugin_main
 from cni_common.types import Interface, IPConfig, Result
 from cni_common.version import about_line
@@ -95,7 +95,7 @@ def cmd_check(args: CmdArgs) -> None:
     with NetNS(args.netns) as ns, nl.open_conn(ns) as cont:
         lo = nl.find_link(cont, LOOPBACK)
     if lo is None or not lo.up:
-        raise CNIError(PluginCode.CHECK_FAILED, "loopback interface is down")
+        raise check_failed("loopback interface is down")
 
 
 def main(**streams: Any) -> int:

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 from cni_common import config
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import CNIError, ErrorCode, check_failed
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Result
@@ -119,7 +119,7 @@ def cmd_check(args: CmdArgs) -> None:
         master.check_mtu(c.mtu, parent)
         have = data.get("IFLA_MACVLAN_MODE")
         if have != c.mode:
-            raise attach.check_failed(f"container macvlan mode {have} does not match expected value: {c.mode}")
+            raise check_failed(f"container macvlan mode {have} does not match expected value: {c.mode}")
 
     attach.check(args, _plan(c), verify)
 

@@ -15,7 +15,7 @@ import ipaddress
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import CNIError, ErrorCode, invalid_config
 from cni_common.log import get_logger
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
@@ -32,10 +32,6 @@ DEFAULT_MARK_BIT = 13
 IPTABLES, NFTABLES = "iptables", "nftables"
 
 
-def _invalid(msg: str) -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg)
-
-
 @record
 class PortMapConf:
     """The parsed plugin config; ``spec`` is what the netfilter layer needs, ``backend`` its name ("": the
@@ -50,7 +46,7 @@ class PortMapConf:
 def _conditions(conf: dict[str, Any], key: str) -> list[str]:
     items = cfg.get_list(conf, key)
     if not all(isinstance(i, str) for i in items):
-        raise _invalid(f"invalid config: {key} must be a list of strings")
+        raise invalid_config(f"invalid config: {key} must be a list of strings")
     return items
 
 
@@ -85,11 +81,11 @@ def choose_backend(conf: dict[str, Any], cond_v4: list[str], cond_v6: list[str],
 
             backend = select_backend(None).name
     if backend not in (IPTABLES, NFTABLES):
-        raise _invalid(f'unrecognized backend "{backend}"')
+        raise invalid_config(f'unrecognized backend "{backend}"')
     wrong = NFTABLES if backend == IPTABLES else IPTABLES
     if options[wrong]:
-        raise _invalid(f"{backend} backend was requested but configuration contains {wrong}-specific options "
-                       f"[{' '.join(options[wrong])}]")
+        raise invalid_config(f"{backend} backend was requested but configuration contains {wrong}-specific options "
+                             f"[{' '.join(options[wrong])}]")
     return "" if default else backend
 
 
@@ -100,21 +96,21 @@ def parse_mappings(conf: dict[str, Any]) -> list[Any]:
     out = []
     for i, entry in enumerate(cfg.get_list(cfg.runtime_config(conf), "portMappings", where="runtimeConfig")):
         if not isinstance(entry, dict):
-            raise _invalid("invalid config: runtimeConfig.portMappings entries must be objects")
+            raise invalid_config("invalid config: runtimeConfig.portMappings entries must be objects")
         where = f"runtimeConfig.portMappings[{i}]"
         container_port = cfg.get_int(entry, "containerPort", 0, where)
         host_port = cfg.get_int(entry, "hostPort", 0, where)
         # upstream's messages, with the key they are about
         if container_port <= 0:
-            raise _invalid(f"Invalid container port number: {container_port} ({where}.containerPort)")
+            raise invalid_config(f"Invalid container port number: {container_port} ({where}.containerPort)")
         if host_port <= 0:
-            raise _invalid(f"Invalid host port number: {host_port} ({where}.hostPort)")
+            raise invalid_config(f"Invalid host port number: {host_port} ({where}.hostPort)")
         host_ip = cfg.get_str(entry, "hostIP", "", where)
         if host_ip:
             try:
                 ipaddress.ip_address(host_ip)
             except ValueError as exc:
-                raise _invalid(f"Invalid host IP: {host_ip!r} ({where}.hostIP)") from exc
+                raise invalid_config(f"Invalid host IP: {host_ip!r} ({where}.hostIP)") from exc
         protocol = (cfg.get_str(entry, "protocol", "", where) or "tcp").lower()
         out.append(PortMapping(host_port, container_port, protocol, host_ip))
     return out
@@ -148,10 +144,10 @@ def parse_conf(args: CmdArgs) -> PortMapConf:
     mark_bit = cfg.get_typed(conf, "markMasqBit", int, None)
     external_chain = cfg.optional_str(conf, "externalSetMarkChain")
     if mark_bit is not None and external_chain is not None:
-        raise _invalid("Cannot specify externalSetMarkChain and markMasqBit")
+        raise invalid_config("Cannot specify externalSetMarkChain and markMasqBit")
     mark_bit = DEFAULT_MARK_BIT if mark_bit is None else mark_bit
     if not 0 <= mark_bit <= 31:
-        raise _invalid(f"MasqMarkBit must be between 0 and 31 (markMasqBit: {mark_bit})")  # upstream's, + the key
+        raise invalid_config(f"MasqMarkBit must be between 0 and 31 (markMasqBit: {mark_bit})")  # upstream's, + the key
     cond_v4, cond_v6 = _conditions(conf, "conditionsV4"), _conditions(conf, "conditionsV6")
     backend = choose_backend(conf, cond_v4, cond_v6, external_chain)
     spec = PortMapSpec(network=args.network_name, container_id=args.container_id, mappings=parse_mappings(conf),

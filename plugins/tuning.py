@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from cni_common import config as cfg
-from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.errors import CNIError, ErrorCode, PluginCode, check_failed, invalid_config
 from cni_common.link_tuning import DEFAULT_DATA_DIR, LinkSettings
 from cni_common.log import get_logger
 from cni_common.record import record
@@ -37,10 +37,6 @@ log = get_logger(__name__)
 ALLOWLIST = "/etc/cni/tuning/allowlist.conf"
 MAX_MTU = 65535  # ETH_MAX_MTU: no Ethernet-like link takes more
 MAX_TXQLEN = 2**32 - 1  # IFLA_TXQLEN is a u32
-
-
-def _invalid(msg: str) -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg)
 
 
 @record
@@ -85,7 +81,7 @@ def _sysctl_map(d: dict[str, Any], key: str, where: str = "") -> dict[str, str]:
     label = f"{where}.{key}" if where else key
     for name, item in value.items():
         if not isinstance(item, str):
-            raise _invalid(f"invalid config: {label}[{name!r}] must be a string")
+            raise invalid_config(f"invalid config: {label}[{name!r}] must be a string")
     return dict(value)
 
 
@@ -109,8 +105,8 @@ def _check_allowlist(keys: list[str]) -> None:
 
     for key in keys:
         if not any(re.search(p, key) for p in patterns):
-            raise _invalid(f"Sysctl {key} is not allowed. Only the following sysctls are allowed: "
-                           f"[{' '.join(patterns)}] (sysctl)")
+            raise invalid_config(f"Sysctl {key} is not allowed. Only the following sysctls are allowed: "
+                                 f"[{' '.join(patterns)}] (sysctl)")
 
 
 def _mac(conf: dict[str, Any], args_cni: dict[str, Any], cni_args: dict[str, str]) -> str:
@@ -125,15 +121,15 @@ def _mac(conf: dict[str, Any], args_cni: dict[str, Any], cni_args: dict[str, str
         try:
             mac = mac_to_str(mac_to_bytes(mac))
         except ValueError as exc:
-            raise _invalid(f"invalid args {mac} for MAC addr (mac)") from exc
+            raise invalid_config(f"invalid args {mac} for MAC addr (mac)") from exc
     return mac
 
 
 def _ranged(d: dict[str, Any], key: str, low: int, high: int, where: str = "") -> Optional[int]:
     value = cfg.get_typed(d, key, int, None, where)
     if value is not None and not low <= value <= high:
-        raise _invalid(f"invalid config: {f'{where}.{key}' if where else key} must be between {low} and {high}, "
-                       f"got {value}")
+        raise invalid_config(f"invalid config: {f'{where}.{key}' if where else key} must be between {low} and {high}, "
+                             f"got {value}")
     return value
 
 
@@ -144,7 +140,7 @@ def parse_conf(args: CmdArgs, for_add: bool = True) -> TuningConf:
     conf = args.conf
     cfg.check_netconf_types(conf)
     if _duplicated_sysctl_keys(args.stdin_data):
-        raise _invalid("duplicated sysctl keys are not allowed (sysctl)")
+        raise invalid_config("duplicated sysctl keys are not allowed (sysctl)")
     args_cni = cfg.args_cni(conf)
     sysctls = _sysctl_map(conf, "sysctl")
     sysctls.update(_sysctl_map(args_cni, "sysctl", "args.cni"))  # upstream panics here without a top-level map
@@ -169,7 +165,7 @@ def parse_conf(args: CmdArgs, for_add: bool = True) -> TuningConf:
 
 def _require_prev(tc: TuningConf) -> Result:
     if tc.prev_result is None:
-        raise _invalid("Required prevResult missing (prevResult)")
+        raise invalid_config("Required prevResult missing (prevResult)")
     return tc.prev_result
 
 
@@ -293,15 +289,14 @@ def cmd_check(args: CmdArgs) -> None:
             for key, parts, value in tc.sysctls:
                 current = sysctl.read_beneath(parts)
                 if current.split() != value.split():
-                    raise CNIError(PluginCode.CHECK_FAILED,
-                                   f"Error: Tuning configured value of {key} is {value}, current value is "
-                                   f"{current.strip()}")
+                    raise check_failed(f"Error: Tuning configured value of {key} is {value}, current value is "
+                                       f"{current.strip()}")
         link = _container_link(cont, args.ifname)
         wanted = LinkSettings(mac=tc.link.mac, promisc=tc.promisc, mtu=tc.link.mtu, allmulti=tc.link.allmulti,
                               txqlen=tc.link.txqlen)
         found = link_tuning.differences(link, wanted)
         if found:
-            raise CNIError(PluginCode.CHECK_FAILED, f"{args.ifname}: {'; '.join(found)}")
+            raise check_failed(f"{args.ifname}: {'; '.join(found)}")
 
 
 def main(**streams: Any) -> int:

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cni_common import config
-from cni_common.errors import CNIError, ErrorCode
+from cni_common.errors import CNIError, ErrorCode, check_failed
 from cni_common.record import record
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import DNS, Result
@@ -107,10 +107,10 @@ def cmd_check(args: CmdArgs) -> None:
     def verify(host: Conn, cont: Conn, link: Link, data: dict[str, Any]) -> None:
         _master(c, host, cont)
         if data.get("IFLA_VLAN_ID") != c.vlan_id:
-            raise attach.check_failed(f"container vlan id {data.get('IFLA_VLAN_ID')} of {args.ifname} does not "
-                                      f"match expected value: {c.vlan_id}")
+            raise check_failed(f"container vlan id {data.get('IFLA_VLAN_ID')} of {args.ifname} does not "
+                               f"match expected value: {c.vlan_id}")
         if c.mtu and link.mtu != c.mtu:
-            raise attach.check_failed(f"configured MTU of {args.ifname} is {c.mtu}, current value is {link.mtu}")
+            raise check_failed(f"configured MTU of {args.ifname} is {c.mtu}, current value is {link.mtu}")
 
     attach.check(args, _plan(c), verify)
 

@@ -19,7 +19,7 @@ import ipaddress
 import sys
 from typing import Any, Optional
 
-from cni_common.errors import BestEffort, CNIError, ErrorCode, PluginCode
+from cni_common.errors import BestEffort, CNIError, ErrorCode, check_failed
 from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.version import about_line
@@ -115,7 +115,7 @@ def cmd_check(args: CmdArgs) -> None:
     attach.check(args, conf)
     with netlink.open_conn() as host:
         if netlink.find_link(host, conf.device) is None:
-            raise CNIError(PluginCode.CHECK_FAILED, f"vxlan device {conf.device!r} is missing on this node")
+            raise check_failed(f"vxlan device {conf.device!r} is missing on this node")
 
 
 def cmd_gc(args: CmdArgs) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from .. import version as versions
 from ..config import args_cni, get_key, runtime_config
-from ..errors import CNIError, ErrorCode
+from ..errors import CNIError, ErrorCode, invalid_config
 from ..record import field, record
 from ..types import DNS, IPAddress, IPNetwork, Route
 
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from typing import Any, Iterator, Optional, Sequence
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
-
-
-def _invalid(msg: str, details: str = "") -> CNIError:
-    return CNIError(ErrorCode.INVALID_CONFIG, msg, details)
 
 
 @record(frozen=True)
@@ -96,35 +92,36 @@ class IPAMConfig:
 
 def _parse_ip(value: Any, label: str) -> IPAddress:
     if not isinstance(value, str):
-        raise _invalid(f"invalid {label}: {value!r} is not a string")
+        raise invalid_config(f"invalid {label}: {value!r} is not a string")
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError as exc:
-        raise _invalid(f"invalid {label} {value!r}: not an IP address") from exc
+        raise invalid_config(f"invalid {label} {value!r}: not an IP address") from exc
 
 
 def parse_range(raw: Any, where: str) -> Range:
     """Validate one range object and fill in upstream's defaults (start .1, end broadcast-1, gateway .1)."""
     if not isinstance(raw, Mapping):
-        raise _invalid(f"invalid {where}: expected an object, got {raw!r}")
+        raise invalid_config(f"invalid {where}: expected an object, got {raw!r}")
     subnet_text = get_key(raw, "subnet")
     if not subnet_text:
-        raise _invalid(f"invalid {where}: missing subnet")
+        raise invalid_config(f"invalid {where}: missing subnet")
     if not isinstance(subnet_text, str):
-        raise _invalid(f"invalid {where}: subnet {subnet_text!r} is not a string")
+        raise invalid_config(f"invalid {where}: subnet {subnet_text!r} is not a string")
     try:
         iface = ipaddress.ip_interface(subnet_text.strip())
     except ValueError as exc:
-        raise _invalid(f"invalid {where}: invalid CIDR address {subnet_text!r}") from exc
+        raise invalid_config(f"invalid {where}: invalid CIDR address {subnet_text!r}") from exc
     if "/" not in subnet_text:
-        raise _invalid(f"invalid {where}: invalid CIDR address {subnet_text!r} (no prefix length)")
+        raise invalid_config(f"invalid {where}: invalid CIDR address {subnet_text!r} (no prefix length)")
     subnet = iface.network
     if iface.ip != subnet.network_address:
-        raise _invalid(f"invalid {where}: subnet {subnet_text} has host bits set",
-                       f"for a prefix length of {subnet.prefixlen} the network address is {subnet.network_address}")
+        raise invalid_config(f"invalid {where}: subnet {subnet_text} has host bits set",
+                             f"for a prefix length of {subnet.prefixlen} the network address is "
+                             f"{subnet.network_address}")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
-        raise _invalid(f"invalid {where}: network {subnet} too small to allocate from",
-                       "IPv4 needs /30 or larger, IPv6 /126 or larger")
+        raise invalid_config(f"invalid {where}: network {subnet} too small to allocate from",
+                             "IPv4 needs /30 or larger, IPv6 /126 or larger")
     first = subnet.network_address + 1
     last = subnet.broadcast_address - 1 if subnet.version == 4 else subnet.broadcast_address
 
@@ -134,17 +131,17 @@ def parse_range(raw: Any, where: str) -> Range:
             return default
         ip = _parse_ip(value, f"{where} {key}")
         if ip not in subnet:
-            raise _invalid(f"invalid {where}: {key} {ip} not in network {subnet}")
+            raise invalid_config(f"invalid {where}: {key} {ip} not in network {subnet}")
         return ip
 
     start = bound("rangeStart", first)
     end = bound("rangeEnd", last)
     if int(start) > int(end):  # one family: both are bounds inside the same subnet
-        raise _invalid(f"invalid {where}: rangeStart {start} is after rangeEnd {end}")
+        raise invalid_config(f"invalid {where}: rangeStart {start} is after rangeEnd {end}")
     gw_raw = get_key(raw, "gateway")
     gateway = _parse_ip(gw_raw, f"{where} gateway") if gw_raw else first
     if gateway.version != subnet.version:
-        raise _invalid(f"invalid {where}: gateway {gateway} is not of the family of {subnet}")
+        raise invalid_config(f"invalid {where}: gateway {gateway} is not of the family of {subnet}")
     return Range(subnet=subnet, start=start, end=end, gateway=gateway)
 
 
@@ -153,17 +150,17 @@ def parse_range_set(raw: Any, index: int, source: str = "") -> RangeSet:
     came from (``ipam.ranges[1]``, ``runtimeConfig.ipRanges[0]``) for the messages."""
     where = f"range set {index} ({source})" if source else f"range set {index}"
     if not isinstance(raw, list):
-        raise _invalid(f"invalid {where}: expected a list of ranges, got {raw!r}")
+        raise invalid_config(f"invalid {where}: expected a list of ranges, got {raw!r}")
     if not raw:
-        raise _invalid(f"invalid {where}: empty range set")
+        raise invalid_config(f"invalid {where}: empty range set")
     ranges = tuple(parse_range(r, f"{where} range {i}") for i, r in enumerate(raw))
     if len({r.start.version for r in ranges}) > 1:
-        raise _invalid(f"invalid {where}: mixed address families",
-                       ", ".join(str(r.subnet) for r in ranges))
+        raise invalid_config(f"invalid {where}: mixed address families",
+                             ", ".join(str(r.subnet) for r in ranges))
     for i, a in enumerate(ranges):
         for b in ranges[i + 1:]:
             if a.overlaps(b):
-                raise _invalid(f"invalid {where}: subnets {a} and {b} overlap")
+                raise invalid_config(f"invalid {where}: subnets {a} and {b} overlap")
     return RangeSet(ranges)
 
 
@@ -179,12 +176,12 @@ def _requested_ips(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> list
         values = get_key(block, "ips")
         values = [] if values is None else values  # "" or {} is a wrong type (Go refuses it), not "none"
         if not isinstance(values, list):
-            raise _invalid(f"invalid {source}: expected a list, got {values!r}")
+            raise invalid_config(f"invalid {source}: expected a list, got {values!r}")
         texts += [(v, source) for v in values]
     out: list[IPAddress] = []
     for text, source in texts:
         if not isinstance(text, str):
-            raise _invalid(f"invalid IP {text!r} in {source}")
+            raise invalid_config(f"invalid IP {text!r} in {source}")
         ip = _parse_ip(text.strip().split("/", 1)[0], f"IP in {source}")
         if ip not in out:
             out.append(ip)
@@ -196,13 +193,13 @@ def parse_routes(raw: Any) -> list[Route]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise _invalid(f"invalid ipam routes: expected a list, got {raw!r}")
+        raise invalid_config(f"invalid ipam routes: expected a list, got {raw!r}")
     routes = []
     for entry in raw:
         try:
             routes.append(Route.from_dict(entry))
         except CNIError as exc:
-            raise _invalid(f"invalid ipam route {entry!r}", exc.msg) from exc
+            raise invalid_config(f"invalid ipam route {entry!r}", exc.msg) from exc
     return routes
 
 
@@ -211,7 +208,7 @@ def _string(ipam: Mapping[str, Any], key: str, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise _invalid(f"invalid ipam {key}: {value!r} is not a string")
+        raise invalid_config(f"invalid ipam {key}: {value!r} is not a string")
     return value
 
 
@@ -219,11 +216,11 @@ def ipam_section(conf: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``ipam`` object; host-local cannot run without one."""
     ipam = get_key(conf, "ipam")
     if not isinstance(ipam, Mapping):
-        raise _invalid("IPAM config missing 'ipam' key" if ipam is None else f"invalid ipam: {ipam!r}")
+        raise invalid_config("IPAM config missing 'ipam' key" if ipam is None else f"invalid ipam: {ipam!r}")
     for key in ("type", "name"):  # decoded by Go's host-local in every verb: a number there fails it too
         value = get_key(ipam, key)
         if value is not None and not isinstance(value, str):
-            raise _invalid(f"invalid ipam {key}: {value!r} is not a string")
+            raise invalid_config(f"invalid ipam {key}: {value!r} is not a string")
     return ipam
 
 
@@ -239,7 +236,7 @@ def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
     if value is None:
         return True
     if not isinstance(value, bool):
-        raise _invalid(f"invalid ipam reclaimAfterReboot: {value!r} is not a boolean")
+        raise invalid_config(f"invalid ipam reclaimAfterReboot: {value!r} is not a boolean")
     return value
 
 
@@ -249,14 +246,14 @@ def _raw_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterato
     runtime_ranges = get_key(runtime_config(conf), "ipRanges")
     runtime_ranges = [] if runtime_ranges is None else runtime_ranges
     if not isinstance(runtime_ranges, list):
-        raise _invalid(f"invalid runtimeConfig.ipRanges: expected a list, got {runtime_ranges!r}")
+        raise invalid_config(f"invalid runtimeConfig.ipRanges: expected a list, got {runtime_ranges!r}")
     yield from ((f"runtimeConfig.ipRanges[{i}]", raw) for i, raw in enumerate(runtime_ranges))
     if get_key(ipam, "subnet"):
         yield "ipam.subnet", [{k: get_key(ipam, k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
     ranges = get_key(ipam, "ranges")
     ranges = [] if ranges is None else ranges
     if not isinstance(ranges, list):
-        raise _invalid(f"invalid ipam ranges: expected a list of range sets, got {ranges!r}")
+        raise invalid_config(f"invalid ipam ranges: expected a list of range sets, got {ranges!r}")
     yield from ((f"ipam.ranges[{i}]", raw) for i, raw in enumerate(ranges))
 
 
@@ -266,8 +263,8 @@ def check_version_limits(range_sets: Sequence[RangeSet], cni_version: str) -> No
         return
     for fam in (4, 6):
         if sum(1 for s in range_sets if s.family == fam) > 1:
-            raise _invalid(f"CNI version {cni_version} does not support more than 1 address per family",
-                           f"{sum(1 for s in range_sets if s.family == fam)} IPv{fam} range sets configured")
+            raise invalid_config(f"CNI version {cni_version} does not support more than 1 address per family",
+                                 f"{sum(1 for s in range_sets if s.family == fam)} IPv{fam} range sets configured")
 
 
 def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str) -> IPAMConfig:
@@ -275,11 +272,11 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str)
     ipam = ipam_section(conf)
     range_sets = [parse_range_set(raw, i, source) for i, (source, raw) in enumerate(_raw_range_sets(conf, ipam))]
     if not range_sets:
-        raise _invalid("no IP ranges specified", "set ipam.ranges (or the legacy ipam.subnet)")
+        raise invalid_config("no IP ranges specified", "set ipam.ranges (or the legacy ipam.subnet)")
     for i, a in enumerate(range_sets):
         for j in range(i + 1, len(range_sets)):
             if a.overlaps(range_sets[j]):
-                raise _invalid(f"range set {i} ({a}) overlaps with range set {j} ({range_sets[j]})")
+                raise invalid_config(f"range set {i} ({a}) overlaps with range set {j} ({range_sets[j]})")
     check_version_limits(range_sets, cni_version)
     return IPAMConfig(name=str(conf.get("name", "")), range_sets=range_sets,
                       routes=parse_routes(get_key(ipam, "routes")),

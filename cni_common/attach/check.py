@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import invoke
-from ..errors import CNIError, ErrorCode, PluginCode
+from ..errors import CNIError, ErrorCode, check_failed
 from ..ifconfig import check_layer3
 from ..types import Result
 
@@ -53,8 +53,3 @@ def check(args: CmdArgs, conf: BridgeConf, prev: Result) -> None:
         if peer is None or peer.kind != "veth" or peer.peer_index != link.index or peer.master != br.index:
             raise check_failed(f"host veth of {args.ifname!r} not found or not attached to {conf.bridge!r}")
         check_layer3(cont, link.index, args.ifname, cont_idx, prev)
-
-
-def check_failed(msg: str) -> CNIError:
-    """CHECK found the node differs from ``prevResult`` (code 106)."""
-    return CNIError(PluginCode.CHECK_FAILED, msg)

@@ -15,7 +15,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import invoke, sysctl
-from ..errors import BestEffort, CNIError, ErrorCode, PluginCode
+from ..errors import BestEffort, CNIError, ErrorCode, check_failed
 from ..record import field, record
 from ..types import DNS, Interface, Result
 
@@ -118,20 +118,18 @@ def check(args: CmdArgs, plan: LinkPlan, verify: Optional[Verify] = None) -> Non
         raise CNIError(ErrorCode.INVALID_CONFIG, f"prevResult has no interface {args.ifname!r}")
     recorded = prev.interfaces[index]
     if recorded.sandbox != args.netns:
-        raise CNIError(PluginCode.CHECK_FAILED,
-                       f"sandbox in prevResult {recorded.sandbox} doesn't match configured netns: {args.netns}")
+        raise check_failed(f"sandbox in prevResult {recorded.sandbox} doesn't match configured netns: {args.netns}")
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont:
         try:
             link, data = nl.get_link_data(cont, args.ifname)
         except nl.LinkNotFound as exc:
-            raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname!r} not found") from exc
+            raise check_failed(f"container interface {args.ifname!r} not found") from exc
         if plan.kind and link.kind != plan.kind:  # host-device lends a device of any kind
-            raise CNIError(PluginCode.CHECK_FAILED, f"container interface {args.ifname} not of type {plan.kind}")
+            raise check_failed(f"container interface {args.ifname} not of type {plan.kind}")
         if verify is not None:
             verify(host, cont, link, data)
         if recorded.mac and recorded.mac.lower() != link.mac:
-            raise CNIError(PluginCode.CHECK_FAILED,
-                           f"interface {args.ifname} MAC {link.mac} does not match expected {recorded.mac}")
+            raise check_failed(f"interface {args.ifname} MAC {link.mac} does not match expected {recorded.mac}")
         check_layer3(cont, link.index, args.ifname, index, prev)
 
 
@@ -151,8 +149,3 @@ def gc(args: CmdArgs, plan: LinkPlan) -> None:
     """GC: IPAM's (the spec asks plugins to pass it on; upstream's five do not, so their leases leak)."""
     if plan.ipam_type:
         invoke.delegate("GC", plan.ipam_type, args)
-
-
-def check_failed(msg: str) -> CNIError:
-    """A CHECK that found the node differing from the ADD's result."""
-    return CNIError(PluginCode.CHECK_FAILED, msg)

@@ -24,10 +24,9 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import CNIError, ErrorCode, PluginCode
+from ..errors import CNIError, ErrorCode, PluginCode, undo_quietly
 from ..log import get_logger
 from ..record import record
-from .place import _quietly  # one way to run a rollback step, shared with the links this package makes
 
 if TYPE_CHECKING:
     from ..netlink import Conn, Link
@@ -157,7 +156,7 @@ def lend(host: Conn, cont: Conn, device: Link, before: HostSide, ifname: str,
     if nl.find_link(cont, ifname) is not None:
         raise CNIError(PluginCode.LINK_FAILURE, f'container already has an interface "{ifname}"')
     nl.set_down(host, device.index)
-    undo.callback(_quietly, restore_host_side, host, before)
+    undo.callback(undo_quietly, restore_host_side, host, before)
     with _scratch_conn() as (scratch_ns, scratch):
         nl.move_link(host, device.index, scratch_ns.fd)
         try:
@@ -165,9 +164,9 @@ def lend(host: Conn, cont: Conn, device: Link, before: HostSide, ifname: str,
             nl.set_alias(scratch, device.index, before.name)
             nl.move_link(scratch, device.index, cont.netns.fd)
         except BaseException:
-            _quietly(_rename_home, scratch, host, device.index, before.name)  # before the scratch goes
+            undo_quietly(_rename_home, scratch, host, device.index, before.name)  # before the scratch goes
             raise
-    undo.callback(_quietly, give_back, cont, host, ifname)
+    undo.callback(undo_quietly, give_back, cont, host, ifname)
     return nl.get_link(cont, ifname)
 
 

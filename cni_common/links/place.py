@@ -16,9 +16,9 @@ import contextlib
 import errno
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import CNIError, ErrorCode, PluginCode
+from ..errors import CNIError, ErrorCode, PluginCode, undo_quietly
 from ..log import get_logger
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def adopt(cont: Conn, name: str, ifname: str, kind: str, *, undo: contextlib.Exi
     from .. import netlink as nl
 
     link = nl.get_link(cont, name)
-    undo.callback(_quietly, nl.delete_link, cont, link.index)
+    undo.callback(undo_quietly, nl.delete_link, cont, link.index)
     try:
         nl.rename_link(cont, link.index, ifname)
     except nl.NetlinkError as exc:
@@ -159,11 +159,3 @@ def adopt(cont: Conn, name: str, ifname: str, kind: str, *, undo: contextlib.Exi
             raise CNIError(PluginCode.LINK_FAILURE, f'failed to rename {kind} to "{ifname}": file exists') from exc
         raise CNIError(PluginCode.LINK_FAILURE, f'failed to rename {kind} to "{ifname}": {exc.msg}') from exc
     return nl.get_link(cont, link.index)
-
-
-def _quietly(fn: Callable[..., Any], *args: Any) -> None:
-    """A rollback step: its failure is logged; the error that caused the rollback is the one reported."""
-    try:
-        fn(*args)
-    except Exception as exc:  # noqa: BLE001 - a rollback step must not mask the original error
-        log.warning("rollback step %s failed: %s", getattr(fn, "__name__", fn), exc)

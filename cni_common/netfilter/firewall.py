@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 FORWARD_CHAIN = "CNI-FORWARD"
-DEFAULT_ADMIN_CHAIN = "CNI-ADMIN"
 STAGE1, STAGE2 = "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"
 FORWARD_COMMENT = "CNI firewall plugin rules"
 ADMIN_COMMENT = "CNI firewall plugin admin overrides"

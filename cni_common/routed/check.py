@@ -8,8 +8,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from .. import invoke
-from ..attach.check import check_failed
-from ..errors import CNIError, ErrorCode
+from ..errors import CNIError, ErrorCode, check_failed
 from ..ifconfig import check_layer3
 
 if TYPE_CHECKING:

@@ -3,7 +3,8 @@
 ``install_guard`` replaces every entry point through which a plugin would change the kernel (the bridge's
 attach/detach/check, portmap's netfilter calls, the overlay and its etcd client) with one that raises
 :class:`ReachedKernel`: an in-process call runs in the test runner's own network namespace, the machine's,
-which tests must never change. A call that gets that far was accepted by validation; :func:`call` reports it as ``reached_kernel``.
+which tests must never change. A call that gets that far was accepted by validation; :func:`call` reports it
+as ``reached_kernel``.
 """
 
 from __future__ import annotations
@@ -83,33 +84,14 @@ def install_guard(monkeypatch: pytest.MonkeyPatch, data_root: str = "") -> None:
 
 
 def main_of(plugin: str) -> Callable[..., int]:
-    if plugin == "bridge":
-        from plugins.bridge import main
-    elif plugin == "host-local":
-        from ipam.host_local import main
-    elif plugin == "portmap":
-        from plugins.portmap import main
-    elif plugin == "vxlan":
-        from plugins.vxlan import main
-    elif plugin == "bandwidth":
-        from plugins.bandwidth import main
-    elif plugin == "loopback":
-        from plugins.loopback import main
-    elif plugin == "ptp":
-        from plugins.ptp import main
-    elif plugin == "static":
-        from ipam.static import main
-    elif plugin == "dhcp":
-        from ipam.dhcp import main
-    else:
-        import importlib
+    """The ``main`` of the plugin of this ``type``, by the multicall table (every plugin's main takes the streams)."""
+    import importlib
 
-        from plugins.multicall import PLUGINS
+    from plugins.multicall import PLUGINS
 
-        if plugin not in PLUGINS:
-            raise ValueError(plugin)
-        main = importlib.import_module(PLUGINS[plugin]).main
-    return main
+    if plugin not in PLUGINS:
+        raise ValueError(plugin)
+    return importlib.import_module(PLUGINS[plugin]).main
 
 
 def call(plugin: str, verb: str, stdin: bytes | Mapping[str, Any], env: Mapping[str, str | None] | None = None

@@ -19,9 +19,7 @@ LIMITS = {"ingressRate": 8_000_000, "ingressBurst": 80_000, "egressRate": 16_000
 _TCMSG = struct.Struct("=BxxxiIII")
 
 
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_kernel")
 
 
 def call(verb, conf):

@@ -53,9 +53,7 @@ def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     return conf, changed
 
 
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_kernel")
 
 
 def test_generated_configs():

@@ -14,10 +14,7 @@ import pytest
 from tests.helpers import inprocess
 from tests.helpers.verdicts import CASES, apply, base
 
-
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_kernel")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.plugin}-{c.label}" for c in CASES])

@@ -11,10 +11,7 @@ from plugins import ipvlan, macvlan, tap
 from tests.helpers import inprocess
 from tests.helpers.verdicts import LINK_PLUGINS, apply, base
 
-
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_kernel")
 
 
 @pytest.mark.parametrize("plugin", LINK_PLUGINS)

@@ -11,7 +11,6 @@ The CI profile has a fixed seed and bounded example counts; ``CNI_SUITE_PROPERTI
 from __future__ import annotations
 
 import json
-import tempfile
 
 import pytest
 from hypothesis import event, given, settings
@@ -21,15 +20,9 @@ from tests.helpers import inprocess, properties
 
 properties.register_profiles()
 
-PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static", "macvlan", "ipvlan", "vlan", "dummy",
-           "tap", "host-device", "sbr", "vrf")
+PLUGINS = ("bridge", "host-local", "portmap", "vxlan", "loopback", "ptp", "static", "macvlan", "ipvlan", "vlan",
+           "dummy", "tap", "host-device", "sbr", "vrf")
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS")
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    with tempfile.TemporaryDirectory(prefix="cnt-prop-") as path:
-        yield path
 
 
 @pytest.fixture(autouse=True)

@@ -7,17 +7,15 @@ tuning's saved files stay in the test's temp dir.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import properties
+from tests.helpers import inprocess, properties
 from tests.helpers.inprocess import ReachedKernel
 
 properties.register_profiles()
@@ -32,12 +30,6 @@ KEYS = {
 }
 SYSCTL_KEYS = st.sampled_from(["net.ipv4.conf.IFNAME.arp_filter", "kernel.hostname", "net/../kernel/x", "..",
                                "/proc/sys/net/x", "net", "net.ipv4.ip_forward", "IFNAME", ""])
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    with tempfile.TemporaryDirectory(prefix="cnt-prop-") as path:
-        yield path
 
 
 @pytest.fixture(autouse=True)
@@ -99,14 +91,8 @@ def mutated(draw: st.DrawFn, plugin: str, data_dir: str) -> tuple[dict[str, Any]
 
 
 def call(plugin: str, verb: str, stdin: bytes) -> tuple[int, str, str]:
-    from plugins import firewall, tuning
-
-    environ = {"CNI_COMMAND": verb, "CNI_CONTAINERID": "cnt-prop", "CNI_IFNAME": "eth0",
-               "CNI_NETNS": "/nonexistent/cnt-netns", "CNI_PATH": "/nonexistent-cnt-path"}
-    out, err = io.StringIO(), io.StringIO()
-    main = tuning.main if plugin == "tuning" else firewall.main
-    rc = main(environ=environ, stdin=io.BytesIO(stdin), stdout=out, stderr=err)
-    return rc, out.getvalue(), err.getvalue()
+    outcome = inprocess.call(plugin, verb, stdin)
+    return outcome.rc, outcome.stdout, outcome.stderr
 
 
 @pytest.mark.parametrize("plugin", ["tuning", "firewall"])

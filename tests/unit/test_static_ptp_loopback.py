@@ -10,10 +10,7 @@ import pytest
 
 from tests.helpers import inprocess
 
-
-@pytest.fixture(autouse=True)
-def guard(monkeypatch):
-    inprocess.install_guard(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_kernel")
 
 
 def static(addresses: list[dict[str, Any]] | None = None, version: str = "1.0.0", **top: Any) -> dict[str, Any]:
