@@ -31,6 +31,7 @@ class LanePlugin:
     setup: str
     plugins: tuple[dict[str, Any], ...]
     go: bool = True
+    note: str = ""
 
 
 def _host_local(side: str, subnet: str) -> dict[str, Any]:
@@ -42,6 +43,10 @@ _MASTER = "mkmaster $HOST cntmst0"
 PLUGINS = {
     "dummy": LanePlugin("dummy+host-local", "", ({"type": "dummy"},), go=False),
     "ipvlan": LanePlugin("ipvlan+host-local", _MASTER, ({"type": "ipvlan", "master": "cntmst0", "mode": "l2"},)),
+    # Calibration: macvlan runs on this machine's kernel too (the `macvlan` case): its ratio here against there
+    # shows how emulation shifts a ratio (an interpreter start costs relatively more under TCG than Go's).
+    "macvlan": LanePlugin("macvlan+host-local", _MASTER, ({"type": "macvlan", "master": "cntmst0", "mode": "bridge"},),
+                          note="calibration: compare with the macvlan+host-local row measured on this kernel"),
     "vlan": LanePlugin("vlan+host-local", _MASTER, ({"type": "vlan", "master": "cntmst0", "vlanId": 100},)),
     "vrf": LanePlugin("bridge+host-local+vrf", "",
                       ({"type": "bridge", "isGateway": True}, {"type": "vrf", "vrfname": "cntblue"})),
@@ -140,7 +145,7 @@ def lane_rows(n: int, names: tuple[str, ...] = tuple(PLUGINS)) -> list[Row]:
     rows = []
     for name in names:
         plugin, result = PLUGINS[name], results[name]
-        note = "" if plugin.go else f"no Go twin: v1.1.1 has no {name}"
+        note = plugin.note or ("" if plugin.go else f"no Go twin: v1.1.1 has no {name}")
         if result.rc != 0:
             note = f"case rc={result.rc}: {result.stderr.strip()[-200:]}"
         rows += rows_for(plugin.title, parse(result.stdout), n, note)
