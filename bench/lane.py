@@ -19,13 +19,15 @@ from typing import Any, Optional
 from bench.table import Row
 from tests.helpers import kernel_lane
 
-#: Under TCG a plugin call takes ~1.5-2 s; a warm-up ADD of ours also unpacks the bundle (~10 s).
+#: The budget per driver call: under TCG one takes ~1-2.5 s (more on a loaded machine, and ours unpacks itself
+#: on its first call).
 SECONDS_PER_CALL = 4
 
 
 @dataclass(frozen=True)
 class LanePlugin:
-    """One plugin of the lane bench: its conflist (per side), the host set-up, and whether Go has it."""
+    """One plugin of the lane bench: its plugin list (ipam added per side), the shell that sets up the VM's host
+    namespace, whether Go v1.1.1 has it, and a note for its ADD+DEL row."""
 
     title: str
     setup: str
@@ -38,7 +40,7 @@ def _host_local(side: str, subnet: str) -> dict[str, Any]:
     return {"type": "host-local", "dataDir": f"/run/cnt-bench-ipam-{side}", "ranges": [[{"subnet": subnet}]]}
 
 
-#: A veth in the lane's host namespace with its peer up beside it: the master of ipvlan and vlan children.
+#: A veth in the lane's host namespace with its peer up beside it: the master of ipvlan, macvlan and vlan children.
 _MASTER = "mkmaster $HOST cntmst0"
 PLUGINS = {
     "dummy": LanePlugin("dummy+host-local", "", ({"type": "dummy"},), go=False),

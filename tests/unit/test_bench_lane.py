@@ -48,3 +48,11 @@ def test_each_side_has_its_own_network_store_and_bridge(name):
     if ours["plugins"][0]["type"] == "bridge":
         assert ours["plugins"][0]["bridge"] != go["plugins"][0]["bridge"]
     assert "ipam" not in plugin.plugins[0]  # the table itself is never changed
+
+
+def test_run_knows_the_lane_and_tap_cases_and_the_lane_cycles():
+    from bench import run
+    opts = run.parse_args(["--quick", "--cases", "tap,lane"])
+    assert opts.cases == ["tap", "lane"] and opts.lane_cycles == 3
+    assert run.parse_args(["--lane-cycles", "7"]).lane_cycles == 7
+    assert run.parse_args([]).lane_cycles == 10
