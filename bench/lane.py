@@ -50,6 +50,8 @@ PLUGINS = {
     "macvlan": LanePlugin("macvlan+host-local", _MASTER, ({"type": "macvlan", "master": "cntmst0", "mode": "bridge"},),
                           note="calibration: compare with the macvlan+host-local row measured on this kernel"),
     "vlan": LanePlugin("vlan+host-local", _MASTER, ({"type": "vlan", "master": "cntmst0", "vlanId": 100},)),
+    "bridge": LanePlugin("bridge+host-local", "", ({"type": "bridge", "isGateway": True},),
+                         note="the vrf row minus this one is what chained vrf costs"),
     "vrf": LanePlugin("bridge+host-local+vrf", "",
                       ({"type": "bridge", "isGateway": True}, {"type": "vrf", "vrfname": "cntblue"})),
 }
