@@ -56,3 +56,10 @@ def test_run_knows_the_lane_and_tap_cases_and_the_lane_cycles():
     assert opts.cases == ["tap", "lane"] and opts.lane_cycles == 3
     assert run.parse_args(["--lane-cycles", "7"]).lane_cycles == 7
     assert run.parse_args([]).lane_cycles == 10
+
+
+def test_without_the_lane_each_plugin_gets_a_note_row(monkeypatch):
+    monkeypatch.setattr(lane.kernel_lane, "unavailable", lambda: "qemu missing")
+    rows = lane.lane_rows(3)
+    assert [r.note for r in rows] == ["not run: qemu missing"] * len(lane.PLUGINS)
+    assert all(r.ours is None and r.go is None for r in rows)
