@@ -154,6 +154,22 @@ def sbr_conflist(data_dir: Path) -> dict[str, Any]:
     return conf
 
 
+TAP_NET = "cntb-tap"
+
+
+def tap_conflist(data_dir: Path) -> dict[str, Any]:
+    """tap + host-local: a tap device made in the pod's namespace (no carrier: no VM reads it), an address on it.
+    Go v1.1.1 has no tap plugin: the bench runs ours alone."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": TAP_NET,
+        "plugins": [
+            {"type": "tap", "mtu": 1400,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.91.0.0/16"}]]}},
+        ],
+    }
+
+
 def port_mappings(*mappings: dict[str, Any]) -> dict[str, Any]:
     """libcni capability args carrying `mappings` (CAP_ARGS of the driver)."""
     return {"portMappings": list(mappings)}

@@ -13,14 +13,14 @@ import signal
 import subprocess
 import sys
 
-from bench import cases, confs, cross, footprint, machine, scale, warm
+from bench import cases, confs, cross, footprint, lane, machine, scale, warm
 from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.measure import WarmCpu
 from bench.table import Row, render
 from tests.helpers import paths
 
 CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "hostdev",
-         "sbr", "burst", "footprint", "cross", "alone", "pods")
+         "sbr", "burst", "footprint", "cross", "alone", "pods", "tap", "lane")
 
 
 def go_version() -> str:
@@ -36,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-n", type=int, help="ADD+DEL cycles per side (default 20, quick 5)")
     parser.add_argument("--versions", type=int, help="VERSION execs per plugin and side (default 50, quick 10)")
     parser.add_argument("--pods", type=int, help="pods in the burst (default 50, quick 20)")
+    parser.add_argument("--lane-cycles", type=int,
+                        help="ADD+DEL cycles per side in the kernel lane (default 10, quick 3)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--warm", choices=("on", "off", "auto"), default="on",
                         help="our warm path (CNI_SUITE_WARM; docs/packaging.md), default on")
@@ -46,6 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     opts.n = opts.n or (5 if opts.quick else 20)
     opts.versions = opts.versions or (10 if opts.quick else 50)
     opts.pods = opts.pods or (20 if opts.quick else 50)
+    opts.lane_cycles = opts.lane_cycles or (3 if opts.quick else 10)
     opts.cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
     unknown = set(opts.cases) - set(CASES)
     if unknown:
@@ -129,12 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         if "sbr" in opts.cases:
             cases.log("bridge + host-local + sbr")
             rows += cases.cycle_rows(lab, sides, "pair+sbr", confs.SBR_NET, confs.sbr_conflist, None, opts.n, ())
+        if "tap" in opts.cases:
+            cases.log("tap + host-local (ours alone: Go v1.1.1 has no tap)")
+            tap_rows = cases.cycle_rows(lab, sides[:1], "tap+host-local", confs.TAP_NET, confs.tap_conflist, None,
+                                        opts.n, ())
+            tap_rows[-1].note = tap_rows[-1].note or "no Go twin: v1.1.1 has no tap"
+            rows += tap_rows
         if "burst" in opts.cases:
             rows += cases.burst_rows(lab, sides, opts.pods)
         if "footprint" in opts.cases:
             rows += footprint.footprint_rows(dist, ours_dir, go_dir, suite_cache)
         if "cross" in opts.cases:
             rows += cross.cross_rows(lab, cnitool, opts.n)
+        if "lane" in opts.cases:
+            cases.log(f"kernel lane: {', '.join(lane.PLUGINS)} in one boot of Debian's kernel under qemu TCG")
+            rows += lane.lane_rows(opts.lane_cycles)
         if "alone" in opts.cases:
             cases.log("host-local alone")
             rows += warm.alone_rows(ours_dir / "host-local", lab.tmp / "alone", suite_cache, opts.n)

@@ -78,12 +78,14 @@ class CaseResult:
 class LaneBatch:
     """The cases of one boot. `case()` them all, then `run()` once."""
 
-    def __init__(self, workdir: Path, modules: Iterable[str] = BASE_MODULES) -> None:
+    def __init__(self, workdir: Path, modules: Iterable[str] = BASE_MODULES, *, case_timeout: int = CASE_TIMEOUT,
+                 boot_timeout: int = BOOT_TIMEOUT) -> None:
         self.workdir = workdir
+        self.boot_timeout = boot_timeout
         self.cases_dir = workdir / "cases"
         self.cases_dir.mkdir(parents=True, exist_ok=True)
         (workdir / "modules").write_text(" ".join(modules) + "\n")
-        (workdir / "case-timeout").write_text(f"{CASE_TIMEOUT}\n")
+        (workdir / "case-timeout").write_text(f"{case_timeout}\n")
         self._names: list[str] = []
 
     def case(self, name: str, script: str, *, conflists: Iterable[dict[str, Any]] = ()) -> Path:
@@ -110,7 +112,7 @@ class LaneBatch:
         with console.open("wb") as log:
             try:
                 subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=BOOT_TIMEOUT, check=False)
+                               timeout=self.boot_timeout, check=False)
             except subprocess.TimeoutExpired:
                 pass  # the cases that finished still count; the others report rc None with the console
         release = self.workdir / "kernel-release"
