@@ -54,8 +54,11 @@ def start(cmd: list[str], verb: str, conf: Any, cid: str = "c1", ifname: str = "
           drop: Sequence[str] = ()) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=paths.REPO, env=_env(verb, cid, ifname, cni_args, drop), text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(conf if isinstance(conf, str) else json.dumps(conf))
-    proc.stdin.close()
+    try:
+        proc.stdin.write(conf if isinstance(conf, str) else json.dumps(conf))
+        proc.stdin.close()
+    except BrokenPipeError:  # a call refused before its input is read (a missing variable) may be gone already
+        pass
     return proc
 
 
