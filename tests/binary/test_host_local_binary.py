@@ -6,6 +6,7 @@ Every test takes its command from the ``host_local_cmd`` fixture: ``$HOST_LOCAL_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -58,7 +59,8 @@ def start(cmd: list[str], verb: str, conf: Any, cid: str = "c1", ifname: str = "
         proc.stdin.write(conf if isinstance(conf, str) else json.dumps(conf))
         proc.stdin.close()
     except BrokenPipeError:  # a call refused before its input is read (a missing variable) may be gone already
-        pass
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()  # (closes even when the flush fails)
     return proc
 
 
