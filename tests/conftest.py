@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.helpers import paths
+from tests.helpers import paths, warm
 from tests.helpers.cnitool import Cnitool
 from tests.helpers.netns import Netns, NetnsPool, serve_pool
 from tests.helpers.skip import require_dist, skip_or_fail
@@ -31,9 +31,11 @@ MARKERS = {
 FOLDER_MARKERS = {"e2e_bridge": "netns", "e2e_portmap": "netns", "e2e_links": "netns", "portability": "binary"}
 
 _pool = NetnsPool()
+_SESSION_START = pytest.StashKey[int]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SESSION_START] = warm.now_ticks()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
 
@@ -55,6 +57,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = _pool.cleanup_leftovers()
     if left:
         print(f"\nremoved leftover test namespaces: {', '.join(left)}", file=sys.stderr)
+    # The warm processes the plugins of this run started (the build's default, auto, starts one for a settled
+    # caller such as this process or a containerd of the tests): gone with the run, not after their idle time.
+    # Only this run's: of the suite's build or of a test's own cache, never a runtime's on the machine.
+    started = session.config.stash[_SESSION_START]
+    for under in (warm.dist_build(), "/pytest-of-"):
+        if under:
+            warm.stop_warm_processes(under, started)
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,8 @@
 #define WARM_MAX_PROCESSES 4        /* per build: contexts beyond this just exec */
 #define WARM_SETTLED_PARENT_S 10    /* "auto": start a warm process for callers whose parent runs this long */
 #define WARM_DEFAULT_IDLE "60"      /* seconds without a call before the warm process exits */
-#ifndef WARM_DEFAULT_MODE /* off until auto has run in the whole suite for a while (docs/packaging.md) */
-#define WARM_DEFAULT_MODE WARM_OFF
+#ifndef WARM_DEFAULT_MODE /* auto: warm for a runtime's calls (settled_parent), exec elsewhere */
+#define WARM_DEFAULT_MODE WARM_AUTO
 #endif
 
 enum warm_mode { WARM_OFF, WARM_AUTO, WARM_ON };
@@ -338,15 +338,21 @@ static int same_file(const char *a, const char *b) {
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* "auto" starts a warm process only for a caller whose later calls will come from the same context: a parent
- * that has run for a while (a runtime: containerd, CRI-O, the kubelet) in our mount namespace and root. A
- * short-lived parent (cnitool under `ip netns exec`, a chroot made for one call) would leave a warm process
- * that no later call can use. */
+/* "auto" starts a warm process only where later calls will come from the same context: for a caller whose parent
+ * is a daemon (it has run for WARM_SETTLED_PARENT_S) in the caller's own namespaces and root directory, as
+ * containerd, CRI-O or a kubelet calls its plugins. A short-lived parent (cnitool, a CLI, a shell made for one
+ * call), or a caller that entered another namespace or root for the call (`nsenter --net`, `ip netns exec`, a
+ * chroot) would leave a warm process that no later call could use: those calls exec. (Not PID 1's namespaces:
+ * a runtime may run in a mount namespace of its own, and some sandboxes hide /proc/1 even from root.) */
 static int settled_parent(void) {
-    char path[64], stat_text[1024];
+    static const char *const kinds[] = {"mnt", "net", "pid", "user", "uts", "ipc", "cgroup"};
+    char path[64], own[64], stat_text[1024];
     pid_t parent = getppid();
-    snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)parent);
-    if (!same_file(path, "/proc/self/ns/mnt")) return 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)parent, kinds[i]);
+        snprintf(own, sizeof own, "/proc/self/ns/%s", kinds[i]);
+        if (!same_file(path, own)) return 0;
+    }
     snprintf(path, sizeof path, "/proc/%d/root", (int)parent);
     if (!same_file(path, "/")) return 0;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)parent);

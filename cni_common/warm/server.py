@@ -22,6 +22,7 @@ accepts, forks, watches and reports: it reads no request, so a slow caller never
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import select
@@ -43,6 +44,7 @@ UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
 FORKED = b"F"  # sent on each connection as its child is forked
 WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
+MODE_FILE = "warm-mode"  # the operator's switch in the cache (warm.h: warm_mode)
 
 
 class Server:
@@ -119,7 +121,7 @@ class Server:
                 pass
 
     def loop(self) -> None:
-        """Serve until idle or superseded; never raises for a single call's trouble."""
+        """Serve until idle, superseded or switched off; never raises for a single call's trouble."""
         assert self.listener is not None and self.status_listener is not None
         self.wake_write.setblocking(False)
         signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
@@ -136,7 +138,7 @@ class Server:
                     return
                 if now >= next_check:
                     next_check = now + UPGRADE_CHECK
-                    if self.superseded():
+                    if self.superseded() or self.switched_off():
                         return
             timeout = max(0.0, min(next_check, self.last_call + self.idle) - now)
             for fd, _events in poller.poll(timeout * 1000 if not self.calls else None):
@@ -242,6 +244,19 @@ class Server:
             return True  # our own build folder is gone
         return False
 
+    def switched_off(self) -> bool:
+        """The operator wrote ``off`` into ``<cache>/warm-mode``: new calls exec from now on (the launcher reads the
+        same file), so this process has nothing left to serve and goes now rather than after its idle time."""
+        try:
+            fd = os.open(os.path.join(self.cache_dir, MODE_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            word = os.read(fd, 16)
+        finally:
+            os.close(fd)
+        return word.lstrip(b" \t\n").startswith(b"off")
+
     def close(self) -> None:
         for suffix in (".sock", ".stat", ".lock"):  # under our lock: no other process of this context exists
             try:
@@ -311,6 +326,9 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     if lock is None:
         return 0  # another warm process of this build and context exists (or is starting)
     preload()
+    # What the preload made lives as long as this process: out of the collector's sight, a child's collections
+    # never walk (and so never copy) the tens of thousands of objects it shares with us (fork + exit: -10%).
+    gc.freeze()
     server.listen()
     try:
         os.write(ready_fd, b"R")

@@ -20,7 +20,7 @@ import pytest
 
 from cni_common.warm import child, context
 from cni_common.warm.status import warm_processes
-from tests.helpers import builds, paths
+from tests.helpers import builds, paths, warm
 
 HOST_LOCAL = paths.DIST_DIR / "host-local"
 pytestmark = pytest.mark.skipif(not os.access(HOST_LOCAL, os.X_OK), reason="needs ./build.sh")
@@ -35,7 +35,6 @@ class Lab:
         self.cache.mkdir(mode=0o700)
         self.data = root / "data"
         self.plugin = HOST_LOCAL
-        self.seen: set[int] = set()
 
     def conf(self, data: Path | None = None) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "cnt-w-net", "type": "host-local",
@@ -59,7 +58,6 @@ class Lab:
 
     def servers(self) -> list[dict[str, Any]]:
         found = [w for w in warm_processes(str(self.cache)) if w["state"] == "running"]
-        self.seen.update(int(w["pid"]) for w in found)
         return found
 
     def server(self) -> dict[str, Any]:
@@ -122,13 +120,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     try:
         yield lab
     finally:
-        lab.servers()
-        for pid in lab.seen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        time.sleep(0.2)  # one an "auto" call started without waiting may still be starting
+        warm.stop_warm_processes(str(lab.cache))
 
 
 def _comparable(proc: subprocess.CompletedProcess[bytes]) -> tuple[int, bytes, bytes]:
@@ -156,31 +149,70 @@ def test_forced_on_answers_exactly_as_exec(lab: Lab, case: str) -> None:
 
 
 def test_the_switch(lab: Lab) -> None:
-    """off (the default) never starts a warm process; the operator's file in the cache says off too; the variable
-    wins."""
+    """off never starts a warm process; the operator's file in the cache says off too; the variable wins over the
+    file, and the file over the build's default."""
     assert lab.call("off").returncode == 0
-    assert lab.call("", cid="c1b").returncode == 0
-    assert lab.servers() == []
     (lab.cache / "warm-mode").write_text("off\n")
     assert lab.call("", cid="c2").returncode == 0
+    time.sleep(0.3)
     assert lab.servers() == []
     assert lab.call("on", cid="c3").returncode == 0
     assert lab.server()["calls"] == 1
 
 
-def test_auto_starts_only_for_a_settled_caller(lab: Lab) -> None:
-    """auto: a short-lived parent (a shell made for one call) starts nothing; a long-running one (a runtime)
-    starts the warm process without waiting for it, and later calls use it."""
-    assert lab.call("auto", argv=["sh", "-c", f"{lab.plugin}; exit $?"]).returncode == 0
-    time.sleep(0.5)
-    assert lab.servers() == []
+def _settle() -> None:
+    """Make this test process a settled parent (warm.h: WARM_SETTLED_PARENT_S), as a runtime's daemon is."""
     started = float(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     time.sleep(max(0.0, 11 - (uptime - started)))
-    assert lab.call("auto", cid="c2").returncode == 0
+
+
+def test_the_default_is_auto_for_a_runtimes_calls(lab: Lab) -> None:
+    """No variable, no file: auto. This test's process is a settled parent in its callee's namespaces, as a
+    runtime is: the first call starts the warm process without waiting for it (it execs), later calls use it.
+    A short-lived parent (a shell made for one call, cnitool) starts nothing."""
+    assert lab.call("", argv=["sh", "-c", f"{lab.plugin}; exit $?"], cid="c0").returncode == 0
+    time.sleep(0.5)
+    assert lab.servers() == []
+    _settle()
+    first = lab.call("", argv=None)
+    assert first.returncode == 0, first.stderr
+    assert b"no warm process for this context" in first.stderr  # CNI_SUITE_WARM_DEBUG: the first call execs
     assert _wait_until(lambda: lab.servers(), 10)
-    assert lab.call("auto", cid="c3").returncode == 0
+    assert lab.call("", cid="c2").returncode == 0
     assert lab.server()["calls"] == 1
+
+
+@pytest.mark.parametrize("enter", ["nsenter", "ip-netns-exec", "sh"])
+def test_auto_starts_nothing_for_a_call_in_another_context(lab: Lab, enter: str) -> None:
+    """A caller that entered another network namespace (a test's host namespace: `nsenter --net`), a mount
+    namespace made for the call (`ip netns exec`, `unshare`) would leave a warm process no later call could use:
+    auto execs and starts none, even when its parent (this test) is settled."""
+    _settle()
+    name = f"cnt-w-auto-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        argv = {"nsenter": ["nsenter", f"--net=/run/netns/{name}", str(lab.plugin)],
+                "ip-netns-exec": ["ip", "netns", "exec", name, str(lab.plugin)],
+                "sh": ["unshare", "--mount", "sh", "-c", f"{lab.plugin}; exit $?"]}[enter]
+        for cid in ("c1", "c2"):
+            proc = lab.call("auto", argv=argv, cid=cid)
+            assert proc.returncode == 0, proc.stderr
+        time.sleep(0.5)
+        assert lab.servers() == []
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_switching_off_ends_the_running_warm_process(lab: Lab) -> None:
+    """The operator's `off` in the cache's warm-mode file ends a running warm process within its 1 s check (it
+    would serve no new call), not after its idle time."""
+    assert lab.call("on").returncode == 0
+    pid = int(lab.server()["pid"])
+    (lab.cache / "warm-mode").write_text("off\n")
+    assert _wait_until(lambda: not _alive(pid), 5)
+    assert lab.call("", cid="c2").returncode == 0
+    assert lab.servers() == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
