@@ -2,11 +2,12 @@
 
 Started by a launcher (``warm.h``: ``warm_spawn``) as ``cni-suite warm-server IDLE LOCKFD`` in the caller's
 context, detached, with an empty environment. It imports every plugin once (the caller of :func:`serve` says
-which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and for each connection
-forks a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call. The loop itself only
+which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and hands each
+connection to a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call: the spare, forked
+ahead while the previous call ran (or at start), so the fork is not on the call's path. The loop itself only
 accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
 
-- Each connection gets ``F`` as its child is forked (the launcher waits 2 s for it: a hung warm process
+- Each connection gets ``F`` as its child gets it (the launcher waits 2 s for it: a hung warm process
   costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
   and an exec would only add to it).
 - A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
@@ -62,6 +63,7 @@ class Server:
         self.pid = os.getpid()
         self.calls: dict[int, socket.socket] = {}
         self.abandoned: set[int] = set()  # children killed because their launcher went away
+        self.spare: tuple[int, socket.socket] | None = None  # the next call's child, forked ahead, and its socket
         self.started = time.time()
         self.served = self.refused = 0
         self.children_cpu, self.children_max_rss_kib = 0.0, 0
@@ -160,17 +162,71 @@ class Server:
             return
         self.last_call = time.monotonic()
         try:
-            # The launcher's sign that we are alive (its child's checks may take longer); sent before the fork, so
-            # that it always precedes what the child writes. One byte into an empty buffer: never blocks.
+            # The launcher's sign that we are alive (its child's checks may take longer); sent before the child
+            # gets the connection, so that it always precedes what the child writes. One byte into an empty
+            # buffer: never blocks.
             conn.send(FORKED)
-            pid = os.fork()
+            pid = self.hand_to_spare(conn)
+            if pid is None:
+                pid = os.fork()
+                if pid == 0:
+                    self.become_child(conn)
         except OSError:
             conn.close()  # the launcher sees the connection end before 'A' and execs
             return
-        if pid == 0:
-            self.become_child(conn)
         self.calls[pid] = conn
         poller.register(conn, select.POLLRDHUP)
+        self.fork_spare()
+
+    def fork_spare(self) -> None:
+        """Fork the child of the next call now, while this call runs: the fork of this process (~0.5-1 ms for its
+        ~30 MiB) leaves the next call's path. The spare waits for its connection on a socket pair of its own; it
+        is as fresh as a child forked at accept time (this process computes nothing between calls)."""
+        if self.spare is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self.wait_as_spare(theirs)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def wait_as_spare(self, control: socket.socket) -> None:
+        """In the spare: wait for a call's connection (or the warm process's end: EOF), then become its child."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, *self.calls.values()):
+            if sock is not None:
+                sock.close()
+        self.calls.clear()
+        try:
+            _, fds, _, _ = socket.recv_fds(control, 1, 1)
+        except OSError:
+            fds = []
+        control.close()
+        if len(fds) != 1:
+            os._exit(child.NOT_STARTED)
+        self.become_child(socket.socket(fileno=fds[0]))
+
+    def hand_to_spare(self, conn: socket.socket) -> int | None:
+        """Give ``conn`` to the spare; its pid, or None when there is no spare (or it is gone: fork instead)."""
+        if self.spare is None:
+            return None
+        pid, control = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(control, [b"C"], [conn.fileno()])
+        except OSError:
+            return None
+        finally:
+            control.close()
+        return pid
 
     def become_child(self, conn: socket.socket) -> None:
         """In the forked child: drop the server's sockets, answer a status query or run the call."""
@@ -182,7 +238,7 @@ class Server:
         os._exit(1)  # not reached: run_call always exits
 
     def reap(self, poller: select.poll) -> None:
-        while self.calls:
+        while True:  # every child that ended: the calls', and a spare that was killed
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
@@ -191,6 +247,9 @@ class Server:
                 return
             conn = self.calls.pop(pid, None)
             if conn is None:
+                if self.spare is not None and self.spare[0] == pid:  # killed while waiting: fork another later
+                    self.spare[1].close()
+                    self.spare = None
                 continue
             self.children_cpu += usage.ru_utime + usage.ru_stime
             self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
@@ -266,6 +325,8 @@ class Server:
         for listener in (self.listener, self.status_listener):
             if listener is not None:
                 listener.close()
+        if self.spare is not None:
+            self.spare[1].close()  # the spare sees the end of its socket and exits
 
     def remove_build_if_unused(self) -> None:
         """Superseded: remove our build's folder when no call of it runs (the launcher's prune, done by the last
@@ -330,6 +391,7 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     # never walk (and so never copy) the tens of thousands of objects it shares with us (fork + exit: -10%).
     gc.freeze()
     server.listen()
+    server.fork_spare()
     try:
         os.write(ready_fd, b"R")
     except OSError:

@@ -472,3 +472,22 @@ def test_the_plugins_children_get_the_runtimes_environment(lab: Lab, tmp_path: P
         seen[mode] = proc.stdout
     assert seen["off"] == seen["on"]  # and the same error, byte for byte
     assert lab.server()["calls"] >= 1
+
+
+def test_the_next_calls_child_is_forked_ahead(lab: Lab) -> None:
+    """Between calls the warm process has one spare child (forked ahead, so a call does not wait for a fork);
+    each call uses it and a new one is forked; a spare that dies is replaced and costs the next call nothing
+    but a fork at its time."""
+    assert lab.call("on").returncode == 0
+    server = int(lab.server()["pid"])
+    assert _wait_until(lambda: len(lab.children_of(server)) == 1, 5)
+    (spare,) = lab.children_of(server)
+    assert lab.call("on", cid="c2").returncode == 0
+    assert _wait_until(lambda: len(lab.children_of(server)) == 1 and lab.children_of(server) != [spare], 5)
+    (spare,) = lab.children_of(server)
+    os.kill(spare, signal.SIGKILL)
+    assert _wait_until(lambda: lab.children_of(server) == [], 5)
+    proc = lab.call("on", cid="c3")
+    assert proc.returncode == 0, proc.stderr
+    assert lab.server()["calls"] == 3
+    assert _wait_until(lambda: len(lab.children_of(server)) == 1, 5)
