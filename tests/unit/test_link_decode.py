@@ -9,6 +9,9 @@ alias, a changed MTU and queue length, up and down.
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -206,3 +209,36 @@ def test_decode_survives_short_and_odd_attributes():
            + attrs.attr(consts.IFLA_OPERSTATE, b""))
     got = ifinfo.decode_link(header + odd + b"\x08\x00")  # a torn trailing attribute
     assert (got.index, got.name, got.mtu, got.operstate, got.kind) == (3, "cnt\ufffdx", 0, 0, "")
+
+
+_HOT_MESSAGES = """
+import ipaddress
+from cni_common.netlink import addr, consts, link, msg, route
+msg.compile_tables()
+import pyroute2.netlink as base
+def refuse(self):
+    raise AssertionError(f"{type(self).__name__}: its table was not compiled beforehand")
+base.nlmsg_base.compile_nla_table = refuse
+peer = {"attrs": [("IFLA_IFNAME", "veth01234567"), ("IFLA_MTU", 1400), ("IFLA_NET_NS_FD", 3)]}
+bodies = [
+    (16, link._key_body("eth0", ("IFLA_EXT_MASK", consts.RTEXT_FILTER_SKIP_STATS))),
+    (16, link._ifinfo(0, ("IFLA_IFNAME", "eth0"), ("IFLA_MTU", 1400),
+                      link._linkinfo("veth", ("VETH_INFO_PEER", peer)))),
+    (16, link._ifinfo(0, ("IFLA_IFNAME", "cni0"), ("IFLA_ADDRESS", "02:00:00:00:00:01"), link._linkinfo("bridge"),
+                      flags=1, change=1)),
+    (16, link._ifinfo(5, ("IFLA_MASTER", 3))),
+    (16, link._ifinfo(5, ("IFLA_PROTINFO", {"attrs": [("IFLA_BRPORT_MODE", 1)]}, msg.NLA_F_NESTED), family=7)),
+    (20, addr._body(5, ipaddress.ip_interface("10.1.0.2/24"), 0, ("IFA_BROADCAST", "10.1.0.255"))),
+    (24, route._body(route.Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("10.1.0.1"), oif=5))),
+]
+for msg_type, body in bodies:
+    msg.parse({16: "ifinfmsg", 20: "ifaddrmsg", 24: "rtmsg"}[msg_type], msg_type, body)
+"""
+
+
+def test_compile_tables_covers_the_messages_of_a_bridge_add_and_del():
+    """What a warm process compiles before it forks is all a bridge ADD or DEL builds and reads (a fresh
+    interpreter: this one has compiled tables already)."""
+    done = subprocess.run([sys.executable, "-c", _HOT_MESSAGES], capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert done.returncode == 0, done.stderr
