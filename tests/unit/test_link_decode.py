@@ -166,6 +166,21 @@ def _settled(found: nl.Link) -> nl.Link:
     return record.replace(found, flags=found.flags & ~(consts.IFF_LOWER_UP | _IFF_RUNNING), operstate=0)
 
 
+def test_without_the_echo_the_created_links_are_looked_up(links, ctr, monkeypatch):
+    """A kernel that sends no notification back (before NLM_F_ECHO support for new links): the same answers."""
+    _, conn = links
+    monkeypatch.setattr(link, "NLM_F_ECHO", 0)
+    with NetNS(ctr.path) as handle, nl.open_conn(handle) as cconn:
+        host, cont = _Counting(conn), _Counting(cconn)
+        br = nl.ensure_bridge(host, "cntbr2")  # type: ignore[arg-type]
+        assert host.sent == [consts.RTM_GETLINK, consts.RTM_NEWLINK, consts.RTM_GETLINK]
+        assert br == nl.get_link(conn, "cntbr2") and br.up
+        host_end, cont_end = nl.setup_veth(host, cont, "eth0")  # type: ignore[arg-type]
+        assert cont.sent == [consts.RTM_NEWLINK, consts.RTM_GETLINK]
+        assert cont_end == nl.get_link(cconn, "eth0") and host_end == nl.get_link(conn, host_end.name)
+        assert cont_end.peer_index == host_end.index and host_end.up
+
+
 class _Replay:
     """A Conn that answers each request with the next queued replies (a list, or an errno to raise)."""
 
