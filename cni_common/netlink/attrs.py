@@ -32,8 +32,8 @@ def iterate(buf: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
 
 
 def get_str(attrs: dict[int, bytes], kind: int) -> str:
-    value = attrs.get(kind)
     """The NUL-terminated string attribute ``kind`` ("" when absent; bytes that are not UTF-8 become U+FFFD)."""
+    value = attrs.get(kind)
     return value.split(b"\0", 1)[0].decode(errors="replace") if value else ""
 
 

@@ -114,9 +114,9 @@ def _create(conn: Conn, body: bytes, what: str) -> None:
 def _create_echoed(conn: Conn, body: bytes, name: str, what: str) -> Link:
     """Create link ``name`` in ``conn``'s own namespace and return it as the kernel describes it once made.
 
-    The kernel's notification of the new link, sent back to us (NLM_F_ECHO, Linux 6.3+), saves a look-up; an
-    older kernel sends none and we look it up. (Not for links created into another namespace: the notification
-    would go to whatever socket there has our port id.)
+    The kernel's notification of the new link, sent back to the sender on request (NLM_F_ECHO; recent kernels,
+    this VM's 6.18 among them), saves a look-up; an older kernel sends none and we look the link up. Only for
+    links made in ``conn``'s own namespace, where that notification is sent; a veth's peer gets none.
     """
     replies = conn.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, what)
     echoed = [payload for mtype, payload in replies if mtype == RTM_NEWLINK]
