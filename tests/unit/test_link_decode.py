@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cni_common import netlink as nl
 from cni_common import record
@@ -257,3 +259,19 @@ def test_compile_tables_covers_the_messages_of_a_bridge_add_and_del():
     done = subprocess.run([sys.executable, "-c", _HOT_MESSAGES], capture_output=True, text=True, timeout=60,
                           cwd=str(Path(__file__).resolve().parents[2]))
     assert done.returncode == 0, done.stderr
+
+
+_ATTRS = st.lists(st.tuples(st.integers(0, 40) | st.sampled_from([consts.IFLA_LINKINFO | consts.NLA_F_NESTED]),
+                            st.binary(max_size=24)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(index=st.integers(-(2 ** 31), 2 ** 31 - 1), flags=st.integers(0, 2 ** 32 - 1), nlas=_ATTRS,
+       tail=st.binary(max_size=6))
+def test_decode_takes_any_attributes_without_raising(index, flags, nlas, tail):
+    """Whatever attributes follow the header (odd lengths, bytes that are not text, a torn last one), the decoder
+    answers from what it can read: a reply it does not understand never turns into a traceback."""
+    body = ifinfo._IFINFOMSG.pack(0, 1, index, flags, 0) + b"".join(attrs.attr(k, v) for k, v in nlas) + tail
+    got = ifinfo.decode_link(body)
+    assert (got.index, got.flags) == (index, flags)
+    assert isinstance(got.name, str) and isinstance(got.kind, str) and got.mtu >= 0
