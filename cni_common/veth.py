@@ -66,7 +66,8 @@ def release(args: CmdArgs, steps: BestEffort, *, network: str, ipam_type: str, i
         with steps:
             invoke.delegate("DEL", ipam_type, args)
     with steps:
-        delete_container_link(args, before_delete=start_masquerade_teardown)
+        # Without masquerading, the link's addresses are not needed: no dump and decode of them.
+        delete_container_link(args, before_delete=start_masquerade_teardown if ip_masq else None)
     start_masquerade_teardown([])  # no link (or no netns): the rules are found by their names and comments
     if masquerade is not None:
         with steps:

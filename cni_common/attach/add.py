@@ -57,11 +57,12 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
 
     with NetNS(args.netns) as cont_ns, nl.open_conn() as host, nl.open_conn(cont_ns) as cont, \
             contextlib.ExitStack() as undo:
-        if nl.find_link(host, conf.bridge) is None:
+        found = nl.find_link(host, conf.bridge)
+        if found is None:
             # A failed first ADD leaves the node as it found it (runs last: after the veth is gone). Registered
             # before the bridge is made: a failure after the kernel created it, while it is set up, counts too.
             undo.callback(undo_quietly, bridge_port.remove_bridge_if_unused, host, conf.bridge)
-        br = bridge_port.ensure_bridge(host, conf)
+        br = bridge_port.ensure_bridge(host, conf, found)
         host_veth, cont_veth = nl.setup_veth(host, cont, args.ifname, mtu=conf.mtu, mac=conf.mac)
         undo.callback(undo_quietly, nl.delete_link, cont, args.ifname)  # the host end goes with it
         bridge_port.connect_port(host, br, host_veth, hairpin=conf.hairpin, isolated=conf.port_isolation,
@@ -90,8 +91,9 @@ def attach(args: CmdArgs, conf: BridgeConf) -> Result:
             from ..ifconfig import wait_oper_up
 
             wait_oper_up(host, host_veth)
-        host_veth, br = nl.get_link(host, host_veth.index), nl.get_link(host, br.index)
-        result.interfaces[0].mac, result.interfaces[1].mac = br.mac, host_veth.mac
+        # The bridge's MAC may have changed since (a bridge someone else made follows its lowest port MAC); the
+        # host veth's never does.
+        result.interfaces[0].mac = nl.get_link(host, br.index).mac
         if not conf.dns.is_empty():
             result.dns = conf.dns
         undo.pop_all()

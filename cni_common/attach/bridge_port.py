@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def ensure_bridge(host: Conn, conf: BridgeConf) -> Link:
+def ensure_bridge(host: Conn, conf: BridgeConf, found: Link | None) -> Link:
     """The configured bridge, up, with router advertisements ignored, and ``mtu`` (when set) applied even to a
-    bridge that existed (upstream sets it only on creation; an overlay whose MTU changed needs it)."""
+    bridge that existed (upstream sets it only on creation; an overlay whose MTU changed needs it). ``found``: the
+    link of that name as the caller has just looked it up (saves a look-up), or None."""
     from .. import netlink as nl
 
-    br = nl.ensure_bridge(host, conf.bridge, mtu=conf.mtu, vlan_filtering=conf.vlan_filtering, promisc=conf.promisc)
+    br = nl.ensure_bridge(host, conf.bridge, mtu=conf.mtu, vlan_filtering=conf.vlan_filtering, promisc=conf.promisc,
+                          found=found)
     if conf.mtu and br.mtu != conf.mtu:
         nl.set_mtu(host, br.index, conf.mtu)
         br = nl.get_link(host, br.index)

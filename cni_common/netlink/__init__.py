@@ -15,9 +15,9 @@ pyroute2's package ``__init__`` (:mod:`.pyroute2_light`), and carried on our own
 from .addr import Addr, add_addr, del_addr, list_addrs
 from .conn import Conn, NetlinkError, open_conn
 from .consts import AF_INET, AF_INET6, AF_UNSPEC, RT_SCOPE_HOST, RT_SCOPE_LINK
+from .ifinfo import Link
 from .link import (
     BridgeVlan,
-    Link,
     LinkNotFound,
     add_bridge_vlan,
     create_link,

@@ -1,7 +1,8 @@
 """Decoding of netlink attributes (TLVs), with nothing but :mod:`struct`.
 
 Messages of the netlink layer go through pyroute2's classes (:mod:`.msg`); this stays for what they do not
-cover: the extended-ack attributes of NLMSG_ERROR read by :mod:`.conn`, and MAC address text. (The tests build
+cover: the extended-ack attributes of NLMSG_ERROR read by :mod:`.conn`, MAC address text, and the hot path of
+link look-ups (:mod:`.ifinfo` reads a link's few scalars without pyroute2's full decode). (The tests build
 kernel replies with the encoders in ``tests/helpers/nlattrs.py``.)
 """
 
@@ -31,8 +32,9 @@ def iterate(buf: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
 
 
 def get_str(attrs: dict[int, bytes], kind: int) -> str:
+    """The NUL-terminated string attribute ``kind`` ("" when absent; bytes that are not UTF-8 become U+FFFD)."""
     value = attrs.get(kind)
-    return value.split(b"\0", 1)[0].decode() if value else ""
+    return value.split(b"\0", 1)[0].decode(errors="replace") if value else ""
 
 
 def mac_to_bytes(mac: str) -> bytes:

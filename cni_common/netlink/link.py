@@ -4,7 +4,10 @@ Functions take a :class:`~cni_common.netlink.conn.Conn`, which fixes the namespa
 upstream Go helpers: ``ensure_*`` tolerates an existing object, ``setup_veth`` creates, ``delete_link`` treats a
 missing link as done.
 
-Messages are built and read with pyroute2's ``ifinfmsg`` (see :mod:`.msg`); attribute names are the kernel's.
+Messages are built with pyroute2's ``ifinfmsg`` (see :mod:`.msg`); attribute names are the kernel's. Replies
+become :class:`~.ifinfo.Link` records without pyroute2's full decode (see :mod:`.ifinfo` for why). A call looks a
+link up only when the kernel may have changed it since: a create asks for the kernel's own notification of the new
+link (NLM_F_ECHO) and uses that instead of a look-up.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ from .consts import (
     AF_UNSPEC,
     BRIDGE_VLAN_INFO_PVID,
     BRIDGE_VLAN_INFO_UNTAGGED,
-    IF_OPER_UP,
     IFF_ALLMULTI,
-    IFF_LOWER_UP,
     IFF_PROMISC,
     IFF_UP,
     NLM_F_CREATE,
+    NLM_F_ECHO,
     NLM_F_EXCL,
     RTEXT_FILTER_BRVLAN,
     RTEXT_FILTER_SKIP_STATS,
@@ -38,6 +40,7 @@ from .consts import (
     RTM_NEWLINK,
     RTM_SETLINK,
 )
+from .ifinfo import Link, decode_link, info_data
 
 Nla = tuple  # one attribute as pyroute2 encodes it: (name, value) or (name, value, nla_flags)
 #: ifi_index in an ifinfomsg body (family, pad, type, *index*, flags, change): read to skip other links of a
@@ -47,41 +50,6 @@ _IFI_INDEX = struct.Struct("=4xi")
 VETH_NAME_ATTEMPTS = 10
 #: The kernel's vxlan port when none is given (Linux legacy port, not IANA's 4789).
 VXLAN_DEFAULT_PORT = 8472
-
-
-@record(frozen=True)
-class Link:
-    """What the plugins need to know about a link."""
-
-    index: int
-    name: str
-    mac: str
-    mtu: int
-    kind: str  # "bridge", "veth", "vxlan"...; "" for devices without rtnl link ops (lo, physical NICs)
-    master: int  # index of the bridge it is a port of, 0 when none
-    peer_index: int  # IFLA_LINK: for a veth, its peer's index (in the peer's namespace); else often = index
-    flags: int  # IFF_* net_device flags
-    operstate: int  # IF_OPER_*
-    txqlen: int = 0  # IFLA_TXQLEN: the transmit queue length
-    alias: str = ""  # IFLA_IFALIAS: free text a plugin marks its links with (bandwidth's ifbs; host-device keeps a
-    #               lent device's host name here, as upstream does)
-
-    @property
-    def up(self) -> bool:
-        return bool(self.flags & IFF_UP)
-
-    @property
-    def promisc(self) -> bool:
-        return bool(self.flags & IFF_PROMISC)
-
-    @property
-    def allmulti(self) -> bool:
-        return bool(self.flags & IFF_ALLMULTI)
-
-    @property
-    def oper_up(self) -> bool:
-        """Carrier and operationally up (a bridge port has passed the forwarding-state checks)."""
-        return self.operstate == IF_OPER_UP and bool(self.flags & IFF_LOWER_UP)
 
 
 @record(frozen=True)
@@ -102,33 +70,14 @@ def _ifinfo(index: int = 0, *nlas: Nla, family: int = AF_UNSPEC, flags: int = 0,
     return msg.build("ifinfmsg", nlas, family=family, index=index, flags=flags, change=change)
 
 
-def _decode(body: bytes) -> tuple[Link, Any]:
-    """The Link and its IFLA_INFO_DATA (kind-specific: a pyroute2 nla, or None), from an RTM_NEWLINK body."""
-    m = msg.parse("ifinfmsg", RTM_NEWLINK, body)
-    operstate = next((slot.nla["value"] for slot in m["attrs"] if slot.name == "IFLA_OPERSTATE"), 0)
-    link = Link(
-        index=m["index"],
-        name=m.get_attr("IFLA_IFNAME", ""),
-        mac=m.get_attr("IFLA_ADDRESS", ""),
-        mtu=m.get_attr("IFLA_MTU", 0),
-        kind=m.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
-        master=m.get_attr("IFLA_MASTER", 0),
-        peer_index=m.get_attr("IFLA_LINK", 0),
-        flags=m["flags"],
-        operstate=operstate,
-        txqlen=m.get_attr("IFLA_TXQLEN", 0),
-        alias=m.get_attr("IFLA_IFALIAS", "") or "",
-    )
-    return link, m.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-
-
 def _key_body(key: str | int, *nlas: Nla, family: int = AF_UNSPEC) -> bytes:
     if isinstance(key, int):
         return _ifinfo(key, *nlas, family=family)
     return _ifinfo(0, ("IFLA_IFNAME", key), *nlas, family=family)
 
 
-def _get_raw(conn: Conn, key: str | int) -> tuple[Link, Any]:
+def _get_body(conn: Conn, key: str | int) -> bytes:
+    """The kernel's RTM_NEWLINK body describing link ``key``; raises :class:`LinkNotFound`."""
     body = _key_body(key, ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS))
     try:
         replies = conn.request(RTM_GETLINK, body, 0, f"failed to look up link {key!r}")
@@ -136,12 +85,12 @@ def _get_raw(conn: Conn, key: str | int) -> tuple[Link, Any]:
         if exc.errno == errno.ENODEV:
             raise LinkNotFound(exc.errno, f"link {key!r} not found") from exc
         raise
-    return _decode(replies[0][1])
+    return replies[0][1]
 
 
 def get_link(conn: Conn, key: str | int) -> Link:
     """The link named (str) or numbered (int) ``key``; raises :class:`LinkNotFound`."""
-    return _get_raw(conn, key)[0]
+    return decode_link(_get_body(conn, key))
 
 
 def find_link(conn: Conn, key: str | int) -> Link | None:
@@ -155,11 +104,23 @@ def find_link(conn: Conn, key: str | int) -> Link | None:
 def list_links(conn: Conn) -> list[Link]:
     """Every link of the namespace."""
     body = _ifinfo(0, ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS))
-    return [_decode(p)[0] for t, p in conn.dump(RTM_GETLINK, body, "failed to list links") if t == RTM_NEWLINK]
+    return [decode_link(p) for t, p in conn.dump(RTM_GETLINK, body, "failed to list links") if t == RTM_NEWLINK]
 
 
 def _create(conn: Conn, body: bytes, what: str) -> None:
     conn.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL, what)
+
+
+def _create_echoed(conn: Conn, body: bytes, name: str, what: str) -> Link:
+    """Create link ``name`` in ``conn``'s own namespace and return it as the kernel describes it once made.
+
+    The kernel's notification of the new link, sent back to the sender on request (NLM_F_ECHO; recent kernels,
+    this VM's 6.18 among them), saves a look-up; an older kernel sends none and we look the link up. Only for
+    links made in ``conn``'s own namespace, where that notification is sent; a veth's peer gets none.
+    """
+    replies = conn.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, what)
+    echoed = [payload for mtype, payload in replies if mtype == RTM_NEWLINK]
+    return decode_link(echoed[-1]) if echoed else get_link(conn, name)
 
 
 def _setlink(conn: Conn, index: int, what: str, *nlas: Nla, flags: int = 0, change: int = 0) -> None:
@@ -189,62 +150,71 @@ def _mac_attr(mac: str) -> Nla:
 
 
 def ensure_bridge(conn: Conn, name: str, *, mtu: int = 0, vlan_filtering: bool = False,
-                  promisc: bool = False) -> Link:
+                  promisc: bool = False, found: Link | None = None) -> Link:
     """The bridge ``name``, created if missing (MTU and vlan_filtering apply only then), promisc if asked, up.
 
+    ``found``: the link ``name`` as the caller has just looked it up (saves a look-up; None: look it up here).
     Concurrent first pods may race to create it: EEXIST is fine, as long as what exists is a bridge. It is
     created with a MAC of its own (random, locally administered): the kernel then never changes it, where a
     bridge without one takes the lowest MAC of its ports as they come and go, and first pods racing to pin it
     would each pin a different one.
     """
+    link = found if found is not None else find_link(conn, name)
+    if link is None:
+        link = _create_bridge(conn, name, mtu, vlan_filtering, promisc)
+    if link.kind != "bridge":
+        raise CNIError(PluginCode.LINK_FAILURE, f"{name!r} already exists but is not a bridge")
+    make_promisc = promisc and not link.promisc
+    if make_promisc:
+        set_promisc(conn, link.index, True)
+    if not link.up:
+        set_up(conn, link.index)
+    return get_link(conn, link.index) if make_promisc or not link.up else link
+
+
+def _create_bridge(conn: Conn, name: str, mtu: int, vlan_filtering: bool, promisc: bool) -> Link:
+    """Create the bridge ``name``, already up (and promisc if asked); when another call made it first, the link
+    of that name (whatever it is: the caller checks)."""
     nlas: list[Nla] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", _random_mac())]
     if mtu:
         nlas.append(("IFLA_MTU", mtu))
     data = [("IFLA_BR_VLAN_FILTERING", 1)] if vlan_filtering else []
     nlas.append(_linkinfo("bridge", *data))
-    body = _ifinfo(0, *nlas)
+    flags = IFF_UP | (IFF_PROMISC if promisc else 0)
+    body = _ifinfo(0, *nlas, flags=flags, change=flags)
     try:
-        _create(conn, body, f"could not add bridge {name!r}")
+        return _create_echoed(conn, body, name, f"could not add bridge {name!r}")
     except NetlinkError as exc:
         if exc.errno != errno.EEXIST:
             raise
-    link = get_link(conn, name)
-    if link.kind != "bridge":
-        raise CNIError(PluginCode.LINK_FAILURE, f"{name!r} already exists but is not a bridge")
-    if promisc and not link.promisc:
-        set_promisc(conn, link.index, True)
-    if not link.up:
-        set_up(conn, link.index)
-    return get_link(conn, link.index) if promisc or not link.up else link
+    return get_link(conn, name)
 
 
 def setup_veth(host: Conn, cont: Conn, ifname: str, *, mtu: int = 0, mac: str = "") -> tuple[Link, Link]:
     """Create a veth from the container side: ``ifname`` in ``cont``, its peer ``veth<8 hex>`` in ``host``.
 
     The host end is brought up; the container end is left down for the address setup. Returns (host, container).
-    An existing ``ifname`` in the container is an error (the spec forbids adopting it); a clash of the random
-    host name is retried.
+    An existing ``ifname`` in the container is an error (the spec forbids adopting it: the kernel refuses the
+    pair, EEXIST, and we tell which name clashed); a clash of the random host name is retried.
     """
-    if find_link(cont, ifname) is not None:
-        raise CNIError(PluginCode.LINK_FAILURE, f"container veth name {ifname!r} already exists")
     mtu_attr = [("IFLA_MTU", mtu)] if mtu else []
     mac_attr = [_mac_attr(mac)] if mac else []
     for _ in range(VETH_NAME_ATTEMPTS):
         peer_name = "veth" + os.urandom(4).hex()
-        # VETH_INFO_PEER carries an ifinfomsg plus attributes (pyroute2's ifinfveth).
+        # VETH_INFO_PEER carries an ifinfomsg plus attributes (pyroute2's ifinfveth). Its flags cannot bring the
+        # peer up: the kernel configures the peer before the pair is joined, and a lone veth end refuses (ENOTCONN).
         peer = {"attrs": [("IFLA_IFNAME", peer_name), *mtu_attr, ("IFLA_NET_NS_FD", host.netns.fd)]}
         body = _ifinfo(0, ("IFLA_IFNAME", ifname), *mtu_attr, *mac_attr, _linkinfo("veth", ("VETH_INFO_PEER", peer)))
         try:
-            _create(cont, body, f"failed to make veth pair {ifname!r}/{peer_name!r}")
+            cont_link = _create_echoed(cont, body, ifname, f"failed to make veth pair {ifname!r}/{peer_name!r}")
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise
             if find_link(cont, ifname) is not None:
                 raise CNIError(PluginCode.LINK_FAILURE, f"container veth name {ifname!r} already exists") from exc
             continue
-        host_link = get_link(host, peer_name)
-        set_up(host, host_link.index)
-        return get_link(host, host_link.index), get_link(cont, ifname)
+        set_up(host, cont_link.peer_index)  # a veth's IFLA_LINK is its peer's index, here in the host
+        return get_link(host, cont_link.peer_index), cont_link
     raise CNIError(PluginCode.LINK_FAILURE, f"failed to find a free host veth name for {ifname!r}")
 
 
@@ -255,14 +225,13 @@ def ensure_vxlan(conn: Conn, name: str, *, vni: int, local: ipaddress.IPv4Addres
     A compatible existing device is kept as is (flannel's rule: never tear the overlay down on a restart).
     ``port`` 0 means the kernel default (8472). The device is not brought up: addresses come first.
     """
-    existing = None
     try:
-        existing = _get_raw(conn, name)
+        body = _get_body(conn, name)
     except LinkNotFound:
         pass
-    if existing is not None:
-        link, data = existing
-        if _vxlan_matches(link, data, vni, local, port, dev_index, learning):
+    else:
+        link = decode_link(body)
+        if link.kind == "vxlan" and _vxlan_matches(info_data(body), vni, local, port, dev_index, learning):
             return link
         delete_link(conn, link.index)
     data_attrs: list[Nla] = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_LEARNING", int(learning))]
@@ -278,13 +247,11 @@ def ensure_vxlan(conn: Conn, name: str, *, vni: int, local: ipaddress.IPv4Addres
     if mac:
         nlas.append(_mac_attr(mac))
     nlas.append(_linkinfo("vxlan", *data_attrs))
-    _create(conn, _ifinfo(0, *nlas), f"failed to add vxlan device {name!r} (vni {vni})")
-    return get_link(conn, name)
+    return _create_echoed(conn, _ifinfo(0, *nlas), name, f"failed to add vxlan device {name!r} (vni {vni})")
 
 
-def _vxlan_matches(link: Link, data: Any, vni: int, local: object, port: int, dev_index: int,
-                   learning: bool) -> bool:
-    if link.kind != "vxlan" or data is None or data.get_attr("IFLA_VXLAN_ID") != vni:
+def _vxlan_matches(data: Any, vni: int, local: object, port: int, dev_index: int, learning: bool) -> bool:
+    if data is None or data.get_attr("IFLA_VXLAN_ID") != vni:
         return False
     have_local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6")
     return (
@@ -332,9 +299,10 @@ def create_link(conn: Conn, name: str, kind: str, *data: Nla, parent: int = 0, m
 def get_link_data(conn: Conn, key: str | int) -> tuple[Link, dict[str, Any]]:
     """The link and its kind's settings (IFLA_INFO_DATA by attribute name: ``IFLA_MACVLAN_MODE``,
     ``IFLA_VLAN_ID``...; empty for kinds without any); raises :class:`LinkNotFound`."""
-    link, data = _get_raw(conn, key)
+    body = _get_body(conn, key)
+    data = info_data(body)
     settings = {} if data is None else {name: value for name, value in data.get("attrs", [])}
-    return link, settings
+    return decode_link(body), settings
 
 
 def rename_link(conn: Conn, index: int, name: str) -> None:

@@ -41,19 +41,20 @@ def test_a_failed_first_add_removes_the_bridge_it_created(how, tmp_path, host, m
 
 
 def test_a_failure_inside_the_bridge_setup_removes_the_bridge_it_created(tmp_path, host, make_ctr, cni_bin):
-    """The kernel made the bridge, then bringing it up failed (faked in the plugin's process): the bridge goes
-    too, not only what was made after it."""
+    """The kernel made the bridge, then setting it up failed (faked in the plugin's process: its IPv6 settings,
+    the last step of the bridge's setup, since the kernel creates it up): the bridge goes too, not only what was
+    made after it."""
     failing = bp._script(cni_bin / "bridge-up-fails", f"""#!{sys.executable}
 import sys
 sys.path.insert(0, {str(bp.REPO)!r})
+from cni_common import sysctl
 from cni_common.errors import CNIError, PluginCode
-from cni_common.netlink import link
 
-def set_up(conn, index):
-    if link.get_link(conn, index).kind == "bridge":
-        raise CNIError(PluginCode.LINK_FAILURE, "cannot set the bridge up (faked)")
+def write_best_effort(value, *parts):
+    if parts == ("ipv6", "conf", "cntbr0", "accept_ra"):
+        raise CNIError(PluginCode.LINK_FAILURE, "cannot set up the bridge (faked)")
 
-link.set_up = set_up
+sysctl.write_best_effort = write_best_effort
 from plugins.bridge import main
 sys.exit(main())
 """)

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from cni_common.netlink import conn, consts, link, route
+from cni_common.netlink import conn, consts, ifinfo, route
 from tests.helpers import nlattrs as attrs
 
 _HDR = struct.Struct("=IHHII")
@@ -60,15 +60,16 @@ _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, pr
 
 
 def test_decode_link_reads_kind_master_and_peer():
-    # Wire bytes as the kernel sends them, built with our own TLV codec, decoded by pyroute2's ifinfmsg.
+    # Wire bytes as the kernel sends them, built with our own TLV codec (tests/unit/test_link_decode.py holds the
+    # decoder to pyroute2's answers on real kernel replies).
     payload = _IFINFOMSG.pack(0, 1, 7, consts.IFF_UP | consts.IFF_PROMISC, 0)
     payload += attrs.string(consts.IFLA_IFNAME, "veth1234abcd") + attrs.u32(consts.IFLA_MTU, 1450)
     payload += attrs.attr(consts.IFLA_ADDRESS, bytes.fromhex("0a580af40105"))
     payload += attrs.u32(consts.IFLA_MASTER, 3) + attrs.u32(consts.IFLA_LINK, 2)
     payload += attrs.u8(consts.IFLA_OPERSTATE, consts.IF_OPER_UP)
     payload += attrs.nested(consts.IFLA_LINKINFO, attrs.string(consts.IFLA_INFO_KIND, "veth"))
-    decoded, _data = link._decode(payload)
-    assert decoded == link.Link(7, "veth1234abcd", "0a:58:0a:f4:01:05", 1450, "veth", 3, 2,
+    decoded = ifinfo.decode_link(payload)
+    assert decoded == ifinfo.Link(7, "veth1234abcd", "0a:58:0a:f4:01:05", 1450, "veth", 3, 2,
                                 consts.IFF_UP | consts.IFF_PROMISC, consts.IF_OPER_UP)
     assert decoded.up and decoded.promisc and not decoded.oper_up  # no IFF_LOWER_UP
 

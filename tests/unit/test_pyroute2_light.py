@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from cni_common.netlink import addr, consts, link, msg, neigh, pyroute2_light, route
+from cni_common.netlink import addr, consts, ifinfo, link, msg, neigh, pyroute2_light, route
 from tests.helpers import nlattrs as attrs
 
 _IFINFOMSG = struct.Struct("=BxHiII")
@@ -76,10 +76,10 @@ def test_vxlan_data_is_encoded_and_matched_back():
     raw = attrs.parse(attrs.parse(attrs.parse(body, _IFINFOMSG.size)[consts.IFLA_LINKINFO])[consts.IFLA_INFO_DATA])
     assert attrs.get_u32(raw, consts.IFLA_VXLAN_ID) == 42 and attrs.get_be16(raw, consts.IFLA_VXLAN_PORT) == 4789
     assert attrs.get_ip(raw, consts.IFLA_VXLAN_LOCAL) == local
-    decoded, info_data = link._decode(body)
+    decoded, info_data = ifinfo.decode_link(body), ifinfo.info_data(body)
     assert decoded.name == "vxlan0" and decoded.kind == "vxlan"
-    assert link._vxlan_matches(decoded, info_data, 42, local, 4789, 3, False)
-    assert not link._vxlan_matches(decoded, info_data, 42, local, 0, 3, False)  # 0 means 8472
+    assert link._vxlan_matches(info_data, 42, local, 4789, 3, False)
+    assert not link._vxlan_matches(info_data, 42, local, 0, 3, False)  # 0 means 8472
 
 
 def test_bridge_port_flags_and_vlans_are_nested_as_the_kernel_requires():
