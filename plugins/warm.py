@@ -2,9 +2,10 @@
 
 This module knows what a plugin call needs, which the library may not: it imports every plugin module and the
 library modules they import lazily (a lazy import saves an exec'd call time; in a warm child it would cost it
-again), then serves calls by running :func:`plugins.multicall.main` in a child per call. Importing is all it
-does before serving: nothing a call computes (configs, the netfilter backend, a store) is made here, so no
-state can outlive a call or go stale when a config changes.
+again) and has pyroute2 compile its message tables, then serves calls by running :func:`plugins.multicall.main`
+in a child per call. That is all it does before serving, and both depend on code only: nothing a call computes
+(configs, the netfilter backend, a store) is made here, so no state can outlive a call or go stale when a config
+changes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from plugins import multicall
 #: Standard-library modules the plugins import inside functions.
 STDLIB = ("typing", "ipaddress", "json", "subprocess", "shlex", "tempfile", "traceback", "signal", "struct",
           "socket", "fcntl", "stat", "errno", "select", "hashlib", "secrets", "random", "uuid", "dataclasses",
-          "enum", "importlib.util", "base64", "http.client", "ssl", "urllib.parse")
+          "enum", "importlib.util", "base64", "http.client", "ssl", "urllib.parse",
+          "encodings.ascii")  # sysctl writes open files with encoding="ascii": the codec module loads on first use
 #: Packages whose every module is imported, except the parts that never serve a CNI call.
 PACKAGES = ("cni_common", "ipam", "plugins")
 SKIP = ("cni_common.bundle", "cni_common.inspect", "cni_common.warm", "plugins.warm", "plugins.install",
@@ -45,7 +47,8 @@ def suite_modules(root: str) -> list[str]:
 
 
 def preload() -> None:
-    """Import what calls will need; a module that fails to import is left to the call that needs it."""
+    """Import what calls will need (a module that fails to import is left to the call that needs it), and let
+    pyroute2 compile its message tables (they depend only on its code)."""
     root = sys.path[0] if sys.path else ""
     for name in (*STDLIB, *multicall.PLUGINS.values(), *suite_modules(root)):
         try:
@@ -53,6 +56,9 @@ def preload() -> None:
         except Exception:  # noqa: BLE001 - e.g. an optional dependency absent: that call imports it itself
             continue
     multicall.register_in_process_delegates()
+    from cni_common.netlink import msg
+
+    msg.compile_tables()  # pyroute2 compiles a class's attribute tables on its first message: once here, not per call
 
 
 def run(argv: list[str]) -> int:
