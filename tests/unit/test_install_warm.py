@@ -89,13 +89,12 @@ def test_the_file_appears_by_rename_and_only_when_it_changes(tmp_path: Path, mon
     fsync'd under a temporary name first; the same word again writes nothing."""
     cache = tmp_path / "cache"
     install_warm.write_mode(str(cache), "on")
-    held = open(cache / "warm-mode", "rb")  # a reader holding the old file
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
-    assert install_warm.write_mode(str(cache), "off")
-    assert held.read().startswith(b"on\n")  # the old file was never written in place
-    held.close()
+    with open(cache / "warm-mode", "rb") as held:  # a reader holding the old file
+        assert install_warm.write_mode(str(cache), "off")
+        assert held.read().startswith(b"on\n")  # the old file was never written in place
     assert len(synced) == 2  # the file before its rename, the folder after it
     inode = (cache / "warm-mode").stat().st_ino
     assert not install_warm.write_mode(str(cache), "off")
