@@ -317,8 +317,11 @@ def uninstall(options: Options, remove_binaries: bool) -> None:
     if removed:
         fsync_dir(options.bin_dir)
         log.info("removed %s", ", ".join(removed))
-    if install_warm.remove_mode(options.cache_dir):  # the switch of the files just removed (an operator's stays)
-        log.info("removed %s", install_warm.mode_path(options.cache_dir))
+    try:
+        if install_warm.remove_mode(options.cache_dir):  # the switch of the files just removed (an operator's stays)
+            log.info("removed %s", install_warm.mode_path(options.cache_dir))
+    except InstallError as exc:  # a folder the launcher refuses too: nothing of ours to act on in it
+        log.warning("%s: its warm-mode left in place", exc)
 
 
 # ------------------------------------------------------------------------------------------------- watch

@@ -28,7 +28,7 @@ import fcntl
 import os
 import stat
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from cni_common.durable import write_all
 from cni_common.warm.server import MODE_FILE
@@ -49,23 +49,19 @@ def content(mode: str) -> bytes:
 
 
 @contextmanager
-def cache_folder(path: str, create: bool) -> Iterator[Optional[int]]:
-    """A descriptor of the launcher cache folder ``path``, checked (and made private) as described above, held
-    under an exclusive ``flock`` (two installers, an old pod stopping and a new one starting, never interleave);
-    None when it is absent and ``create`` is False."""
-    if create:
-        try:
-            os.mkdir(path, FOLDER_MODE)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise describe(exc, f"cannot create the launcher cache folder {path}") from exc
+def cache_folder(path: str) -> Iterator[int]:
+    """A descriptor of the launcher cache folder ``path`` (created if absent), checked and made private as
+    described above, held under an exclusive ``flock`` (two installers, an old pod stopping and a new one
+    starting, never interleave)."""
+    try:
+        os.mkdir(path, FOLDER_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise describe(exc, f"cannot create the launcher cache folder {path}") from exc
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno == errno.ENOENT and not create:
-            yield None
-            return
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise InstallError(f"launcher cache {path} is a symlink or not a directory: refused (the plugins' "
                                "launcher refuses it too); make it a directory of root's, mode 0700") from exc
@@ -97,8 +93,7 @@ def _make_private(fd: int, path: str) -> None:
 def write_mode(cache_dir: str, mode: str) -> bool:
     """Make ``<cache_dir>/warm-mode`` say ``mode``; False when it already did (nothing written)."""
     data = content(mode)
-    with cache_folder(cache_dir, create=True) as fd:
-        assert fd is not None
+    with cache_folder(cache_dir) as fd:
         _remove_leftovers(fd)
         if _read(fd) == data:
             return False
@@ -124,9 +119,12 @@ def write_mode(cache_dir: str, mode: str) -> bool:
 
 
 def remove_mode(cache_dir: str) -> bool:
-    """Remove ``<cache_dir>/warm-mode`` when this installer wrote it; False when absent or someone else's."""
-    with cache_folder(cache_dir, create=False) as fd:
-        if fd is None or MARK.encode() not in _read(fd).splitlines():
+    """Remove ``<cache_dir>/warm-mode`` when this installer wrote it; False when absent or someone else's. An
+    absent folder stays absent (an uninstall makes nothing)."""
+    if not os.path.lexists(cache_dir):
+        return False
+    with cache_folder(cache_dir) as fd:
+        if MARK.encode() not in _read(fd).splitlines():
             return False
         try:
             os.unlink(MODE_FILE, dir_fd=fd)

@@ -129,3 +129,18 @@ def test_the_watch_fingerprint_sees_a_replaced_or_removed_file(tmp_path: Path):
     assert install_warm.fingerprint(str(cache)) is None
     (cache / "warm-mode").write_text("off\n")
     assert install_warm.fingerprint(str(cache)) not in (None, before)
+
+
+def test_uninstall_leaves_a_folder_it_would_refuse_and_still_succeeds(tmp_path: Path,
+                                                                    capfd: pytest.CaptureFixture[str]):
+    """Removing the suite is about its config and files: a cache folder the launcher refuses is not acted on."""
+    from plugins.install import main
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o777)
+    (cache / "warm-mode").write_text(install_warm.content("on").decode())
+    assert main(["--uninstall", "--remove-binaries", "--bin-dir", str(tmp_path / "bin"), "--conf-dir",
+                 str(tmp_path / "net.d"), "--cache-dir", str(cache)]) == 0
+    assert (cache / "warm-mode").exists() and cache.stat().st_mode & 0o777 == 0o777
+    assert "writable by others (mode 0777): refused" in capfd.readouterr().err
