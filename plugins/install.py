@@ -13,6 +13,9 @@ about them are the checklist here (see docs/kubernetes.md):
   re-install with back-off even when nothing changes (a full disk freed, a directory fixed); on SIGTERM it
   removes the config it wrote only with ``--remove-config-on-exit`` (pods still being torn down need DEL, so
   by default the config stays, as Cilium does);
+- ``--warm off|on|auto`` writes the plugins' warm-path switch into the node's launcher cache (``install_warm``),
+  before the plugin files, so the first call of a new build already sees it; with ``--watch`` the flag is read
+  once (a change takes effect with the next rollout) and a file someone altered is written again;
 - a failure (directory not writable, disk full, bad config) exits non-zero with one line saying what and
   why, and leaves the previous files as they were.
 
@@ -35,7 +38,7 @@ from typing import Any, Optional
 from cni_common.bundle import trailer
 from cni_common.durable import fsync_dir
 from cni_common.log import configure, get_logger
-from plugins import install_config, install_files, install_node
+from plugins import install_config, install_files, install_node, install_warm
 from plugins.install_config import ConfigRefused
 from plugins.install_files import InstallError
 from plugins.multicall import PLUGINS
@@ -90,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove the config list --conflist-name instead of installing")
     p.add_argument("--remove-binaries", action="store_true",
                    help="with --uninstall: also remove the plugin files that are builds of this suite")
+    p.add_argument("--warm", choices=install_warm.WARM_MODES,
+                   help="write the plugins' warm-path switch into <--cache-dir>/warm-mode (off: every call execs; "
+                        "auto: a runtime's calls use a warm process; on: every root call does); without it the "
+                        "file is left as it is")
+    p.add_argument("--cache-dir", default=None,
+                   help="the node's launcher cache, for --warm, and for --uninstall --remove-binaries, which "
+                        f"removes the warm-mode file this installer wrote (default {install_warm.DEFAULT_CACHE_DIR})")
     p.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     return p
 
@@ -103,6 +113,9 @@ class Options:
     conflist: str
     conflist_name: str
     node_subnets: str
+    #: ``--warm``: the switch to write into ``cache_dir``; None leaves the file alone.
+    warm: Optional[str] = None
+    cache_dir: str = install_warm.DEFAULT_CACHE_DIR
     #: Template variables read from the API once at the start (a node's pod CIDRs never change).
     node_variables: Optional[dict[str, str]] = None
 
@@ -166,6 +179,10 @@ def _check_combinations(parser: argparse.ArgumentParser, opts: argparse.Namespac
         parser.error("--pod-cidr-from-api and --node-subnets are two sources of the same POD_CIDR: choose one")
     if opts.pod_cidr_from_api and (opts.uninstall or not opts.conflist):
         parser.error("--pod-cidr-from-api goes with --conflist (it fills the template), not with --uninstall")
+    if opts.warm and (opts.check or opts.uninstall):
+        parser.error("--warm goes with an install, not with --check or --uninstall")
+    if opts.cache_dir is not None and not (opts.warm or opts.remove_binaries):
+        parser.error("--cache-dir goes with --warm or --uninstall --remove-binaries")
     if opts.interval <= 0:
         parser.error("--interval must be positive")
 
@@ -174,7 +191,8 @@ def _options(opts: argparse.Namespace, argv0: str) -> Options:
     types = [t for t in opts.plugins.split(",") if t]
     return Options(bin_dir=opts.bin_dir, conf_dir=opts.conf_dir, source=opts.source or _self_path(argv0),
                    types=types, conflist=opts.conflist, conflist_name=opts.conflist_name,
-                   node_subnets=opts.node_subnets)
+                   node_subnets=opts.node_subnets, warm=opts.warm,
+                   cache_dir=opts.cache_dir or install_warm.DEFAULT_CACHE_DIR)
 
 
 def _self_path(argv0: str) -> str:
@@ -195,6 +213,9 @@ def reconcile(options: Options, env: dict[str, str]) -> "Installed":
     """One full install: validate the config, then the binaries, then the config. Idempotent."""
     rendered = _render(options, env) if options.conflist else None
     source = _read_source(options.source)
+    if options.warm and install_warm.write_mode(options.cache_dir, options.warm):
+        # before the plugin files: the first call of a new build already sees the switch
+        log.info("wrote %s: %s", install_warm.mode_path(options.cache_dir), options.warm)
     os.makedirs(options.bin_dir, exist_ok=True)
     with install_files.locked_dir(options.bin_dir):
         install_files.remove_leftovers(options.bin_dir)
@@ -284,7 +305,9 @@ def _read_text(path: str, flag: str) -> str:
 
 def uninstall(options: Options, remove_binaries: bool) -> None:
     """Remove the config list (the runtime stops using the network for NEW pods at once); with
-    ``remove_binaries`` also the plugin files that are builds of this suite (never another add-on's)."""
+    ``remove_binaries`` also the plugin files that are builds of this suite (never another add-on's) and the
+    warm-mode file an installer wrote (it governed those files). Without ``remove_binaries`` the switch stays:
+    the plugin files stay too, and pods still being deleted call them as the operator chose."""
     if install_files.remove_if_present(options.conflist_path):
         fsync_dir(options.conf_dir)
         log.info("removed %s", options.conflist_path)
@@ -294,6 +317,11 @@ def uninstall(options: Options, remove_binaries: bool) -> None:
     if removed:
         fsync_dir(options.bin_dir)
         log.info("removed %s", ", ".join(removed))
+    try:
+        if install_warm.remove_mode(options.cache_dir):  # the switch of the files just removed (an operator's stays)
+            log.info("removed %s", install_warm.mode_path(options.cache_dir))
+    except InstallError as exc:  # a folder the launcher refuses too: nothing of ours to act on in it
+        log.warning("%s: its warm-mode left in place", exc)
 
 
 # ------------------------------------------------------------------------------------------------- watch
@@ -403,7 +431,8 @@ def _fingerprint(options: Options) -> tuple[Any, ...]:
 
     paths = [options.source, *options.targets()] + ([options.conflist_path] if options.conflist else [])
     return (tuple(ident(p) for p in paths), text(options.conflist) if options.conflist else None,
-            text(options.node_subnets) if options.node_subnets else None)
+            text(options.node_subnets) if options.node_subnets else None,
+            install_warm.fingerprint(options.cache_dir) if options.warm else None)
 
 
 def _remove_own_config(options: Options, written: bytes) -> None:

@@ -4,15 +4,18 @@
    OCI index), imported as an air-gapped node would (`ctr images import`), and runs bridge.yaml's installer
    command as the DaemonSet pod runs: a host-network sandbox, no capabilities at all, a read-only root file
    system, the node's CNI bin and conf directories as hostPath volumes (the test containerd's own
-   `bin_dir`/`conf_dir`), the template as a ConfigMap-like read-only volume, `/var/cache` as an emptyDir, the
-   service account's token and CA at their standard path.
+   `bin_dir`/`conf_dir`) and its launcher cache (the plugins' CNI_SUITE_CACHE_DIR, made 0755 as a hostPath of
+   type DirectoryOrCreate makes it) as hostPath volumes, the template as a ConfigMap-like read-only volume,
+   `/var/cache` as an emptyDir, the service account's token and CA at their standard path.
 2. The Kubernetes API is a local TLS server answering as the API does (tests/helpers/kube_api.py), inside the test
    "host" netns on 127.0.0.1. The node has no pod CIDR at first: the installer waits and writes nothing; once the
    node gets one, the config holds it, containerd picks it up by itself, and a pod gets an address from it and
-   answers ping and TCP from the node.
+   answers ping and TCP from the node. That installer ran with `--warm on`: the cache folder is now 0700 and the
+   pod's plugin calls went through a warm process (`inspect` on the node shows its calls).
    Before that, without the RBAC binding (the API answers 403), the installer exits 3 naming what to bind.
 3. The DaemonSet is rolled to a second build while pods are created and removed: none fails. The API is down
-   when the new pod starts: it retries, and meanwhile the node keeps the previous build and config.
+   when the new pod starts: it retries, and meanwhile the node keeps the previous build and config. The new pod
+   runs the manifest's `--warm=auto`: the switch changed with the rollout.
 4. The installer is stopped with `--remove-config-on-exit`: the config goes, the plugin files stay.
 Everything lives in test folders, a test "host" netns and the test containerd; the plugins use a launcher cache of
 their own (CNI_SUITE_CACHE_DIR in containerd's environment, which go-cni passes on).
@@ -32,7 +35,7 @@ import yaml
 from plugins.multicall import PLUGINS
 from tests.containerd.cri import CriClient, HostMount
 from tests.containerd.images import INSTALLER_IMAGE, suite_image
-from tests.helpers import net
+from tests.helpers import net, warm
 from tests.helpers.builds import build_hash
 from tests.helpers.kube_api import SERVICE_ACCOUNT_USER, make_token, write_state
 from tests.helpers.netns import Netns
@@ -118,9 +121,10 @@ class KubeAPI:
 class InstallerDaemonSet:
     """What the kubelet does for the DaemonSet's pod on this node, one pod at a time."""
 
-    def __init__(self, cri: CriClient, tmp: Path, bin_dir: Path, conf_dir: Path, config: Path, api: KubeAPI) -> None:
+    def __init__(self, cri: CriClient, tmp: Path, bin_dir: Path, conf_dir: Path, config: Path, api: KubeAPI,
+                 launcher_cache: Path) -> None:
         self.cri, self.tmp, self.bin_dir, self.conf_dir, self.config = cri, tmp, bin_dir, conf_dir, config
-        self.api = api
+        self.api, self.launcher_cache = api, launcher_cache
         self.count = 0
 
     def run(self, image: str, *args: str) -> tuple[str, str, Path]:
@@ -134,6 +138,7 @@ class InstallerDaemonSet:
         pod = self.cri.run_pod(name, namespace="kube-system", host_network=True, log_directory=str(logs))
         mounts = [HostMount("/host/opt/cni/bin", self.bin_dir), HostMount("/host/etc/cni/net.d", self.conf_dir),
                   HostMount("/etc/cni-suite", self.config, readonly=True), HostMount("/var/cache", empty_dir),
+                  HostMount("/host/var/cache/cni-suite", self.launcher_cache),
                   HostMount(ACCOUNT_DIR, self.api.account, readonly=True)]  # the volumes, and the token's
         container = self.cri.run_container(
             pod, name, "install", image,
@@ -142,7 +147,7 @@ class InstallerDaemonSet:
                  "KUBERNETES_SERVICE_PORT": str(self.api.port)},
             mounts=mounts,
             drop_all_capabilities=True, readonly_rootfs=True, host_network=True)
-        assert {m["mountPath"] for m in MANIFEST["volumeMounts"]} == {m.container_path for m in mounts[:4]}
+        assert {m["mountPath"] for m in MANIFEST["volumeMounts"]} == {m.container_path for m in mounts[:5]}
         return pod, container, logs / "install.log"
 
     def remove(self, pod: str) -> None:
@@ -159,9 +164,12 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
         images.append((name, suite_image(files, tmp_path / f"image-{tag}", name)))
     bin_dir = tmp_path / "bin"  # a node whose CNI bin dir is empty: the DaemonSet brings every file, loopback too
     bin_dir.mkdir()
-    plugin_cache = tmp_path / "plugin-cache"
-    plugin_cache.mkdir(mode=0o700)
-    cd = make_containerd(bin_dir, None, extra_env={"CNI_SUITE_CACHE_DIR": str(plugin_cache)})
+    plugin_cache = tmp_path / "plugin-cache"  # the node's /var/cache/cni-suite
+    plugin_cache.mkdir()
+    plugin_cache.chmod(0o755)  # what a hostPath volume of type DirectoryOrCreate makes
+    request.addfinalizer(lambda: warm.stop_warm_processes(str(plugin_cache)))
+    # No CNI_SUITE_WARM (a run forcing it on or off would override the node's file): the installer's switch decides.
+    cd = make_containerd(bin_dir, None, extra_env={"CNI_SUITE_CACHE_DIR": str(plugin_cache), "CNI_SUITE_WARM": ""})
     for _ref, tar in images:
         cd.ctr("images", "import", str(tar), namespace="k8s.io")
     cri = cri_client(cd)
@@ -169,7 +177,8 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     api = KubeAPI(host_ns, tmp_path / "api")
     request.addfinalizer(api.stop)
     daemonset = InstallerDaemonSet(cri, tmp_path, bin_dir, cd.conf_dir, configmap(tmp_path / "configmap",
-                                                                                      tmp_path / "ipam"), api)
+                                                                                      tmp_path / "ipam"), api,
+                                  plugin_cache)
     conflist = cd.conf_dir / "10-cni-suite.conflist"
 
     # 0. Without the ClusterRoleBinding the API forbids reading the node: the installer exits 3 with the fix in its
@@ -178,13 +187,13 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     pod_0, installer_0, log_0 = daemonset.run(images[0][0])
     assert cri.wait_exited(installer_0) == 3
     assert "ServiceAccount kube-system/cni-suite needs the ClusterRole cni-suite" in log_0.read_text()
-    assert not any(bin_dir.iterdir()) and not conflist.exists()
+    assert not any(bin_dir.iterdir()) and not conflist.exists() and not (plugin_cache / "warm-mode").exists()
     daemonset.remove(pod_0)
 
     # 1. The DaemonSet's pod reads its node from the API: no pod CIDR yet, so it waits and writes no config; once
     #    the node IPAM controller (here: the test) assigns one, the config holds it; containerd notices by itself.
     api.set_node([])
-    pod_a, installer_a, log_a = daemonset.run(images[0][0])
+    pod_a, installer_a, log_a = daemonset.run(images[0][0], "--warm=on")  # after the manifest's --warm=auto
     wait_for(lambda: log_a.exists() and "has no spec.podCIDR yet" in log_a.read_text(),
              f"the installer to wait for the pod CIDR (installer log: {log_a})")
     assert not conflist.exists()
@@ -194,6 +203,8 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     assert (ipam["ranges"], ipam["routes"]) == ([[{"subnet": POD_CIDR}]], [{"dst": "0.0.0.0/0"}])
     assert {build_hash(bin_dir / t) for t in TYPES} == {build_hash(first)}
     assert f"installed {', '.join(TYPES)}" in log_a.read_text()  # by the container, not the test
+    assert (plugin_cache / "warm-mode").read_text().split()[0] == "on"
+    assert plugin_cache.stat().st_mode & 0o7777 == 0o700  # made private as the launcher makes its cache
     wait_for(lambda: cri.status().get("NetworkReady") is True, "NetworkReady")
 
     # 2. A pod gets its network from the installed plugins, with traffic into it.
@@ -205,6 +216,13 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
     with net.serve(pod_ns, "tcp", 8080):
         assert net.tcp_connect(host_ns, ip, 8080) is not None
     netns_pool.forget(pod_ns)  # the name only: the pod's processes are containerd's
+    # The pod's plugin calls (bridge, host-local, portmap) went through the warm process, as `inspect` on the node
+    # shows (`on`: the first call started it and waited for it).
+    inspect = subprocess.run([str(bin_dir / "bridge"), "inspect", "--format", "json", "--data-dir",
+                              str(tmp_path / "ipam")], env={"CNI_SUITE_CACHE_DIR": str(plugin_cache)},
+                             capture_output=True, timeout=60, check=True)
+    served = [w for w in json.loads(inspect.stdout)["warm"] if w["state"] == "running"]
+    assert served and sum(int(w["calls"]) for w in served) > 0, served
 
     # 3. Rolling update: the old pod stops (its config stays: pods keep working), the new build installs while
     #    pods come and go.
@@ -247,6 +265,7 @@ def test_daemonset_installs_upgrades_and_removes_through_cri(make_containerd, cr
         api.start()
         wait_for(lambda: {build_hash(bin_dir / t) for t in TYPES} == {build_hash(second)},
                  f"the second build (installer log: {log_b})")
+        assert (plugin_cache / "warm-mode").read_text().split()[0] == "auto"  # the manifest's, with the rollout
         before = churned[0]
         wait_for(lambda: churned[0] >= before + 3 or bool(errors), "pods after the upgrade")
     finally:

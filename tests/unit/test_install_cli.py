@@ -15,6 +15,12 @@ import pytest
     (["--uninstall", "--watch", "--remove-config-on-exit"], "does not go with --uninstall"),
     (["--pod-cidr-from-api"], "--pod-cidr-from-api goes with --conflist"),
     (["--pod-cidr-from-api", "--conflist", "x", "--uninstall"], "--pod-cidr-from-api goes with --conflist"),
+    (["--warm", "yes"], "argument --warm: invalid choice: 'yes' (choose from 'off', 'on', 'auto')"),
+    (["--warm", ""], "argument --warm: invalid choice"),
+    (["--warm", "on", "--uninstall"], "--warm goes with an install"),
+    (["--warm", "on", "--check", "--conflist", "x"], "--warm goes with an install"),
+    (["--cache-dir", "/x"], "--cache-dir goes with --warm or --uninstall --remove-binaries"),
+    (["--cache-dir", "/x", "--uninstall"], "--cache-dir goes with --warm or --uninstall --remove-binaries"),
 ])
 def test_usage_errors_exit_2(args, message, capsys):
     from plugins.install import main

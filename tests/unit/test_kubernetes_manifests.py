@@ -31,6 +31,9 @@ def containers(spec: dict) -> list[dict]:
 
 
 INSTALLS = [p for p in MANIFESTS if p.name != "uninstall.yaml"]
+#: The node's launcher cache (launcher.c: DEFAULT_CACHE), where the installers write warm-mode. The installer
+#: makes a 0755 folder 0700 itself: DirectoryOrCreate is enough.
+LAUNCHER_CACHE = {"path": "/var/cache/cni-suite", "type": "DirectoryOrCreate"}
 
 
 def test_the_manifests():
@@ -67,6 +70,8 @@ def test_installer_commands_parse_and_match_the_volumes(path: Path):
         if opts.node_subnets:
             assert opts.node_subnets.rsplit("/", 1) == [config_dir, "node-subnets"]
         assert "emptyDir" in at["/var/cache"]  # where the single file unpacks (read-only root file system)
+        assert opts.warm == "auto"  # the build's default, written out so that the operator sees the switch
+        assert at[opts.cache_dir]["hostPath"] == LAUNCHER_CACHE and not at[opts.cache_dir]["readOnly"]
         env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c.get("env", [])}
         assert env.get("NODE_NAME") == "spec.nodeName"
         security = c["securityContext"]
@@ -159,4 +164,16 @@ def test_uninstall_removes_what_the_installers_wrote_and_stays_up():
     at = mounts(c, volumes)
     assert at[opts.bin_dir]["hostPath"]["path"] == "/opt/cni/bin"
     assert at[opts.conf_dir]["hostPath"]["path"] == "/etc/cni/net.d"
+    assert opts.cache_dir and at[opts.cache_dir]["hostPath"] == LAUNCHER_CACHE  # removes the installers' warm-mode
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize("path", INSTALLS, ids=lambda p: p.name)
+def test_the_warm_switch_is_one_flag_with_its_off_switch_explained(path: Path):
+    """Every installer of a manifest writes the same switch (the init container's comes first, the watching one
+    keeps it), and the comment beside it says how to turn it off."""
+    spec = documents(path)["DaemonSet"]["spec"]["template"]["spec"]
+    installers = [c for c in containers(spec) if c["command"][:2] == ["/cni-suite", "install"]]
+    assert {(o.warm, o.cache_dir) for o in (build_parser().parse_args(c["command"][2:]) for c in installers)} == {
+        ("auto", "/host/var/cache/cni-suite")}
+    assert "--warm=off" in path.read_text() and "CNI_SUITE_WARM=off" in path.read_text()
