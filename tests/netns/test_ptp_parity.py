@@ -12,6 +12,7 @@ fixed here (DEL with the netns gone, see the last tests).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,14 @@ def _routes(ns: Netns) -> list[tuple]:
 
 def _sysctl(ns: Netns, path: str) -> str:
     return ns.run(["cat", f"/proc/sys/net/{path}"], check=False).stdout.strip()
+
+
+def _wait_for_no_veth(host: Netns, timeout: float = 10) -> None:
+    """The kernel destroys a removed namespace (and the veth pairs with an end in it) in a work queue, after
+    `ip netns del` returned: wait for it, so that the state read after the DEL does not race it."""
+    deadline = time.monotonic() + timeout
+    while any(link["ifname"].startswith("veth") for link in net.links(host)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def node_state(host: Netns) -> dict[str, Any]:
@@ -177,6 +186,7 @@ def test_del_without_the_netns_leaves_no_masquerading(how, make_cnitool, plugin_
             assert tool.add(NET, ctr, container_id="cntp-gone", cni_args=STATIC_ARGS[0]).rc == 0
             path = ctr.path
             netns_pool.remove(ctr)
+            _wait_for_no_veth(host)  # the kernel ends the pair's host end asynchronously with the netns
             if how == "netns-gone":
                 deleted: Any = tool.delete(NET, path, container_id="cntp-gone", cni_args=STATIC_ARGS[0])
             else:  # libcni always names a netns: run the plugin as a runtime without one would
