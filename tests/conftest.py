@@ -35,7 +35,7 @@ _SESSION_START = pytest.StashKey[int]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SESSION_START] = warm.now_ticks()
+    config.stash[_SESSION_START] = warm.own_start_ticks()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
 

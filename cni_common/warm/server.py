@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 #: How often the loop looks for a newer build when no call wakes it (seconds).
 UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
-FORKED = b"F"  # sent on each connection as its child is forked
+FORKED = b"F"  # sent on each connection as its child (the spare, or one forked then) gets it
 WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
 MODE_FILE = "warm-mode"  # the operator's switch in the cache (warm.h: warm_mode)
 

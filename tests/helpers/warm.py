@@ -53,8 +53,9 @@ def warm_processes(under: str = "", started_after: int = 0) -> list[int]:
     return found
 
 
-def now_ticks() -> int:
-    """The current time in the clock ticks of /proc/PID/stat's start time."""
+def own_start_ticks() -> int:
+    """When this process started, in the clock ticks of /proc/PID/stat: every warm process this test run's
+    plugins started, started later."""
     return _start_ticks("self")
 
 
