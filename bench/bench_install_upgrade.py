@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lab import Lab, ensure_cnitool
 from bench.measure import TimedNetns
-from cni_common.warm.status import warm_processes
 from tests.helpers import paths
+from tests.helpers import warm as warm_path
 from tests.helpers.builds import two_builds
 from tests.helpers.cnitool import Cnitool
 from tests.helpers.upgrade_load import PLUGIN_TYPES, UpgradeFigures, upgrade_under_load
@@ -70,8 +69,7 @@ def run_case(lab: Lab, name: str, builds: tuple[Path, Path], use_cp: bool, calls
     pods = [lab.netns("uppod") for _ in range(4)]
     switch: Callable[[Path], None] = (lambda b: cp_f(b, bin_dir)) if use_cp else install
     figures = upgrade_under_load(tool, NET, pods, switch, builds, bin_dir, cache, calls=calls, installs=installs)
-    for process in warm_processes(str(cache)):  # they would keep the host namespace alive
-        os.kill(int(process["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+    warm_path.stop_warm_processes(str(cache))  # they would keep the host namespace alive
     for pod in pods:
         lab.remove(pod)
     lab.remove(host)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import signal
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from bench.lab import Lab, ensure_cnitool, install_ours
 from bench.measure import WarmCpu
 from bench.table import Row, render
 from tests.helpers import paths
+from tests.helpers import warm as warm_path
 
 CASES = ("version", "chain", "pair", "tuning-firewall", "bandwidth", "ptp", "loopback", "static", "macvlan", "hostdev",
          "sbr", "burst", "footprint", "cross", "alone", "pods", "tap", "lane")
@@ -54,17 +54,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     return opts
-
-
-def stop_warm_processes(cache: object) -> None:
-    """End the warm processes our calls started in the bench's private cache (their pids, from their status)."""
-    from cni_common.warm.status import warm_processes
-
-    for process in warm_processes(str(cache)):
-        try:
-            os.kill(int(process["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
-        except (KeyError, ProcessLookupError, ValueError):
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(("Go iptables", cases.Side("Go", go_dir, lab.netns("hgo"), lab.tmp / "pods-go", cnitool,
                                                        nsenter=nsenter), False))
             rows += scale.scale_rows(lab, variants, max(3, opts.n // 4))
-        stop_warm_processes(suite_cache)  # they would keep the lab's host namespace alive after it
+        warm_path.stop_warm_processes(str(suite_cache))  # they would keep the lab's host namespace alive
     print(f"cni-suite bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
           f"{' (--quick)' if opts.quick else ''}")
     print(f"machine: {machine.describe()}; load average at the start {load[0]:.2f}, at the end "
