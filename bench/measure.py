@@ -61,7 +61,8 @@ class WarmCpu:
     def total(self) -> float:
         from cni_common.warm.status import warm_processes
 
-        return sum(float(w.get("cpu_seconds", 0.0)) for w in warm_processes(self.cache))  # type: ignore[arg-type]
+        settled = warm_processes(self.cache, settle=1.0)  # a call's child is reaped just after its launcher returns
+        return sum(float(w.get("cpu_seconds", 0.0)) for w in settled)  # type: ignore[arg-type]
 
 
 class TimedNetns:

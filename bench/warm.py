@@ -82,7 +82,7 @@ def alone_rows(ours: Path, workdir: Path, cache: Path, n: int) -> list[Row]:
     for i in range(n):
         for name, (plugin, env, meter) in sides.items():
             samples[name].append(_pair(plugin, workdir / name, env, f"cnt-{i}", meter))
-    warm_rss = max((int(w.get("max_call_rss_kib", 0)) for w in warm_processes(str(cache))), default=0)  # type: ignore[call-overload]
+    warm_rss = max((int(w.get("max_call_rss_kib", 0)) for w in warm_processes(str(cache), settle=1.0)), default=0)  # type: ignore[call-overload]
 
     def med(name: str, index: int) -> float:
         return statistics.median(s[index] for s in samples[name])

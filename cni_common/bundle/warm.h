@@ -11,8 +11,10 @@
  * root, ids, capabilities, LSM label, securebits, no_new_privs: all equal to its own, or it refuses), joins the
  * caller's cgroups, takes its rlimits, and answers 'A' with its pid (the warm process itself says 'F' as soon as
  * it forked the child: 2 s without it means a hung warm process). Only then does the launcher say 'G' (go),
- * with the descriptors: a call that timed out before 'G' is never run twice. The warm process reports the child's end as 'X' (exit
- * code) or 'S' (signal); the launcher exits with that code or dies of that signal. If the launcher is killed,
+ * with the descriptors: a call that timed out before 'G' is never run twice. The child's end comes as 'X' (exit
+ * code: the child sends it itself once its descriptors are closed, before its exit's teardown) or 'S' (signal:
+ * the warm process reaped it); the launcher acts on the first and exits with that code or dies of that signal.
+ * If the launcher is killed,
  * the warm process sees the connection close and kills the child.
  *
  * Every failure before 'G' (no process, refused, too slow) falls back to the ordinary exec, so the warm path

@@ -20,13 +20,15 @@ import socket
 import struct
 import sys
 
-from cni_common.warm import context
+from cni_common.warm import context, prefault
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
 MAGIC = b"CNIW"
+#: A child's messages to the warm process (server.Server.take_reports): its exit code was reported; its pages.
+DONE, PAGES = b"D", b"P"
 PROTOCOL = 1
 HEADER = struct.Struct("<4sIIIIII")  # magic, protocol, umask, securebits, argc, envc, length of the strings
 DESCRIPTORS = 4  # stdin, stdout, stderr, working directory
@@ -153,9 +155,10 @@ def become_caller(request: Request, fds: list[int]) -> None:
         sys.modules["random"].seed()
 
 
-def run_call(conn: socket.socket, own: dict[str, object], own_bits: int, mounts: dict[str, tuple[str, str]],
-             run: Callable[[list[str]], int]) -> None:
-    """The whole life of a child: never returns (``os._exit``)."""
+def run_call(conn: socket.socket, done: socket.socket, learn: bool, own: dict[str, object], own_bits: int,
+             mounts: dict[str, tuple[str, str]], run: Callable[[list[str]], int]) -> None:
+    """The whole life of a child: never returns (``os._exit``). ``done``: the warm process's socket for
+    :func:`report_exit`; ``learn``: report the pages the call wrote (:mod:`prefault`)."""
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -170,11 +173,48 @@ def run_call(conn: socket.socket, own: dict[str, object], own_bits: int, mounts:
         fds = receive_go(conn)
         if fds is None:  # the launcher gave up (timeout, killed): the call never starts here
             os._exit(NOT_STARTED)
-        conn.close()
+        conn.set_inheritable(False)  # open during the call (report_exit): the plugin's own children never get it
         become_caller(request, fds)
-        code = _run_as_program(run, request.argv)
+        code = _run_as_program(run, request.argv) & 0xFF
+        report_exit(conn, done, code)
+        if learn:
+            report_pages(done)
     finally:
         os._exit(code)
+
+
+def report_exit(conn: socket.socket, done: socket.socket, code: int) -> None:
+    """Tell the launcher the exit code now, before this process's exit tears down its ~30 MiB of copied
+    memory: the runtime gets its answer as soon as the plugin is done. Every other descriptor is closed first,
+    as an exit would close them before the runtime sees it: the caller's stdout (a runtime reading it to its end
+    sees that end when the launcher exits), locks held by open files (host-local's store), namespaces held open.
+
+    The warm process hears of it first (our pid on ``done``, before the launcher can have its answer and exit),
+    so that the launcher's exit is no reason to kill this child, and it sends no report of its own for it. A
+    child killed before this point is reported by the warm process as a death by that signal, as before."""
+    try:
+        done.send(DONE + struct.pack("<i", os.getpid()), socket.MSG_DONTWAIT)
+    except OSError:
+        pass  # the warm process is gone, or its queue is full: at worst it kills this child as it exits
+    keep = (conn.fileno(), done.fileno())
+    for name in os.listdir("/proc/self/fd"):  # the few that are open (close_range(2) needs Linux 5.9)
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the listing's own descriptor, already closed
+    try:
+        conn.sendall(b"X" + struct.pack("<i", code))
+    except OSError:
+        pass  # the launcher went away: the warm process has killed, or is killing, this child
+
+
+def report_pages(done: socket.socket) -> None:
+    """After the call (its launcher already has the answer): tell the warm process which pages it wrote."""
+    try:
+        done.send(PAGES + prefault.encode(prefault.written_ranges()), socket.MSG_DONTWAIT)
+    except OSError:
+        pass  # no /proc, or the warm process's queue is full: a later call teaches it
 
 
 def _run_as_program(run: Callable[[list[str]], int], argv: list[str]) -> int:

@@ -11,7 +11,10 @@ accepts, forks, watches and reports: it reads no request, so a slow caller never
   costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
   and an exec would only add to it).
 - A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
-  SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel).
+  SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel). A child that ends normally has already
+  sent its ``X`` itself, before its exit's teardown (:func:`child.report_exit`): the launcher acts on the first
+  report, so the warm process's one matters for a child that died of a signal (even after its own report: then
+  it is not read).
 - A launcher that goes away (the runtime killed it, a timeout) closes its connection: the child is killed
   (SIGKILL), as the runtime's kill would have ended an exec'd plugin.
 - Lifetime: it holds ``warm/w<context>.lock`` (one per build and context) and the build's ``.in-use`` lock (the
@@ -34,7 +37,7 @@ import struct
 import sys
 import time
 
-from cni_common.warm import child, context
+from cni_common.warm import child, context, prefault
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,6 +74,11 @@ class Server:
         self.listener: socket.socket | None = None
         self.status_listener: socket.socket | None = None
         self.wake_read, self.wake_write = socket.socketpair()
+        # A child's pid, sent by the child as it reports its exit code to its launcher itself (child.report_exit),
+        # before that launcher can exit: its connection's end is then no reason to kill it.
+        self.done_read, self.done_write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.reported: set[int] = set()
+        self.hot = prefault.HotPages()
 
     def path(self, suffix: str) -> str:
         return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
@@ -81,7 +89,8 @@ class Server:
                 "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
                 "refused": self.refused, "in_flight": len(self.calls),
                 "cpu_seconds": round(sum(os.times()[:2]) + self.children_cpu, 6),
-                "max_call_rss_kib": self.children_max_rss_kib}
+                "max_call_rss_kib": self.children_max_rss_kib, "prefault_pages": self.hot.pages,
+                "prefault_learned_calls": self.hot.reports}
 
     def listen(self) -> None:
         """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline)."""
@@ -132,6 +141,8 @@ class Server:
         poller.register(self.listener, select.POLLIN)
         poller.register(self.status_listener, select.POLLIN)
         poller.register(self.wake_read, select.POLLIN)
+        poller.register(self.done_read, select.POLLIN)
+        self.done_read.setblocking(False)
         next_check = time.monotonic() + UPGRADE_CHECK
         while True:
             now = time.monotonic()
@@ -151,6 +162,8 @@ class Server:
                 elif fd == self.wake_read.fileno():
                     self.wake_read.recv(4096)
                     self.reap(poller)
+                elif fd == self.done_read.fileno():
+                    self.take_reports(poller)
                 else:
                     self.caller_gone(poller, fd)
 
@@ -184,6 +197,7 @@ class Server:
         is as fresh as a child forked at accept time (this process computes nothing between calls)."""
         if self.spare is not None:
             return
+        learn = self.hot.learning()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
@@ -193,18 +207,21 @@ class Server:
             return
         if pid == 0:
             ours.close()
-            self.wait_as_spare(theirs)
+            self.wait_as_spare(theirs, learn)
         theirs.close()
         self.spare = (pid, ours)
 
-    def wait_as_spare(self, control: socket.socket) -> None:
-        """In the spare: wait for a call's connection (or the warm process's end: EOF), then become its child."""
+    def wait_as_spare(self, control: socket.socket, learn: bool) -> None:
+        """In the spare: copy the pages calls write (:mod:`prefault`), wait for a call's connection (or the warm
+        process's end: EOF), then become its child; ``learn``: it reports which pages its call wrote."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, *self.calls.values()):
-            if sock is not None:
-                sock.close()
-        self.calls.clear()
+        self.close_in_child()
+        if not learn:
+            waiting = select.poll()
+            waiting.register(control, select.POLLIN)
+            # While the previous call runs: the copies leave our call's path (and stop when our call comes).
+            prefault.populate(self.hot.chunks, lambda: bool(waiting.poll(0)))
         try:
             _, fds, _, _ = socket.recv_fds(control, 1, 1)
         except OSError:
@@ -212,7 +229,7 @@ class Server:
         control.close()
         if len(fds) != 1:
             os._exit(child.NOT_STARTED)
-        self.become_child(socket.socket(fileno=fds[0]))
+        self.become_child(socket.socket(fileno=fds[0]), learn)
 
     def hand_to_spare(self, conn: socket.socket) -> int | None:
         """Give ``conn`` to the spare; its pid, or None when there is no spare (or it is gone: fork instead)."""
@@ -228,14 +245,41 @@ class Server:
             control.close()
         return pid
 
-    def become_child(self, conn: socket.socket) -> None:
+    def become_child(self, conn: socket.socket, learn: bool = False) -> None:
         """In the forked child: drop the server's sockets, answer a status query or run the call."""
         signal.set_wakeup_fd(-1)
-        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, *self.calls.values()):
+        self.close_in_child()
+        child.run_call(conn, self.done_write, learn, self.own, self.own_bits, self.mounts, self.run)
+        os._exit(1)  # not reached: run_call always exits
+
+    def close_in_child(self) -> None:
+        """A child keeps of the warm process's sockets only ``done_write`` (and its own connection)."""
+        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, self.done_read,
+                     *self.calls.values()):
             if sock is not None:
                 sock.close()
-        child.run_call(conn, self.own, self.own_bits, self.mounts, self.run)
-        os._exit(1)  # not reached: run_call always exits
+        self.calls.clear()
+
+    def take_reports(self, poller: select.poll) -> None:
+        """The children's messages (:mod:`child`: ``report_exit``): ``D`` + pid from one that told its launcher its
+        exit code, so stop watching that connection (a launcher exits once it has its answer; its child, then
+        exiting, is not killed for that); ``P`` + the pages a learning child wrote."""
+        while True:
+            try:
+                message = self.done_read.recv(1 + prefault.RANGE.size * prefault.MAX_RANGES)
+            except OSError:  # BlockingIOError: none left
+                return
+            if message[:1] == child.PAGES:
+                self.hot.add(prefault.decode(message[1:]))
+                continue
+            (pid,) = struct.unpack("<i", message[1:]) if len(message) == 5 and message[:1] == child.DONE else (0,)
+            conn = self.calls.get(pid)
+            if conn is not None and pid not in self.reported:
+                self.reported.add(pid)
+                try:
+                    poller.unregister(conn)
+                except KeyError:
+                    pass
 
     def reap(self, poller: select.poll) -> None:
         while True:  # every child that ended: the calls', and a spare that was killed
@@ -255,6 +299,7 @@ class Server:
             self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
             abandoned = pid in self.abandoned
             self.abandoned.discard(pid)
+            self.reported.discard(pid)
             if os.WIFSIGNALED(status):
                 reply = b"S" + struct.pack("<i", os.WTERMSIG(status))
                 self.served += 0 if abandoned else 1  # killed for its gone launcher: maybe never started
@@ -269,7 +314,7 @@ class Server:
                 poller.unregister(conn)
             except KeyError:
                 pass  # the launcher went away: caller_gone unregistered it
-            try:
+            try:  # a child that reported its exit code itself has its launcher gone, or not reading any more
                 conn.setblocking(False)
                 conn.send(reply)  # five bytes into an empty socket buffer: never blocks
             except OSError:
@@ -278,7 +323,10 @@ class Server:
             self.last_call = time.monotonic()
 
     def caller_gone(self, poller: select.poll, fd: int) -> None:
+        self.take_reports(poller)  # a child's report precedes its launcher's exit: a reported call is done
         for pid, conn in self.calls.items():
+            if pid in self.reported:
+                continue
             if conn.fileno() == fd:
                 poller.unregister(fd)  # reported once; the child's end closes the connection
                 self.abandoned.add(pid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 #: The launcher's cache for root (``launcher.c``: ``DEFAULT_CACHE``); ``CNI_SUITE_CACHE_DIR`` overrides it.
 DEFAULT_SUITE_CACHE = "/var/cache/cni-suite"
@@ -39,9 +40,22 @@ def query(build_dir: str, socket_name: str) -> dict[str, object]:
     return answer if isinstance(answer, dict) else {}
 
 
-def warm_processes(cache_dir: str | None = None) -> list[dict[str, object]]:
-    """Every warm process of every build in the cache (a socket nobody answers on: ``state`` says so)."""
-    cache = cache_dir or suite_cache()
+def warm_processes(cache_dir: str | None = None, settle: float = 0.0) -> list[dict[str, object]]:
+    """Every warm process of every build in the cache (a socket nobody answers on: ``state`` says so).
+
+    ``settle``: wait up to that many seconds for no call in flight. A launcher returns as soon as its child
+    reports its exit code, before the warm process reaps that child (:func:`cni_common.warm.child.report_exit`),
+    so the counters of a call (``calls``, ``cpu_seconds``) appear a fraction of a millisecond after it returned:
+    whoever reads them right after a call settles."""
+    deadline = time.monotonic() + settle
+    while True:
+        found = _query_all(cache_dir or suite_cache())
+        if not any(w.get("in_flight") for w in found) or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.001)
+
+
+def _query_all(cache: str) -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
     try:
         builds = sorted(name for name in os.listdir(cache) if len(name) == 64)
