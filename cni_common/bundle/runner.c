@@ -41,6 +41,10 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14, the same number on every architecture; C libraries before 2.35 */
+#endif
+
 #define ERROR_SOURCE "cni-suite runner"
 #include "cni_error.h"
 
@@ -93,7 +97,7 @@ static PyObject *native_populate(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*:populate", &ranges)) return NULL;
     const uint64_t *pair = ranges.buf;
     for (Py_ssize_t i = 0; i + 1 < ranges.len / (Py_ssize_t)sizeof *pair; i += 2)
-        if (madvise((void *)(uintptr_t)pair[i], (size_t)pair[i + 1], 23 /* MADV_POPULATE_WRITE */) == 0) done++;
+        if (madvise((void *)(uintptr_t)pair[i], (size_t)pair[i + 1], MADV_POPULATE_WRITE) == 0) done++;
     PyBuffer_Release(&ranges);
     return PyLong_FromLong(done);
 }

@@ -88,7 +88,8 @@ class HotPages:
     other call a copy it never uses, and a copy costs what the fault it saves costs (~1 us; measured in
     docs/packaging.md); what every call writes (the interpreter, the protocol, this package) is the gain."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled  # :func:`supported`
         self.counts: dict[int, int] = {}
         self.reports = 0
         self.pages = 0
@@ -97,7 +98,7 @@ class HotPages:
     def learning(self) -> bool:
         """Whether the next spare's call reports its pages (it then copies none ahead: what it reports must be
         what its call wrote, not what was copied for it)."""
-        return self.reports < LEARN_CALLS
+        return self.enabled and self.reports < LEARN_CALLS
 
     def add(self, ranges: list[tuple[int, int]]) -> None:
         self.reports += 1
@@ -116,14 +117,24 @@ class HotPages:
         self.chunks = [b"".join(pairs[i:i + CHUNK]) for i in range(0, len(pairs), CHUNK)]
 
 
+def supported() -> bool:
+    """Whether this kernel populates (Linux 5.14 or later): tried on one page of our own. Without it the warm
+    process neither learns nor copies, and calls take their faults as before."""
+    try:
+        from _cni_suite import populate as native  # type: ignore[import-not-found]
+
+        start, _ = _private_writable()[0]
+        return bool(native(struct.pack("=QQ", start, PAGE)))
+    except (ImportError, OSError, IndexError):
+        return False
+
+
 def populate(chunks: list[bytes], call_came: Callable[[], bool]) -> None:
     """Copy the pages of ``chunks`` (:attr:`HotPages.chunks`) into this process now, until ``call_came()``: a
     call never waits for its spare's copies (what is left, it faults as it would have). A range no longer
-    mapped, or a kernel without the advice, is skipped likewise."""
-    try:
-        from _cni_suite import populate as native  # type: ignore[import-not-found]
-    except ImportError:
-        return
+    mapped is skipped likewise."""
+    from _cni_suite import populate as native
+
     for chunk in chunks:
         if call_came():
             return

@@ -78,7 +78,7 @@ class Server:
         # before that launcher can exit: its connection's end is then no reason to kill it.
         self.done_read, self.done_write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.reported: set[int] = set()
-        self.hot = prefault.HotPages()
+        self.hot = prefault.HotPages(prefault.supported())
 
     def path(self, suffix: str) -> str:
         return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
@@ -217,7 +217,7 @@ class Server:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.close_in_child()
-        if not learn:
+        if self.hot.chunks and not learn:
             waiting = select.poll()
             waiting.register(control, select.POLLIN)
             # While the previous call runs: the copies leave our call's path (and stop when our call comes).

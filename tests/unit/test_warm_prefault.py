@@ -49,7 +49,7 @@ def test_a_child_reports_the_pages_it_wrote_and_not_the_ones_it_only_shares() ->
 
 
 def test_the_hot_set_is_what_more_than_half_of_the_calls_wrote() -> None:
-    hot = prefault.HotPages()
+    hot = prefault.HotPages(enabled=True)
     assert hot.learning()
     hot.add([(100, 3)])  # pages 100-102
     hot.add([(100, 2), (200, 1)])
@@ -62,11 +62,11 @@ def test_the_hot_set_is_what_more_than_half_of_the_calls_wrote() -> None:
 
 
 def test_close_runs_become_one_range_and_ranges_come_in_chunks() -> None:
-    hot = prefault.HotPages()
+    hot = prefault.HotPages(enabled=True)
     pages = [10, 12, 20 + prefault.GAP + 1]  # 10 and 12: one range over the gap; the last stands alone
     hot.add([(page, 1) for page in pages])
     assert _pairs(hot) == [(10 * PAGE, 3 * PAGE), (pages[2] * PAGE, PAGE)]
-    many = prefault.HotPages()
+    many = prefault.HotPages(enabled=True)
     many.add([(page * 10, 1) for page in range(prefault.CHUNK + 5)])
     assert [len(chunk) // 16 for chunk in many.chunks] == [prefault.CHUNK, 5]
 
@@ -80,3 +80,8 @@ def test_ranges_survive_their_trip() -> None:
 def _pairs(hot: prefault.HotPages) -> list[tuple[int, int]]:
     data = b"".join(hot.chunks)
     return [struct.unpack_from("=QQ", data, offset) for offset in range(0, len(data), 16)]
+
+
+def test_without_the_kernel_advice_nothing_is_learned() -> None:
+    assert not prefault.HotPages(enabled=False).learning()
+    assert not prefault.supported()  # outside the frozen build there is no native populate()
