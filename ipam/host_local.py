@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import sys
 
+# The store and the config parser are imported with the module, not inside each verb: every verb needs both,
+# the program imports this module only for a verb (it answers VERSION before), and an import statement inside a
+# function runs importlib's Python (``_handle_fromlist``, ``ModuleSpec.parent``) on every call, which a warm
+# child pays in time and in pages copied from the warm process. The allocator is ADD's alone.
 from cni_common.alloc import config
 from cni_common.alloc.disk import KERNEL_BOOT_ID, DiskStore, current_boot_id
 from cni_common.errors import CNIError, ErrorCode, PluginCode
@@ -24,11 +28,6 @@ if TYPE_CHECKING:
     from cni_common.types import IPAddress
 
 ABOUT = about_line("host-local")
-
-# The store and the config parser are imported with the module, not inside each verb: every verb needs both,
-# the program imports this module only for a verb (it answers VERSION before), and an import statement inside a
-# function runs importlib's Python (``_handle_fromlist``, ``ModuleSpec.parent``) on every call, which a warm
-# child pays in time and in pages copied from the warm process. The allocator is ADD's alone.
 log = get_logger(__name__)
 
 #: Tests only: a file to read as the kernel's boot ID, so a test can fake a reboot. Read from the request's

@@ -270,11 +270,16 @@ class DiskStore:
             os.close(fd)  # closing drops the flock
 
     def _make_durable(self) -> None:
-        """fsync the reservations written under this lock, then the directory (their names, and the renamed
-        ``last_reserved_ip.N``), before the lock is released and the ADD returns: an address handed to a pod
-        must not be handed out again after a power cut. Once per ADD, whatever the number of range sets (one
-        journal commit, not one per file: ~2-5 ms each on a VM disk). When that fails, the ADD fails: the
-        reservations are removed, so it leaves the store as it found it."""
+        """fsync the reservations written under this lock, then the directory (their names), before the lock
+        is released and the ADD returns: an address handed to a pod must not be handed out again after a power
+        cut. Once per ADD, whatever the number of range sets (one journal commit, not one per file). When that
+        fails, the ADD fails: the reservations are removed, so it leaves the store as it found it.
+
+        What the promise costs (Go's host-local fsyncs nothing), measured on the 2-core VM's ext4, 2026-12-07:
+        0.34 ms wall per ADD (median of 60; p90 0.4-1.4 ms) and 0.11 ms CPU; the file's fsync is the journal
+        commit, the directory's after it ~0.07 ms on a quiet disk but ~1.5 ms under neighbours' writes (the
+        device's cache flush). Kept: ext4 happens to commit the new name with the file, other filesystems need
+        the directory's own fsync."""
         if not self._unsynced:
             return
         try:
