@@ -278,8 +278,8 @@ class DiskStore:
         What the promise costs (Go's host-local fsyncs nothing), measured on the 2-core VM's ext4, 2026-12-07:
         0.34 ms wall per ADD (median of 60; p90 0.4-1.4 ms) and 0.11 ms CPU; the file's fsync is the journal
         commit, the directory's after it ~0.07 ms on a quiet disk but ~1.5 ms under neighbours' writes (the
-        device's cache flush). Kept: ext4 happens to commit the new name with the file, other filesystems need
-        the directory's own fsync."""
+        device's cache flush). Kept: ext4's journal happens to commit the new name with the file, but POSIX
+        promises a name only after the directory's fsync, and not every filesystem behaves like ext4."""
         if not self._unsynced:
             return
         try:
