@@ -12,6 +12,11 @@ our error codes match upstream's for the same bad input:
 
 VERSION needs neither stdin nor the other variables, and is answered before anything heavy is imported.
 Only this module writes to stdout.
+
+``log`` and ``config`` are imported with this module, not inside the functions that use them: every call but
+VERSION configures the log and most read ``CNI_ARGS``, a plugin's module (and so this one) is imported only
+after the program answered VERSION, and an import statement inside a function resolves its relative name in
+importlib's Python on every call (in a warm child: time, and pages copied from the warm process).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import os
 import re
 import sys
 
+from . import log
 from . import version as versions
+from .config import parse_cni_args
 from .errors import CNIError, ErrorCode
 from .record import field, record
 
@@ -75,8 +82,6 @@ class CmdArgs:
 
     def cni_args(self) -> dict[str, str]:
         """``CNI_ARGS`` as a dict; empty segments are skipped and ``=`` inside values is kept."""
-        from .config import parse_cni_args
-
         return parse_cni_args(self.args)
 
     @property
@@ -160,6 +165,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+#: One decoder for every call: ``json.loads`` with an argument builds a decoder and its scanner per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
     """stdin as UTF-8 JSON, as Go's decoder reads it: no UTF-16/32 detection and no byte-order mark
     (``json.loads(bytes)`` would guess the encoding and accept what every Go plugin refuses; code 6)."""
@@ -176,7 +185,7 @@ def _read_conf(stdin: IO[bytes]) -> tuple[bytes, dict[str, Any]]:
         raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
                        f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        conf = json.loads(text, parse_constant=_refuse_constant)
+        conf = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise CNIError(ErrorCode.DECODING_FAILURE, "failed to parse network configuration from stdin",
                        str(exc)) from exc
@@ -258,8 +267,6 @@ def is_own_netns(path: str) -> bool:
 
 def _configure_logging(conf: Mapping[str, Any], environ: Mapping[str, str], stderr: IO[str]) -> None:
     """Logs go to stderr and, when the config names one, to ``logFile`` too; never to stdout."""
-    from . import log
-
     level = conf.get("logLevel") or environ.get("CNI_LOG_LEVEL", "")
     log_file = conf.get("logFile")
     log.configure(level if isinstance(level, str) else "", log_file if isinstance(log_file, str) else "", stderr)
@@ -295,8 +302,6 @@ def _build_args(environ: Mapping[str, str], stdin: IO[bytes], verb: str,
 
 def _log_unexpected(exc: Exception) -> None:
     """A bug, not bad input: the traceback goes to the log at debug level only (the error JSON names it)."""
-    from . import log
-
     logger = log.get_logger(__name__)
     if logger.is_debug():
         import traceback

@@ -30,13 +30,15 @@ V1_FAMILY = frozenset({"1.0.0", "1.1.0"})
 
 
 def parse(version: str) -> tuple[int, int, int]:
-    """Split ``"1.0.0"`` into integers; an empty version means 0.1.0, as the spec says."""
-    from .errors import CNIError, ErrorCode
-
+    """Split ``"1.0.0"`` into integers; an empty version means 0.1.0, as the spec says. (The errors module is
+    imported on the failure path only: VERSION must not load it, and an import statement run on every call
+    costs a relative import's resolution in Python.)"""
     if not version:
         return (0, 1, 0)
     parts = version.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        from .errors import CNIError, ErrorCode
+
         raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, f"invalid version {version!r}", "expected MAJOR.MINOR.PATCH")
     return (int(parts[0]), int(parts[1]), int(parts[2]))
 
@@ -48,13 +50,13 @@ def at_least(version: str, minimum: str) -> bool:
 
 def family(version: str) -> str:
     """The result family of a version: ``"020"``, ``"040"`` or ``"100"``; CNIError (code 1) when unknown."""
-    from .errors import CNIError, ErrorCode
-
     if version in LEGACY_FAMILY:
         return "020"
     if version in V04_FAMILY:
         return "040"
     if version in V1_FAMILY:
         return "100"
+    from .errors import CNIError, ErrorCode
+
     raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, f"unsupported CNI result version {version!r}",
                    f"supported: {', '.join(SUPPORTED_VERSIONS)}")

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import sys
 
+# The store and the config parser are imported with the module, not inside each verb: every verb needs both,
+# the program imports this module only for a verb (it answers VERSION before), and an import statement inside a
+# function runs importlib's Python (``_handle_fromlist``, ``ModuleSpec.parent``) on every call, which a warm
+# child pays in time and in pages copied from the warm process. The allocator is ADD's alone.
+from cni_common.alloc import config
+from cni_common.alloc.disk import KERNEL_BOOT_ID, DiskStore, current_boot_id
 from cni_common.errors import CNIError, ErrorCode, PluginCode
+from cni_common.log import get_logger
 from cni_common.skel import CmdArgs, CNIFuncs, plugin_main
 from cni_common.types import Result, prev_result_addresses
 from cni_common.version import about_line
@@ -18,27 +25,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms pe
 if TYPE_CHECKING:
     from typing import Any
 
-    from cni_common.alloc.disk import DiskStore
-    from cni_common.log import Logger
     from cni_common.types import IPAddress
 
 ABOUT = about_line("host-local")
-
-
-def _log() -> "Logger":
-    """Our logger, imported here because VERSION must not pay for it."""
-    from cni_common.log import get_logger
-
-    return get_logger(__name__)
-
-
-def _store(data_dir: str, name: str, boot_id: "str | None" = None) -> "DiskStore":
-    """The network's disk store (recording ``boot_id`` with each reservation); imported here so VERSION never
-    loads the allocator."""
-    from cni_common.alloc.disk import DiskStore
-
-    return DiskStore(data_dir, name, boot_id)
-
+log = get_logger(__name__)
 
 #: Tests only: a file to read as the kernel's boot ID, so a test can fake a reboot. Read from the request's
 #: environment (one dict lookup); production reads /proc/sys/kernel/random/boot_id.
@@ -46,21 +36,19 @@ TEST_BOOT_ID_FILE_ENV = "CNI_SUITE_TEST_BOOT_ID_FILE"
 
 
 def _boot_id(args: CmdArgs) -> "str | None":
-    from cni_common.alloc.disk import KERNEL_BOOT_ID, current_boot_id
-
     return current_boot_id(args.env.get(TEST_BOOT_ID_FILE_ENV) or KERNEL_BOOT_ID)
 
 
-def _reclaiming_store(args: CmdArgs, data_dir: str, name: str, reclaim: bool) -> "DiskStore":
+def _reclaiming_store(args: CmdArgs, data_dir: str, name: str, reclaim: bool) -> DiskStore:
     """The store of a call that may reserve or release: with ``reclaim`` (``reclaimAfterReboot``), it knows
     this boot's ID, records it with each reservation, and :meth:`DiskStore.reclaim_after_reboot` releases
     the reservations of earlier boots (the first call after a reboot, under the lock)."""
-    return _store(data_dir, name, _boot_id(args) if reclaim else None)
+    return DiskStore(data_dir, name, _boot_id(args) if reclaim else None)
 
 
 def cmd_add(args: CmdArgs) -> Result:
     """Reserve one IP per range set (all or nothing) and return them with the configured routes and DNS."""
-    from cni_common.alloc import allocator, config
+    from cni_common.alloc.allocator import allocate  # a module, not a package: no importlib Python runs
 
     cfg = config.load(args.conf, args.cni_args(), args.cni_version)
     result = Result(routes=list(cfg.routes), cni_version=args.cni_version)
@@ -69,7 +57,7 @@ def cmd_add(args: CmdArgs) -> Result:
     store = _reclaiming_store(args, cfg.data_dir, cfg.name, cfg.reclaim_after_reboot)
     with store.lock():
         store.reclaim_after_reboot()
-        result.ips = allocator.allocate(cfg.range_sets, store, args.container_id, args.ifname, cfg.requested_ips)
+        result.ips = allocate(cfg.range_sets, store, args.container_id, args.ifname, cfg.requested_ips)
     return result
 
 
@@ -78,18 +66,18 @@ def cmd_del(args: CmdArgs) -> None:
 
     Only ``dataDir`` and ``reclaimAfterReboot`` are read from the config (and ``prevResult``, which may be
     unreadable), so a DEL still works when the ranges no longer validate. An address of ``prevResult`` whose
-    reservation file a crash left empty is released too.
+    reservation file a crash left empty is released too. The list of what was released is formatted only
+    for a debug log.
     """
-    from cni_common.alloc import config
-
-    store = _reclaiming_store(args, config.data_dir(args.conf), args.network_name,
-                              config.reclaim_after_reboot(args.conf))
+    data_dir, reclaim = config.store_settings(args.conf)
+    store = _reclaiming_store(args, data_dir, args.network_name, reclaim)
     with store.lock():
         store.reclaim_after_reboot()
         released = store.release_by_id(args.container_id, args.ifname)
         released += [addr.ip for addr in prev_result_addresses(args.conf, args.cni_version, args.ifname)
                      if addr.ip not in released and store.release_if_ownerless(addr.ip)]
-    _log().debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
+    if log.is_debug():
+        log.debug("released %s for %s/%s", [str(ip) for ip in released], args.container_id, args.ifname)
 
 
 def held_addresses(args: CmdArgs) -> "list[IPAddress]":
@@ -99,9 +87,7 @@ def held_addresses(args: CmdArgs) -> "list[IPAddress]":
     ``dataDir`` is read from the config, as DEL does."""
     import os
 
-    from cni_common.alloc import config
-
-    store = _store(config.data_dir(args.conf), args.network_name)
+    store = DiskStore(config.data_dir(args.conf), args.network_name)
     if not os.path.isdir(store.dir):
         return []
     with store.lock():
@@ -110,10 +96,8 @@ def held_addresses(args: CmdArgs) -> "list[IPAddress]":
 
 def cmd_check(args: CmdArgs) -> None:
     """Every range set must hold a reservation of this attachment (upstream only checks that one exists)."""
-    from cni_common.alloc import config
-
     cfg = config.load(args.conf, args.cni_args(), args.cni_version)
-    store = _store(cfg.data_dir, cfg.name)
+    store = DiskStore(cfg.data_dir, cfg.name)
     with store.lock():
         held = store.find_by_id(args.container_id, args.ifname)
     for idx, range_set in enumerate(cfg.range_sets):
@@ -126,15 +110,15 @@ def cmd_check(args: CmdArgs) -> None:
 
 def cmd_gc(args: CmdArgs) -> None:
     """Release every reservation of this network that ``cni.dev/valid-attachments`` does not list."""
-    from cni_common.alloc import config, gc
+    from cni_common.alloc import gc
     from cni_common.config import valid_attachments
 
     valid = valid_attachments(args.conf)
     if valid is None:
-        _log().warning("GC without cni.dev/valid-attachments: releasing nothing")
+        log.warning("GC without cni.dev/valid-attachments: releasing nothing")
         return
-    store = _reclaiming_store(args, config.data_dir(args.conf), args.network_name,
-                              config.reclaim_after_reboot(args.conf))
+    data_dir, reclaim = config.store_settings(args.conf)
+    store = _reclaiming_store(args, data_dir, args.network_name, reclaim)
     with store.lock():
         store.reclaim_after_reboot()
         gc.collect(store, valid)
@@ -147,10 +131,8 @@ def cmd_status(args: CmdArgs) -> None:
     After a reboot, before the first ADD reclaimed the earlier boot's reservations, they do not count: a node
     reported "not ready" for want of addresses would never get the ADD that frees them.
     """
-    from cni_common.alloc import config
-
     cfg = config.load(args.conf, {}, args.cni_version)
-    store = _store(cfg.data_dir, cfg.name)
+    store = DiskStore(cfg.data_dir, cfg.name)
     problem = store.unusable_reason()
     if problem:
         raise CNIError(ErrorCode.NOT_AVAILABLE, f"host-local data dir unusable: {problem}")

@@ -229,10 +229,18 @@ def data_dir(conf: Mapping[str, Any]) -> str:
     return _string(ipam_section(conf), "dataDir", DEFAULT_DATA_DIR)
 
 
-def reclaim_after_reboot(conf: Mapping[str, Any]) -> bool:
+def store_settings(conf: Mapping[str, Any]) -> tuple[str, bool]:
+    """``ipam.dataDir`` and ``ipam.reclaimAfterReboot``: all that DEL and GC read, so they work even when the
+    ranges no longer validate. The ``ipam`` section is validated once for both (it was twice, one function per
+    key), the keys checked in the same order."""
+    ipam = ipam_section(conf)
+    return _string(ipam, "dataDir", DEFAULT_DATA_DIR), _reclaim_after_reboot(ipam)
+
+
+def _reclaim_after_reboot(ipam: Mapping[str, Any]) -> bool:
     """``ipam.reclaimAfterReboot`` (ours; default true): release the reservations of an earlier boot on the
     first call after a reboot (see docs/host-local.md). Go's host-local ignores the key."""
-    value = get_key(ipam_section(conf), "reclaimAfterReboot")
+    value = get_key(ipam, "reclaimAfterReboot")
     if value is None:
         return True
     if not isinstance(value, bool):
@@ -282,7 +290,7 @@ def load(conf: Mapping[str, Any], cni_args: Mapping[str, str], cni_version: str)
                       routes=parse_routes(get_key(ipam, "routes")),
                       data_dir=_string(ipam, "dataDir", DEFAULT_DATA_DIR),
                       resolv_conf=_string(ipam, "resolvConf", ""),
-                      requested_ips=_requested_ips(conf, cni_args), reclaim_after_reboot=reclaim_after_reboot(conf))
+                      requested_ips=_requested_ips(conf, cni_args), reclaim_after_reboot=_reclaim_after_reboot(ipam))
 
 
 def parse_resolv_conf(path: str) -> DNS:

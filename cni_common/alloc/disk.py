@@ -50,7 +50,7 @@ from .store import Owner
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms per plugin process)
 if TYPE_CHECKING:
-    from typing import Iterator, Optional
+    from typing import Optional
 
     from ..types import IPAddress
 
@@ -73,6 +73,8 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 #: Larger than any file of ours (a reservation holds an ID and an ifname): a planted big file is not read whole.
 _MAX_READ = 64 * 1024
 _INDEX_VERSION = 2  # 2: entries carry the boot ID; an index of version 1 is rebuilt (the IDs then unknown)
+#: One encoder for every save (``json.dumps`` with an argument builds one per call).
+_INDEX_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 _BOOT_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.\-]*")
 
@@ -141,9 +143,13 @@ def read_small(path: str, limit: int = _MAX_READ) -> bytes:
     """
     fd = os.open(path, _READ_FLAGS)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
-        return os.read(fd, limit)
+        # The size fstat gave, not ``limit``: os.read allocates what it is asked for (16 MiB for the index: an
+        # mmap and a munmap per call). One byte more than the size, so a file that grew since is still cut at
+        # ``limit`` at most; an empty size (a file being written) reads up to ``limit`` as before.
+        return os.read(fd, min(limit, st.st_size + 1) if st.st_size else limit)
     finally:
         os.close(fd)
 
@@ -151,10 +157,14 @@ def read_small(path: str, limit: int = _MAX_READ) -> bytes:
 def current_boot_id(path: str = KERNEL_BOOT_ID) -> Optional[str]:
     """The kernel's boot ID (None when it cannot be read: then no reclaim happens)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(128).decode("ascii", "replace").strip() or None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # no buffered file object: 3 system calls, not 7
+        try:
+            data = os.read(fd, 128)
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    return data.decode("ascii", "replace").strip() or None
 
 
 def boot_time() -> float:
@@ -164,6 +174,24 @@ def boot_time() -> float:
             if line.startswith(b"btime "):
                 return float(line.split()[1])
     raise OSError(errno.ENOENT, "no btime in /proc/stat")
+
+
+class _Locked:
+    """What :meth:`DiskStore.lock` returns. A class, not a ``contextlib.contextmanager`` generator: four
+    functions of ``contextlib`` and a generator fewer per call, and each function a warm child runs for the
+    first time costs it copied pages of the warm process (~3 µs each on a VM)."""
+
+    __slots__ = ("store", "fd")
+
+    def __init__(self, store: DiskStore) -> None:
+        self.store = store
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = self.store._acquire()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.store._release(self.fd, exc_type is None)
 
 
 class DiskStore:
@@ -188,19 +216,32 @@ class DiskStore:
         except OSError as exc:
             raise _data_dir_error(self.dir, exc) from exc
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """flock the ``lock`` file; the index is refreshed lazily inside and saved on the way out.
+    def lock(self) -> _Locked:
+        """flock the ``lock`` file (``with store.lock():``); the index is refreshed lazily inside and saved on
+        the way out, after the reservations made inside are fsync-ed.
 
         The lock is opened ``O_NOFOLLOW`` (a planted symlink, dangling or not, is refused, never created or
         locked in its place) and must be a regular file (a FIFO there would hang the open without
         ``O_NONBLOCK``). Refusing is the only safe answer: replacing it while Go's host-local holds a lock on
         the file it points to would break the mutual exclusion.
         """
-        self.ensure_dir()
-        path = os.path.join(self.dir, LOCK_NAME)
+        return _Locked(self)
+
+    def _acquire(self) -> int:
+        """Open and flock the lock file (:meth:`lock`); its descriptor.
+
+        The open comes first and :meth:`ensure_dir` only when it fails: the directory exists on every call but
+        a network's first, and ``os.makedirs`` costs three system calls and four library functions per call.
+        A failed open runs it, so a missing directory is created and one that cannot be gets the verdict it
+        always got (code 7 or 4, :func:`_data_dir_error`); then the open is retried and judged as before."""
+        path = self._path(LOCK_NAME)
+        flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(path, flags, 0o600)
+            except OSError:
+                self.ensure_dir()
+                fd = os.open(path, flags, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise CNIError(PluginCode.STORE_FAILURE, f"refusing to follow the symbolic link {path}",
@@ -211,22 +252,34 @@ class DiskStore:
                 raise CNIError(PluginCode.STORE_FAILURE, f"{path} is not a regular file",
                                "the lock must be a regular file: remove what is there")
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._index, self._index_dirty, self._unsynced = None, False, []
-            try:
-                yield
+        except BaseException:
+            os.close(fd)
+            raise
+        self._index, self._index_dirty, self._unsynced = None, False, []
+        return fd
+
+    def _release(self, fd: int, completed: bool) -> None:
+        """Leave the lock (:meth:`lock`): when the work inside ``completed``, make its reservations durable and
+        save the index first."""
+        try:
+            if completed:
                 self._make_durable()
                 self._save_index()
-            finally:
-                self._index, self._unsynced = None, []
         finally:
+            self._index, self._unsynced = None, []
             os.close(fd)  # closing drops the flock
 
     def _make_durable(self) -> None:
-        """fsync the reservations written under this lock, then the directory (their names, and the renamed
-        ``last_reserved_ip.N``), before the lock is released and the ADD returns: an address handed to a pod
-        must not be handed out again after a power cut. Once per ADD, whatever the number of range sets (one
-        journal commit, not one per file: ~2-5 ms each on a VM disk). When that fails, the ADD fails: the
-        reservations are removed, so it leaves the store as it found it."""
+        """fsync the reservations written under this lock, then the directory (their names), before the lock
+        is released and the ADD returns: an address handed to a pod must not be handed out again after a power
+        cut. Once per ADD, whatever the number of range sets (one journal commit, not one per file). When that
+        fails, the ADD fails: the reservations are removed, so it leaves the store as it found it.
+
+        What the promise costs (Go's host-local fsyncs nothing), measured on the 2-core VM's ext4, 2026-12-07:
+        0.34 ms wall per ADD (median of 60; p90 0.4-1.4 ms) and 0.11 ms CPU; the file's fsync is the journal
+        commit, the directory's after it ~0.07 ms on a quiet disk but ~1.5 ms under neighbours' writes (the
+        device's cache flush). Kept: ext4's journal happens to commit the new name with the file, but POSIX
+        promises a name only after the directory's fsync, and not every filesystem behaves like ext4."""
         if not self._unsynced:
             return
         try:
@@ -247,7 +300,9 @@ class DiskStore:
             self._unsynced = []
 
     def _path(self, name: str) -> str:
-        return os.path.join(self.dir, name)
+        """``os.path.join(self.dir, name)`` without its library Python (eight calls per ADD): ``self.dir``
+        never ends in '/' (the network name is validated, non-empty) and no name of ours starts with one."""
+        return f"{self.dir}/{name}"
 
     def _read_owner(self, name: str) -> Optional[Owner]:
         """The owner recorded in a reservation file; None when it is gone or unreadable (a symlink, a
@@ -267,7 +322,7 @@ class DiskStore:
     def _load_index_file(self) -> dict[str, _Entry]:
         """The saved index, unchecked: :meth:`index` validates each entry against the directory listing."""
         try:
-            raw = json.loads(read_small(self._path(INDEX_NAME), 16 * 1024 * 1024))
+            raw = json.loads(read_small(self._path(INDEX_NAME), 16 * 1024 * 1024).decode())  # text: no encoding guess
             if isinstance(raw, dict) and raw.get("version") == _INDEX_VERSION and isinstance(raw.get("entries"), dict):
                 return raw["entries"]
         except FileNotFoundError:
@@ -306,7 +361,7 @@ class DiskStore:
         if not self._index_dirty or self._index is None:
             return
         body = {"version": _INDEX_VERSION, "entries": self._index}
-        _rewrite_hint(self._path(INDEX_NAME), json.dumps(body, separators=(",", ":")).encode())
+        _rewrite_hint(self._path(INDEX_NAME), _INDEX_ENCODER.encode(body).encode())
         self._index_dirty = False
 
     def _forget(self, name: str) -> None:

@@ -71,16 +71,16 @@ def install_guard(monkeypatch: pytest.MonkeyPatch, data_root: str = "") -> None:
     if data_root:
         from cni_common.alloc import disk
 
-        real_ensure_dir = disk.DiskStore.ensure_dir
+        real_acquire = disk.DiskStore._acquire
 
-        def ensure_dir_inside(store: disk.DiskStore) -> None:
+        def acquire_inside(store: disk.DiskStore) -> int:  # the lock's open is the store's first write
             import os
 
             if not os.path.realpath(store.dir).startswith(os.path.realpath(data_root) + os.sep):
                 raise ReachedKernel(f"data dir {store.dir!r} outside the test's {data_root!r}")
-            real_ensure_dir(store)
+            return real_acquire(store)
 
-        monkeypatch.setattr(disk.DiskStore, "ensure_dir", ensure_dir_inside)
+        monkeypatch.setattr(disk.DiskStore, "_acquire", acquire_inside)
 
 
 def main_of(plugin: str) -> Callable[..., int]:

@@ -193,6 +193,57 @@ def test_data_dir_on_a_read_only_file_system_is_the_environments_fault(tmp_path,
     assert err.value.code == ErrorCode.INVALID_ENV and "dataDir" in err.value.msg
 
 
+def test_lock_makes_the_missing_network_dir(tmp_path):
+    """The lock is opened first and the directory made only when that fails (disk.DiskStore._acquire)."""
+    store = disk.DiskStore(str(tmp_path / "a" / "b"), "net1")
+    with store.lock():
+        pass
+    assert stat.S_IMODE(os.stat(store.dir).st_mode) == 0o755 & ~_umask()
+    assert stat.S_ISREG(os.lstat(os.path.join(store.dir, disk.LOCK_NAME)).st_mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_lock_under_a_data_dir_that_is_a_regular_file_is_a_config_error(tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(CNIError) as err, disk.DiskStore(str(tmp_path / "file"), "net1").lock():
+        pass
+    assert err.value.code == ErrorCode.INVALID_CONFIG and "dataDir" in err.value.msg
+
+
+def test_lock_where_the_data_dir_cannot_be_made_is_the_environments_fault(tmp_path, monkeypatch):
+    def read_only(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(disk.os, "makedirs", read_only)
+    with pytest.raises(CNIError) as err, disk.DiskStore(str(tmp_path / "missing"), "net1").lock():
+        pass
+    assert err.value.code == ErrorCode.INVALID_ENV and "dataDir" in err.value.msg
+
+
+def test_lock_that_fails_inside_releases_the_flock_and_saves_nothing(store):
+    with pytest.raises(RuntimeError), store.lock():
+        store.ensure_dir()
+        assert store.reserve("c1", "eth0", ip("10.0.0.2"), 0)
+        raise RuntimeError("boom")
+    assert not os.path.exists(os.path.join(store.dir, disk.INDEX_NAME))  # the index is saved on success only
+    with store.lock():  # not still held
+        assert store.get_by_id("c1", "eth0") == [ip("10.0.0.2")]
+
+
+def test_read_small_reads_by_the_size_and_never_past_the_limit(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    assert disk.read_small(str(path)) == b"x" * 1000
+    assert disk.read_small(str(path), 10) == b"x" * 10
+    path.write_bytes(b"")
+    assert disk.read_small(str(path)) == b""
+
+
 # ------------------------------------------------------------------------------------------ reboot reclaim
 
 def run(verb: str, conf: dict[str, Any], boot_file: Path, cid: str = "c1") -> tuple[int, Any]:
