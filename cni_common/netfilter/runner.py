@@ -164,7 +164,7 @@ def _nft_tables_netlink() -> dict[tuple[str, str], int]:
 
 _NFNLGRP_NFTABLES = 7  # the multicast group of every committed nftables change
 _SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP = 270, 1
-_NFT_DELTABLE, _NFT_NEWRULE, _NFT_DELRULE = (10 << 8) | 2, (10 << 8) | 6, (10 << 8) | 8
+_NFT_NEWRULE, _NFT_DELRULE = (10 << 8) | 6, (10 << 8) | 8
 _WATCH_BUFFER = 1 << 20  # what a concurrent commit of others may queue before ours is read (ENOBUFS beyond)
 
 
@@ -224,18 +224,17 @@ def _rule_comment(userdata: bytes) -> Optional[str]:
 def nft_rules_added(sock: Any, chains: Iterable[str], comment: str) -> Optional[list[tuple[str, str, str, int]]]:
     """(family, table, chain, handle) of the rules with exactly ``comment`` in ``chains`` that commits added
     since :func:`nft_watch` (less those deleted since), in the order added; None when notifications were lost
-    (the kernel reports ENOBUFS on the socket: its buffer overflowed, or a notification could not be made) or
-    when a table holding such a rule was deleted after it (the table may be made again, with new handles)."""
+    (the kernel reports ENOBUFS on the socket: its buffer overflowed, or a notification could not be made).
+    A table deleted meanwhile is no exception: its deletion notifies a DELRULE for each of its rules."""
     import struct
 
     wanted = set(chains)
     added: dict[tuple[str, str, int], tuple[str, str, str, int]] = {}
-    table_went = False  # a table holding rules found here was deleted after: their handles say nothing
     while True:
         try:
             data = sock.recv(1 << 16)
         except BlockingIOError:
-            return None if table_went else list(added.values())
+            return list(added.values())
         except OSError as exc:
             log.debug("nftables notifications lost (%s)", exc)
             return None
@@ -244,11 +243,7 @@ def nft_rules_added(sock: Any, chains: Iterable[str], comment: str) -> Optional[
             length, mtype, _, _, _ = struct.unpack_from(_NLMSG_HDR, data, off)
             if length < 16:
                 return None
-            if mtype == _NFT_DELTABLE:
-                table = _attrs(data, off, length).get(1, b"").rstrip(b"\0").decode(errors="replace")
-                family = _NFPROTO.get(data[off + 16], str(data[off + 16]))
-                table_went = table_went or any(f == family and t == table for f, t, _ in added)
-            elif mtype in (_NFT_NEWRULE, _NFT_DELRULE):
+            if mtype in (_NFT_NEWRULE, _NFT_DELRULE):
                 family = _NFPROTO.get(data[off + 16], str(data[off + 16]))
                 attrs = _attrs(data, off, length)
                 # NFTA_RULE_TABLE 1, NFTA_RULE_CHAIN 2, NFTA_RULE_HANDLE 3 (big-endian u64), NFTA_RULE_USERDATA 7
