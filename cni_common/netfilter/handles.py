@@ -217,7 +217,8 @@ def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str
     suite lock is held: ``nft -f`` as without records, and no read of the ruleset, whatever the number of
     pods. A commit by someone else meanwhile (the Go plugins, kube-proxy) only adds notifications, which are
     told apart by table, chain and comment (this attachment's own). If the notifications show other than the
-    rules the script adds (lost: the socket overflowed), the record stays ``pending`` and the DEL lists; if no
+    rules the script adds (lost to a full socket buffer, or a rule deleted meanwhile), the record stays
+    ``pending`` and the DEL lists; if no
     socket can be watched, ``nft -e -a`` echoes the handles as before."""
     record = load(key)
     output: dict[str, Any] = {}
@@ -240,7 +241,8 @@ def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str
             with watch:
                 proc = runner.nft_apply(script)
                 if proc.returncode == 0:
-                    # The tables first: a table deleted after this read is seen in the notifications read next.
+                    # The tables first: a table deleted after this read shows in the notifications read next
+                    # (a DELRULE per rule), and the count of our rules then differs.
                     output["tables"] = runner.nft_table_handles()
                     rules = runner.nft_rules_added(watch, chains, comment)
         if proc.returncode == 0:
