@@ -162,6 +162,101 @@ def _nft_tables_netlink() -> dict[tuple[str, str], int]:
                 off += (length + 3) & ~3
 
 
+_NFNLGRP_NFTABLES = 7  # the multicast group of every committed nftables change
+_SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP = 270, 1
+_NFT_NEWRULE, _NFT_DELRULE = (10 << 8) | 6, (10 << 8) | 8
+_WATCH_BUFFER = 1 << 20  # what a concurrent commit of others may queue before ours is read (ENOBUFS beyond)
+
+
+def nft_watch() -> Optional[Any]:
+    """A NETLINK_NETFILTER socket subscribed to NFNLGRP_NFTABLES in this network namespace, or None when one
+    cannot be made. While it is open, every commit (ours, and any other process's) queues a notification per
+    object it adds or deletes, with the object's handle and, for a rule, its userdata (the comment): the
+    handles ``nft -e -a`` would print, without the ruleset dump nft makes for the echo. Queued at commit time,
+    so they are all there when ``nft`` has exited. Read with :func:`nft_rules_added`."""
+    import socket
+
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 12)
+    except OSError:
+        return None
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, 33, _WATCH_BUFFER)  # SO_RCVBUFFORCE (CAP_NET_ADMIN)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _WATCH_BUFFER)
+        sock.bind((0, 0))
+        sock.setsockopt(_SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP, _NFNLGRP_NFTABLES)
+    except OSError as exc:
+        log.debug("cannot watch nftables notifications (%s)", exc)
+        sock.close()
+        return None
+    return sock
+
+
+def _attrs(data: bytes, off: int, length: int) -> dict[int, bytes]:
+    """The attributes of the nfnetlink message at ``off`` (after its nlmsghdr and nfgenmsg), by type."""
+    import struct
+
+    attrs: dict[int, bytes] = {}
+    attr = off + 20
+    while attr + 4 <= off + length:
+        alen, atype = struct.unpack_from("=HH", data, attr)
+        if alen < 4:
+            break
+        attrs[atype & 0x7FFF] = data[attr + 4:attr + alen]
+        attr += (alen + 3) & ~3
+    return attrs
+
+
+def _rule_comment(userdata: bytes) -> Optional[str]:
+    """The comment in a rule's userdata: TLVs of (type u8, length u8, value), NFTNL_UDATA_RULE_COMMENT = 0, the
+    value NUL-terminated."""
+    off = 0
+    while off + 2 <= len(userdata):
+        kind, length = userdata[off], userdata[off + 1]
+        if kind == 0:
+            return userdata[off + 2:off + 2 + length].split(b"\0", 1)[0].decode(errors="replace")
+        off += 2 + length
+    return None
+
+
+def nft_rules_added(sock: Any, chains: Iterable[str], comment: str) -> Optional[list[tuple[str, str, str, int]]]:
+    """(family, table, chain, handle) of the rules with exactly ``comment`` in ``chains`` that commits added
+    since :func:`nft_watch` (less those deleted since), in the order added; None when notifications were lost
+    (the kernel reports ENOBUFS on the socket: its buffer overflowed, or a notification could not be made).
+    A table deleted meanwhile is no exception: its deletion notifies a DELRULE for each of its rules."""
+    import struct
+
+    wanted = set(chains)
+    added: dict[tuple[str, str, int], tuple[str, str, str, int]] = {}
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            return list(added.values())
+        except OSError as exc:
+            log.debug("nftables notifications lost (%s)", exc)
+            return None
+        off = 0
+        while off + 20 <= len(data):
+            length, mtype, _, _, _ = struct.unpack_from(_NLMSG_HDR, data, off)
+            if length < 16:
+                return None
+            if mtype in (_NFT_NEWRULE, _NFT_DELRULE):
+                family = _NFPROTO.get(data[off + 16], str(data[off + 16]))
+                attrs = _attrs(data, off, length)
+                # NFTA_RULE_TABLE 1, NFTA_RULE_CHAIN 2, NFTA_RULE_HANDLE 3 (big-endian u64), NFTA_RULE_USERDATA 7
+                table = attrs.get(1, b"").rstrip(b"\0").decode(errors="replace")
+                chain = attrs.get(2, b"").rstrip(b"\0").decode(errors="replace")
+                (handle,) = struct.unpack(">Q", attrs[3]) if len(attrs.get(3, b"")) == 8 else (0,)
+                if mtype == _NFT_DELRULE:
+                    added.pop((family, table, handle), None)
+                elif handle and chain in wanted and _rule_comment(attrs.get(7, b"")) == comment:
+                    added[(family, table, handle)] = (family, table, chain, handle)
+            off += (length + 3) & ~3
+
+
 def nft_apply(script: str) -> spawn.Completed:
     """Apply an nft script as one transaction."""
     return run(["nft", "-f", "-"], script)
