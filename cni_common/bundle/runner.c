@@ -36,14 +36,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14, the same number on every architecture; C libraries before 2.35 */
-#endif
 
 #define ERROR_SOURCE "cni-suite runner"
 #include "cni_error.h"
@@ -85,25 +79,7 @@ static PyObject *native_securebits(PyObject *self, PyObject *args) {
     return PyLong_FromLong((long)prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
 }
 
-/* populate(ranges): madvise(MADV_POPULATE_WRITE) over each (address, length) of a bytes object of native
- * unsigned 64-bit pairs, for a warm spare that copies, ahead of its call, the pages calls write
- * (cni_common/warm/prefault.py). In C: a spare makes hundreds of these calls, ~1 us each from Python. Python 3.11
- * offers madvise only on its own mmap objects. A range that fails (unmapped since, or a kernel before 5.14) is
- * skipped; returns how many succeeded. */
-static PyObject *native_populate(PyObject *self, PyObject *args) {
-    Py_buffer ranges;
-    long done = 0;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*:populate", &ranges)) return NULL;
-    const uint64_t *pair = ranges.buf;
-    for (Py_ssize_t i = 0; i + 1 < ranges.len / (Py_ssize_t)sizeof *pair; i += 2)
-        if (madvise((void *)(uintptr_t)pair[i], (size_t)pair[i + 1], MADV_POPULATE_WRITE) == 0) done++;
-    PyBuffer_Release(&ranges);
-    return PyLong_FromLong(done);
-}
-
 static PyMethodDef native_methods[] = {
-    {"populate", native_populate, METH_VARARGS, "populate(ranges): MADV_POPULATE_WRITE over (address, length) pairs."},
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
     {"set_name", native_set_name, METH_VARARGS, "set_name(name): prctl(PR_SET_NAME)."},
     {"securebits", native_securebits, METH_NOARGS, "securebits(): prctl(PR_GET_SECUREBITS)."},

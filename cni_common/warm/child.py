@@ -20,15 +20,13 @@ import socket
 import struct
 import sys
 
-from cni_common.warm import context, prefault
+from cni_common.warm import context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
 MAGIC = b"CNIW"
-#: A child's messages to the warm process (server.Server.take_reports): its exit code was reported; its pages.
-DONE, PAGES = b"D", b"P"
 PROTOCOL = 1
 HEADER = struct.Struct("<4sIIIIII")  # magic, protocol, umask, securebits, argc, envc, length of the strings
 DESCRIPTORS = 4  # stdin, stdout, stderr, working directory
@@ -155,10 +153,10 @@ def become_caller(request: Request, fds: list[int]) -> None:
         sys.modules["random"].seed()
 
 
-def run_call(conn: socket.socket, done: socket.socket, learn: bool, own: dict[str, object], own_bits: int,
+def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,
              mounts: dict[str, tuple[str, str]], run: Callable[[list[str]], int]) -> None:
     """The whole life of a child: never returns (``os._exit``). ``done``: the warm process's socket for
-    :func:`report_exit`; ``learn``: report the pages the call wrote (:mod:`prefault`)."""
+    :func:`report_exit`."""
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -177,8 +175,6 @@ def run_call(conn: socket.socket, done: socket.socket, learn: bool, own: dict[st
         become_caller(request, fds)
         code = _run_as_program(run, request.argv) & 0xFF
         report_exit(conn, done, code)
-        if learn:
-            report_pages(done)
     finally:
         os._exit(code)
 
@@ -193,12 +189,12 @@ def report_exit(conn: socket.socket, done: socket.socket, code: int) -> None:
     so that the launcher's exit is no reason to kill this child, and it sends no report of its own for it. A
     child killed before this point is reported by the warm process as a death by that signal, as before."""
     try:
-        done.send(DONE + struct.pack("<i", os.getpid()), socket.MSG_DONTWAIT)
+        done.send(struct.pack("<i", os.getpid()), socket.MSG_DONTWAIT)
     except OSError:
         pass  # the warm process is gone, or its queue is full: at worst it kills this child as it exits
-    keep = (conn.fileno(), done.fileno())
+    keep = conn.fileno()
     for name in os.listdir("/proc/self/fd"):  # the few that are open (close_range(2) needs Linux 5.9)
-        if int(name) not in keep:
+        if int(name) != keep:
             try:
                 os.close(int(name))
             except OSError:
@@ -207,14 +203,6 @@ def report_exit(conn: socket.socket, done: socket.socket, code: int) -> None:
         conn.sendall(b"X" + struct.pack("<i", code))
     except OSError:
         pass  # the launcher went away: the warm process has killed, or is killing, this child
-
-
-def report_pages(done: socket.socket) -> None:
-    """After the call (its launcher already has the answer): tell the warm process which pages it wrote."""
-    try:
-        done.send(PAGES + prefault.encode(prefault.written_ranges()), socket.MSG_DONTWAIT)
-    except OSError:
-        pass  # no /proc, or the warm process's queue is full: a later call teaches it
 
 
 def _run_as_program(run: Callable[[list[str]], int], argv: list[str]) -> int:

@@ -37,7 +37,7 @@ import struct
 import sys
 import time
 
-from cni_common.warm import child, context, prefault
+from cni_common.warm import child, context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,7 +78,6 @@ class Server:
         # before that launcher can exit: its connection's end is then no reason to kill it.
         self.done_read, self.done_write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.reported: set[int] = set()
-        self.hot = prefault.HotPages(prefault.supported())
 
     def path(self, suffix: str) -> str:
         return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
@@ -89,8 +88,7 @@ class Server:
                 "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
                 "refused": self.refused, "in_flight": len(self.calls),
                 "cpu_seconds": round(sum(os.times()[:2]) + self.children_cpu, 6),
-                "max_call_rss_kib": self.children_max_rss_kib, "prefault_pages": self.hot.pages,
-                "prefault_learned_calls": self.hot.reports}
+                "max_call_rss_kib": self.children_max_rss_kib}
 
     def listen(self) -> None:
         """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline)."""
@@ -197,7 +195,6 @@ class Server:
         is as fresh as a child forked at accept time (this process computes nothing between calls)."""
         if self.spare is not None:
             return
-        learn = self.hot.learning()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
@@ -207,21 +204,15 @@ class Server:
             return
         if pid == 0:
             ours.close()
-            self.wait_as_spare(theirs, learn)
+            self.wait_as_spare(theirs)
         theirs.close()
         self.spare = (pid, ours)
 
-    def wait_as_spare(self, control: socket.socket, learn: bool) -> None:
-        """In the spare: copy the pages calls write (:mod:`prefault`), wait for a call's connection (or the warm
-        process's end: EOF), then become its child; ``learn``: it reports which pages its call wrote."""
+    def wait_as_spare(self, control: socket.socket) -> None:
+        """In the spare: wait for a call's connection (or the warm process's end: EOF), then become its child."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.close_in_child()
-        if self.hot.chunks and not learn:
-            waiting = select.poll()
-            waiting.register(control, select.POLLIN)
-            # While the previous call runs: the copies leave our call's path (and stop when our call comes).
-            prefault.populate(self.hot.chunks, lambda: bool(waiting.poll(0)))
         try:
             _, fds, _, _ = socket.recv_fds(control, 1, 1)
         except OSError:
@@ -229,7 +220,7 @@ class Server:
         control.close()
         if len(fds) != 1:
             os._exit(child.NOT_STARTED)
-        self.become_child(socket.socket(fileno=fds[0]), learn)
+        self.become_child(socket.socket(fileno=fds[0]))
 
     def hand_to_spare(self, conn: socket.socket) -> int | None:
         """Give ``conn`` to the spare; its pid, or None when there is no spare (or it is gone: fork instead)."""
@@ -245,11 +236,11 @@ class Server:
             control.close()
         return pid
 
-    def become_child(self, conn: socket.socket, learn: bool = False) -> None:
+    def become_child(self, conn: socket.socket) -> None:
         """In the forked child: drop the server's sockets, answer a status query or run the call."""
         signal.set_wakeup_fd(-1)
         self.close_in_child()
-        child.run_call(conn, self.done_write, learn, self.own, self.own_bits, self.mounts, self.run)
+        child.run_call(conn, self.done_write, self.own, self.own_bits, self.mounts, self.run)
         os._exit(1)  # not reached: run_call always exits
 
     def close_in_child(self) -> None:
@@ -261,18 +252,15 @@ class Server:
         self.calls.clear()
 
     def take_reports(self, poller: select.poll) -> None:
-        """The children's messages (:mod:`child`: ``report_exit``): ``D`` + pid from one that told its launcher its
-        exit code, so stop watching that connection (a launcher exits once it has its answer; its child, then
-        exiting, is not killed for that); ``P`` + the pages a learning child wrote."""
+        """The pids of the children that told their launchers their exit code (:func:`child.report_exit`): stop
+        watching those connections (a launcher exits once it has its answer; its child, then exiting, is not
+        killed for that)."""
         while True:
             try:
-                message = self.done_read.recv(1 + prefault.RANGE.size * prefault.MAX_RANGES)
+                message = self.done_read.recv(16)
             except OSError:  # BlockingIOError: none left
                 return
-            if message[:1] == child.PAGES:
-                self.hot.add(prefault.decode(message[1:]))
-                continue
-            (pid,) = struct.unpack("<i", message[1:]) if len(message) == 5 and message[:1] == child.DONE else (0,)
+            (pid,) = struct.unpack("<i", message) if len(message) == 4 else (0,)
             conn = self.calls.get(pid)
             if conn is not None and pid not in self.reported:
                 self.reported.add(pid)

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_common.warm import child, context, prefault
+from cni_common.warm import child, context
 from cni_common.warm.status import warm_processes
 from tests.helpers import builds, paths, warm
 
@@ -492,28 +492,3 @@ def test_the_next_calls_child_is_forked_ahead(lab: Lab) -> None:
     assert lab.server()["calls"] == 3
     assert _wait_until(lambda: len(lab.children_of(server)) == 1, 5)
 
-
-def _private_dirty_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Private_Dirty:"):
-            return int(line.split()[1])
-    return 0
-
-
-def test_spares_copy_the_pages_calls_write_once_learned(lab: Lab) -> None:
-    """The first calls report the pages they wrote (cni_common/warm/prefault.py); then each spare copies the
-    pages most calls write while it waits, and the calls still answer as before."""
-    learned = prefault.LEARN_CALLS
-    for i in range(learned // 2 + 1):
-        for verb in ("ADD", "DEL"):
-            proc = lab.call("on", cid=f"c{i}", verb=verb)
-            assert proc.returncode == 0, proc.stderr
-    shown = lab.server()
-    assert shown["prefault_learned_calls"] >= learned and shown["prefault_pages"] > 100, shown
-    proc = lab.call("on", cid="last")
-    assert proc.returncode == 0 and b'"10.123.0.' in proc.stdout, proc.stderr
-    server = int(lab.server()["pid"])
-    assert _wait_until(lambda: len(lab.children_of(server)) == 1, 5)
-    (spare,) = lab.children_of(server)
-    copied = shown["prefault_pages"] * prefault.PAGE // 1024 // 2  # at least half: a few ranges may be gone
-    assert _wait_until(lambda: _private_dirty_kib(spare) >= copied, 5), (_private_dirty_kib(spare), copied)
