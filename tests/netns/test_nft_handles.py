@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from cni_common.netfilter import handles, masquerade, portmap, runner
+from cni_common.netfilter import handles, masquerade, portmap
 from cni_common.netns import NetNS
 from tests.helpers.netns import Netns
+from tests.helpers.nft_calls import count_nft
 
 NET = "cnt-net"
 IP4 = ipaddress.ip_interface("10.97.0.2/24")
@@ -56,20 +57,6 @@ def comments(ns: Netns, family: str, table: str) -> list[str]:
 def masq_rules(ns: Netns) -> list[dict[str, Any]]:
     """The per-attachment rules (the postrouting chain's jump and returns are shared and stay)."""
     return [r for r in rules(ns, "inet", "cni_plugins_masquerade") if r["chain"] == "masq_checks"]
-
-
-def count_nft(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every nft command the code runs from now on."""
-    seen: list[list[str]] = []
-    real = runner.run
-
-    def counting(argv: list[str], stdin: str = "") -> Any:
-        if argv[0] == "nft":
-            seen.append(argv)
-        return real(argv, stdin)
-
-    monkeypatch.setattr(runner, "run", counting)
-    return seen
 
 
 def spec(cid: str, port: int) -> portmap.PortMapSpec:

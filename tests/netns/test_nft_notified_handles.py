@@ -23,6 +23,7 @@ import pytest
 from cni_common.netfilter import handles, masquerade, names, portmap, runner
 from cni_common.netns import NetNS
 from tests.helpers.netns import Netns
+from tests.helpers.nft_calls import count_nft
 
 NET = "cnt-net"
 MASQ_TABLE = ("inet", masquerade.NFT_TABLE)
@@ -107,19 +108,6 @@ def assert_recorded_as_listed(ns: Netns, cid: str) -> None:
     assert masq.tables == {"inet cni_plugins_masquerade": tables[MASQ_TABLE]}
     assert pm.tables == {"ip cni_hostport": tables[("ip", "cni_hostport")],
                          "ip6 cni_hostport": tables[("ip6", "cni_hostport")]}
-
-
-def count_nft(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    seen: list[list[str]] = []
-    real = runner.run
-
-    def counting(argv: list[str], stdin: str = "") -> Any:
-        if argv[0] == "nft":
-            seen.append(argv)
-        return real(argv, stdin)
-
-    monkeypatch.setattr(runner, "run", counting)
-    return seen
 
 
 def test_handles_match_the_listing_with_300_pods_and_no_nft_reads_the_ruleset(
