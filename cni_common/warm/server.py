@@ -209,9 +209,7 @@ class Server:
         self.spare = (pid, ours)
 
     def wait_as_spare(self, control: socket.socket) -> None:
-        """In the spare: wait for a call's connection (or the warm process's end: EOF), then become its child."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        """In the spare: wait for a call's connection (or the warm process's end: EOF), then run its call."""
         self.close_in_child()
         try:
             _, fds, _, _ = socket.recv_fds(control, 1, 1)
@@ -220,7 +218,7 @@ class Server:
         control.close()
         if len(fds) != 1:
             os._exit(child.NOT_STARTED)
-        self.become_child(socket.socket(fileno=fds[0]))
+        self.run_child(socket.socket(fileno=fds[0]))
 
     def hand_to_spare(self, conn: socket.socket) -> int | None:
         """Give ``conn`` to the spare; its pid, or None when there is no spare (or it is gone: fork instead)."""
@@ -237,14 +235,18 @@ class Server:
         return pid
 
     def become_child(self, conn: socket.socket) -> None:
-        """In the forked child: drop the server's sockets, answer a status query or run the call."""
-        signal.set_wakeup_fd(-1)
+        """In a child forked for ``conn`` (no spare was ready): run its call."""
         self.close_in_child()
+        self.run_child(conn)
+
+    def run_child(self, conn: socket.socket) -> None:
         child.run_call(conn, self.done_write, self.own, self.own_bits, self.mounts, self.run)
         os._exit(1)  # not reached: run_call always exits
 
     def close_in_child(self) -> None:
-        """A child keeps of the warm process's sockets only ``done_write`` (and its own connection)."""
+        """A child keeps of the warm process's sockets only ``done_write`` (and its own connection), and no
+        wake-up descriptor (run_call sets SIGCHLD back to its default)."""
+        signal.set_wakeup_fd(-1)
         for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, self.done_read,
                      *self.calls.values()):
             if sock is not None:
