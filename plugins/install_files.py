@@ -53,12 +53,14 @@ def locked_dir(directory: str) -> Iterator[None]:
         os.close(fd)
 
 
-def remove_leftovers(directory: str) -> None:
-    """Remove temporary files of an installer that was killed mid-write (regular files with our prefix only)."""
+def remove_leftovers(directory: str | int) -> None:
+    """Remove temporary files of an installer that was killed mid-write (regular files with our prefix only).
+    ``directory``: a path, or a descriptor of the folder (then no path is looked up again)."""
+    dir_fd = directory if isinstance(directory, int) else None
     for entry in os.scandir(directory):
         if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
             try:
-                os.unlink(entry.path)
+                os.unlink(entry.path, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass
 

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from cni_common.durable import write_all
 from cni_common.warm.server import MODE_FILE
-from plugins.install_files import TEMP_PREFIX, TEMP_SUFFIX, InstallError, describe
+from plugins.install_files import TEMP_PREFIX, TEMP_SUFFIX, InstallError, describe, remove_leftovers
 
 #: The switch's words, as the launcher reads them (``warm.h``: ``parse_warm_mode``).
 WARM_MODES = ("off", "on", "auto")
@@ -94,7 +94,7 @@ def write_mode(cache_dir: str, mode: str) -> bool:
     """Make ``<cache_dir>/warm-mode`` say ``mode``; False when it already did (nothing written)."""
     data = content(mode)
     with cache_folder(cache_dir) as fd:
-        _remove_leftovers(fd)
+        remove_leftovers(fd)  # of an installer killed mid-write (the launcher's own are ``.tmp-*``: never touched)
         if _read(fd) == data:
             return False
         temp = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
@@ -112,7 +112,10 @@ def write_mode(cache_dir: str, mode: str) -> bool:
                 os.close(out)
             os.rename(temp, MODE_FILE, src_dir_fd=fd, dst_dir_fd=fd)  # replaces a symlink, never follows it
         except OSError as exc:
-            _unlink_quietly(temp, fd)
+            try:
+                os.unlink(temp, dir_fd=fd)
+            except OSError:
+                pass
             raise describe(exc, f"cannot write {mode_path(cache_dir)}") from exc
         os.fsync(fd)
     return True
@@ -157,18 +160,3 @@ def _read(folder: int) -> bytes:
         return os.read(fd, 4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
     finally:
         os.close(fd)
-
-
-def _remove_leftovers(folder: int) -> None:
-    """Temporary files of an installer killed mid-write (the launcher's own are ``.tmp-*``: never touched)."""
-    for entry in os.scandir(folder):
-        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX) and \
-                entry.is_file(follow_symlinks=False):
-            _unlink_quietly(entry.name, folder)
-
-
-def _unlink_quietly(name: str, folder: int) -> None:
-    try:
-        os.unlink(name, dir_fd=folder)
-    except OSError:
-        pass
