@@ -61,7 +61,13 @@ class Lab:
         return found
 
     def server(self) -> dict[str, Any]:
+        """The one warm process. A launcher in "on" mode waits 3 s for the process it started, then execs: on a
+        loaded machine the process may only be listening after its first call returned."""
         found = self.servers()
+        deadline = time.monotonic() + 10
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found = self.servers()
         assert len(found) == 1, found
         return found[0]
 
