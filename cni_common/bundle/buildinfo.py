@@ -1,10 +1,10 @@
 """What a built file carries: its platform and the versions of the C library and Python inside it.
 
-``build.sh`` writes ``build-info`` (``key=value`` lines: ``platform``, ``glibc``, ``python``, ``zlib``,
-``openssl``, the distribution's package versions) next to this module in the bundle; the release tarball's
-README lists the same. A plugin run by hand (no ``CNI_COMMAND``) prints it, so a user can tell which C library
-a file on a node carries, e.g. to know whether a glibc security fix is in it (docs/packaging.md). Outside a
-build (``python -m``, tests) there is no such file and nothing is printed.
+``build.sh`` writes ``build-info`` (``key=value`` lines: ``platform``, ``glibc``, ``musl`` (the launcher's),
+``python``, ``zlib``, ``openssl``, the distribution's package versions) next to this module in the bundle; the
+release tarball's README lists the same. A plugin run by hand (no ``CNI_COMMAND``) prints it, so a user can
+tell which C library a file on a node carries, e.g. to know whether a glibc security fix is in it
+(docs/packaging.md). Outside a build (``python -m``, tests) there is no such file and nothing is printed.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 BUILD_INFO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build-info")
-_LABELS = (("platform", "{}"), ("glibc", "glibc {}"), ("python", "Python {}"), ("zlib", "zlib {}"),
-           ("openssl", "OpenSSL {}"))
+_LABELS = (("platform", "{}"), ("glibc", "glibc {}"), ("musl", "musl {} (the launcher)"), ("python", "Python {}"),
+           ("zlib", "zlib {}"), ("openssl", "OpenSSL {}"))
 
 
 def parse(text: str) -> dict[str, str]:

@@ -57,6 +57,7 @@ itself once into /var/cache/cni-suite/<hash>/ (root only).
 Bundled (the files carry their own C library, used instead of the node's; a security fix in any of these
 needs a new build of the suite):
     GNU C Library (glibc)   Debian package libc6 {info.get("glibc", "?")}
+    musl (the launcher)     Debian package musl-dev {info.get("musl", "?")}
     Python                  Debian package {python_package} {python}
     zlib                    Debian package zlib1g {info.get("zlib", "?")}
     OpenSSL                 Debian package libssl3 {info.get("openssl", "?")}

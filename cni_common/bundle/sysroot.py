@@ -39,7 +39,8 @@ def packages(python: str = "%d.%d" % sys.version_info[:2]) -> list[str]:
     """The Debian packages (without ``:arch``) of one architecture's sysroot."""
     return ["libc6", "libgcc-s1", "zlib1g", "zlib1g-dev", "libexpat1", "libexpat1-dev", "libffi8", "liblzma5",
             "libbz2-1.0", "libssl3", f"libpython{python}-minimal", f"libpython{python}-stdlib",
-            f"libpython{python}-dev"]
+            f"libpython{python}-dev",
+            "musl-dev"]  # the launcher's C library (build.sh: build_launcher)
 
 
 def relink_absolute_symlinks(root: Path) -> None:

@@ -75,8 +75,10 @@ def test_a_link_to_a_later_or_missing_entry_is_refused() -> None:
 
 
 def test_readme_names_the_bundled_c_library() -> None:
-    text = readme("arm64", {"glibc": "2.36-9+deb12u13", "python": "3.11.2-6"}, ["bridge", "host-local"])
+    text = readme("arm64", {"glibc": "2.36-9+deb12u13", "musl": "1.2.3-1", "python": "3.11.2-6"},
+                  ["bridge", "host-local"])
     assert "for linux/arm64" in text and "libc6 2.36-9+deb12u13" in text and "libpython3.11-stdlib" in text
+    assert "musl-dev 1.2.3-1" in text  # the launcher's C library
     assert "./bridge ./host-local" in text  # how to extract one plugin from the hard links
 
 
@@ -84,9 +86,9 @@ def test_bundled_line_reads_build_info_and_is_silent_without_it(tmp_path: Path, 
     from cni_common.bundle import buildinfo
 
     info = tmp_path / "build-info"
-    info.write_text("platform=linux/amd64\nglibc=2.36-9+deb12u13\npython=3.11.2-6\n")
+    info.write_text("platform=linux/amd64\nglibc=2.36-9+deb12u13\nmusl=1.2.3-1\npython=3.11.2-6\n")
     monkeypatch.setattr(buildinfo, "BUILD_INFO", str(info))
     assert buildinfo.bundled_line() == ("Bundled (Debian package versions): linux/amd64, glibc 2.36-9+deb12u13, "
-                                        "Python 3.11.2-6")
+                                        "musl 1.2.3-1 (the launcher), Python 3.11.2-6")
     monkeypatch.setattr(buildinfo, "BUILD_INFO", str(tmp_path / "absent"))
     assert buildinfo.bundled_line() == ""
