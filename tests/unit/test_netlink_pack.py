@@ -109,3 +109,49 @@ def test_pack_matches_pyroute2_on_any_address_and_route(ip, prefix, oif, table, 
             ("RTA_PRIORITY", priority)]
     fields = {"family": family, "dst_len": prefix, "table": table, "type": 1}
     assert pack("rtmsg", nlas, fields) == msg.build_with_pyroute2("rtmsg", nlas, **fields)
+
+
+def _pyroute2_addr(body: bytes) -> addr.Addr | None:
+    """The oracle: an Addr from pyroute2's decode of the same body (the former reader of list_addrs)."""
+    m = msg.parse("ifaddrmsg", consts.RTM_NEWADDR, body)
+    ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+    if ip is None:
+        return None
+    return addr.Addr(m["index"], ipaddress.ip_interface(f"{ip}/{m['prefixlen']}"), m["scope"],
+                     m.get_attr("IFA_FLAGS", m["flags"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(local=st.none() | st.ip_addresses(v=4), peer=st.none() | st.ip_addresses(v=4),
+       v6=st.none() | st.ip_addresses(v=6), prefix=st.integers(0, 32), flags=st.integers(0, 255),
+       scope=st.sampled_from([0, 253, 254]),
+       index=_U32, ifa_flags=st.none() | _U32)
+def test_address_decode_matches_pyroute2(local, peer, v6, prefix, flags, scope, index, ifa_flags):
+    if v6 is not None:
+        family, nlas = consts.AF_INET6, [("IFA_ADDRESS", str(v6))]
+    else:
+        family = consts.AF_INET
+        nlas = [("IFA_ADDRESS", str(peer))] if peer is not None else []
+        nlas += [("IFA_LOCAL", str(local))] if local is not None else []
+    nlas += [("IFA_FLAGS", ifa_flags)] if ifa_flags is not None else []
+    body = msg.build_with_pyroute2("ifaddrmsg", nlas, family=family, prefixlen=prefix, flags=flags, scope=scope,
+                                   index=index)
+    assert addr.decode_addr(body) == _pyroute2_addr(body)
+
+
+def test_address_decode_matches_pyroute2_on_kernel_replies(host_ns):
+    """IPv4 and IPv6, global, link-local and host scope, tentative and not, on a throwaway namespace's links."""
+    from cni_common import netlink as nl
+    from cni_common.netns import NetNS
+
+    host_ns.ip("link", "add", "cntpca", "type", "veth", "peer", "name", "cntpcb")
+    host_ns.ip("addr", "add", "10.77.0.1/24", "dev", "cntpca")
+    host_ns.ip("addr", "add", "10.77.1.1", "peer", "10.77.1.2/32", "dev", "cntpca")
+    host_ns.ip("addr", "add", "fd77::1/64", "dev", "cntpca")
+    host_ns.ip("link", "set", "cntpca", "up")
+    with NetNS(host_ns.path) as handle, nl.open_conn(handle) as conn:
+        bodies = [p for t, p in conn.dump(consts.RTM_GETADDR, msg.build("ifaddrmsg"), "dump")
+                  if t == consts.RTM_NEWADDR]
+    assert len(bodies) >= 3  # the three above (and lo's, a link-local one)
+    for body in bodies:
+        assert addr.decode_addr(body) == _pyroute2_addr(body)
