@@ -98,6 +98,8 @@ def _attrs(nlas: Sequence[tuple], table: _Table, family: int) -> bytes:
         elif form == "B":
             payload = _U8.pack(value)
         elif form == "mac":
+            if "-" in value:  # pyroute2 reads colons only: such a MAC is its to refuse
+                raise _NotHere
             payload = mac_to_bytes(value)
         elif form == "ip":
             if family not in (socket.AF_INET, socket.AF_INET6):

@@ -67,6 +67,7 @@ def test_what_it_does_not_know_is_left_to_pyroute2():
         ("ifinfmsg", {}, [link._linkinfo("vxlan", ("IFLA_VXLAN_ID", 42))]),  # a link kind's settings it does not know
         ("ifinfmsg", {"parent": 1}, []),  # a field the header has not
         ("ifinfmsg", {}, [("IFLA_ADDRESS", "not a mac")]),  # pyroute2 encodes this its own way
+        ("ifinfmsg", {}, [("IFLA_ADDRESS", "02-00-00-00-00-01")]),  # or refuses it
         ("rtmsg", {"family": 0}, [("RTA_DST", "10.0.0.0")]),  # an address of no family
         ("ifinfmsg", {}, [("IFLA_MTU", -1)]),
     ]
