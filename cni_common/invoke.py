@@ -9,7 +9,9 @@ and the program registered that type as able to (:mod:`cni_common.inprocess`), t
 process instead, through the same :func:`cni_common.skel.plugin_main` with the same environment and stdin bytes,
 and its output is parsed exactly as a child's would be. That saves a process start per ADD and DEL; any other
 binary (the Go host-local, another version of ours) is executed as the spec says.
-``CNI_SUITE_EXEC_DELEGATES=1`` turns the shortcut off.
+``CNI_SUITE_EXEC_DELEGATES=1`` turns the shortcut off. (:mod:`cni_common.bundle.trailer` is imported with this
+module: a warm process preloads this module but not the packaging package, and an import inside every delegating
+call cost a warm child a dozen file system calls and the module's execution.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import time
 
 from . import spawn
+from .bundle.trailer import build_hash
 from .errors import CNIError, ErrorCode, PluginCode
 from .log import get_logger
 from .record import record
@@ -67,7 +70,6 @@ def _in_process_main(plugin_type: str, binary: str) -> Optional[Callable[..., in
     if not getattr(sys, "frozen", False) or os.environ.get("CNI_SUITE_EXEC_DELEGATES", "") == "1":
         return None
     from . import inprocess
-    from .bundle.trailer import build_hash
 
     load_main = inprocess.loader_of(plugin_type)
     if load_main is None:

@@ -101,11 +101,13 @@ def delete_container_link(args: CmdArgs,
     if ns is None:
         return
     with ns, nl.open_conn(ns) as cont:
+        if before_delete is None:  # deleted by name: no look-up first (a missing link is answered ENODEV, fine)
+            nl.delete_link(cont, args.ifname)
+            return
         link = nl.find_link(cont, args.ifname)
         if link is None:
             return
-        if before_delete is not None:
-            before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
+        before_delete([a.address for a in nl.list_addrs(cont, link.index) if a.is_global_unicast])
         nl.delete_link(cont, link.index)
 
 

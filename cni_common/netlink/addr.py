@@ -8,15 +8,18 @@ import struct
 from typing import Union
 
 from ..record import record
-from . import msg
+from . import attrs, msg
 from .conn import Conn, request_unless
 from .consts import (
     AF_INET,
     AF_INET6,
     AF_UNSPEC,
+    IFA_ADDRESS,
     IFA_F_DADFAILED,
     IFA_F_NODAD,
     IFA_F_TENTATIVE,
+    IFA_FLAGS,
+    IFA_LOCAL,
     NLM_F_CREATE,
     NLM_F_EXCL,
     RT_SCOPE_UNIVERSE,
@@ -29,6 +32,9 @@ IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 #: ifa_index in an ifaddrmsg body (family, prefixlen, flags, scope, *index*): read to skip other links' addresses
 #: of a dump before paying for a full decode.
 _IFA_INDEX = struct.Struct("=4xI")
+#: struct ifaddrmsg: family, prefixlen, flags, scope, index.
+_IFADDRMSG = struct.Struct("=BBBBI")
+_U32 = struct.Struct("=I")
 
 
 @record(frozen=True)
@@ -86,14 +92,26 @@ def list_addrs(conn: Conn, index: int = 0, family: int = AF_UNSPEC) -> list[Addr
     for mtype, payload in conn.dump(RTM_GETADDR, body, f"failed to list addresses of link {index}"):
         if mtype != RTM_NEWADDR or (index and _IFA_INDEX.unpack_from(payload)[0] != index):
             continue
-        m = msg.parse("ifaddrmsg", mtype, payload)
-        # IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (IPv4 only).
-        ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
-        if ip is None:
-            continue
-        flags = m.get_attr("IFA_FLAGS", m["flags"])
-        out.append(Addr(m["index"], ipaddress.ip_interface(f"{ip}/{m['prefixlen']}"), m["scope"], flags))
+        found = decode_addr(payload)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def decode_addr(body: bytes) -> Addr | None:
+    """The Addr an RTM_NEWADDR body describes (None when it carries no address), read with :mod:`struct`: pyroute2's
+    decode of the same reply cost ~0.2 ms and ~40 page faults in a warm child (see :mod:`.pack`), for four values.
+    IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (IPv4 only)."""
+    family, prefixlen, flags, scope, index = _IFADDRMSG.unpack_from(body)
+    found = attrs.parse(body, _IFADDRMSG.size)
+    raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
+    size = 4 if family == AF_INET else 16 if family == AF_INET6 else 0
+    if raw is None or len(raw) != size:
+        return None
+    flags_attr = found.get(IFA_FLAGS)
+    if flags_attr is not None and len(flags_attr) == 4:
+        flags = _U32.unpack(flags_attr)[0]
+    return Addr(index, ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen)), scope, flags)
 
 
 def del_addr(conn: Conn, index: int, address: IPInterface) -> bool:

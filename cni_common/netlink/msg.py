@@ -13,15 +13,23 @@ import struct
 from typing import Any, Sequence
 
 from .consts import AF_BRIDGE, AF_INET, NLA_F_NESTED, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from .pack import pack
 from .pyroute2_light import message_class
 
-__all__ = ["NLA_F_NESTED", "build", "compile_tables", "parse"]
+__all__ = ["NLA_F_NESTED", "build", "build_with_pyroute2", "compile_tables", "parse"]
 _NLMSGHDR = struct.Struct("=IHHII")
 
 
 def build(kind: str, nlas: Sequence[tuple] = (), **fields: Any) -> bytes:
     """The body of a ``kind`` message ("ifinfmsg", "ifaddrmsg", "rtmsg", "ndmsg") with these header fields
-    (``index=3``, ``family=AF_INET``...; unset ones are 0) and attributes."""
+    (``index=3``, ``family=AF_INET``...; unset ones are 0) and attributes. The common requests are packed by
+    :mod:`.pack` (the same bytes, ~10 times cheaper); pyroute2 encodes the rest."""
+    packed = pack(kind, nlas, fields)
+    return packed if packed is not None else build_with_pyroute2(kind, nlas, **fields)
+
+
+def build_with_pyroute2(kind: str, nlas: Sequence[tuple] = (), **fields: Any) -> bytes:
+    """:func:`build` through pyroute2's classes, whatever the message."""
     msg = message_class(kind)()
     for name, value in fields.items():
         msg[name] = value
@@ -46,7 +54,7 @@ def compile_tables() -> None:
     code, never on a call. An exec'd call never calls this (it compiles only what it uses).
     """
     for kind, msg_type, fields, nlas in _samples():
-        parse(kind, msg_type, build(kind, nlas, **fields))
+        parse(kind, msg_type, build_with_pyroute2(kind, nlas, **fields))
 
 
 def _samples() -> list[tuple[str, int, dict[str, int], list[tuple]]]:
