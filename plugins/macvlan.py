@@ -2,9 +2,10 @@
 
 Drop-in for upstream's ``macvlan`` (v1.9): keys ``master`` (default: the default route's link), ``mode``
 (bridge, private, vepa, passthru, source), ``mtu`` (0 to the master's), ``mac`` (also CNI_ARGS ``MAC``,
-``args.cni.mac`` and ``runtimeConfig.mac``, in rising precedence), ``linkInContainer``, ``ipam`` (optional: L2
-only without it). The link, its addresses and the verbs are the library's :mod:`cni_common.links`; this module
-is the config and the kind's CHECK. See docs/macvlan.md.
+``args.cni.mac`` and ``runtimeConfig.mac``, in rising precedence), ``linkInContainer``, ``bcqueuelen`` (the
+broadcast queue's length, 0: the kernel's default), ``ipam`` (optional: L2 only without it). The link, its
+addresses and the verbs are the library's :mod:`cni_common.links`; this module is the config and the kind's
+CHECK. See docs/macvlan.md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class MacvlanConf:
     mode: str
     mtu: int
     mac: str
+    bc_queue_len: int
     link_in_container: bool
     ipam_type: str
     dns: DNS
@@ -56,11 +58,13 @@ def load_conf(conf: dict[str, Any], cni_args: Optional[dict[str, str]] = None) -
         mode=mode,
         mtu=config.get_int(conf, "mtu"),
         mac=config.get_str(conf, "mac"),
+        bc_queue_len=config.get_int(conf, "bcqueuelen"),
         link_in_container=config.get_bool(conf, "linkInContainer"),
         ipam_type=config.get_str(config.get_dict(conf, "ipam"), "type", where="ipam"),
         dns=DNS.from_dict(config.get_dict(conf, "dns")),
     )
-    config.get_int(conf, "bcqueuelen")  # type-checked like Go; the kernel default (1000) is kept
+    if not 0 <= c.bc_queue_len <= 0xFFFFFFFF:  # Go decodes it into a uint32
+        raise CNIError(ErrorCode.INVALID_CONFIG, f"invalid bcqueuelen {c.bc_queue_len}: must be 0 to 4294967295")
     if cni_args is not None:
         from cni_common.attach.conf import check_mac, requested_mac
 
@@ -96,8 +100,11 @@ def cmd_add(args: CmdArgs) -> Result:
     def make(host: Conn, cont: Conn, undo: contextlib.ExitStack[Any]) -> Link:
         origin, parent = _master(c, host, cont)
         master.check_mtu(c.mtu, parent)
-        return place.create(origin, cont, args.ifname, "macvlan", ("IFLA_MACVLAN_MODE", MODES[c.mode]),
-                            parent=parent.index, mtu=c.mtu, mac=c.mac, undo=undo)
+        data = [("IFLA_MACVLAN_MODE", MODES[c.mode])]
+        if c.bc_queue_len:  # 0 keeps the kernel's default (1000), as upstream
+            data.append(("IFLA_MACVLAN_BC_QUEUE_LEN", c.bc_queue_len))
+        return place.create(origin, cont, args.ifname, "macvlan", *data, parent=parent.index, mtu=c.mtu,
+                            mac=c.mac, undo=undo)
 
     return attach.add(args, _plan(c), make)
 

@@ -13,7 +13,7 @@ import struct
 from typing import Any, Sequence
 
 from .consts import AF_BRIDGE, AF_INET, NLA_F_NESTED, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
-from .pack import pack
+from .pack import holds_packed_only, pack
 from .pyroute2_light import message_class
 
 __all__ = ["NLA_F_NESTED", "build", "build_with_pyroute2", "compile_tables", "parse"]
@@ -25,7 +25,11 @@ def build(kind: str, nlas: Sequence[tuple] = (), **fields: Any) -> bytes:
     (``index=3``, ``family=AF_INET``...; unset ones are 0) and attributes. The common requests are packed by
     :mod:`.pack` (the same bytes, ~10 times cheaper); pyroute2 encodes the rest."""
     packed = pack(kind, nlas, fields)
-    return packed if packed is not None else build_with_pyroute2(kind, nlas, **fields)
+    if packed is not None:
+        return packed
+    if holds_packed_only(nlas):  # pyroute2 would send the request without it
+        raise ValueError(f"a {kind} request with an attribute only netlink/pack.py encodes, which it refused")
+    return build_with_pyroute2(kind, nlas, **fields)
 
 
 def build_with_pyroute2(kind: str, nlas: Sequence[tuple] = (), **fields: Any) -> bytes:

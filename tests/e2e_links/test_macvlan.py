@@ -66,6 +66,24 @@ def test_modes(cnitool, host_ns, make_container_ns, tmp_path: Path, mode: str):
     assert cnitool.delete("cntmv", ctr).rc == 0 and links.only_lo(ctr)
 
 
+def test_bcqueuelen_sets_the_broadcast_queue(cnitool, host_ns, make_container_ns, tmp_path: Path):
+    """``bcqueuelen`` (upstream v1.6+) reaches the kernel; 0 keeps its default (1000); out of uint32 is code 7
+    naming the key, and nothing is made."""
+    links.make_master(host_ns)
+    for value, expected in ((2000, 2000), (0, 1000)):
+        cnitool.write_conflist(links.conflist("cntmv", _macvlan(master=links.MASTER, bcqueuelen=value), tmp_path))
+        ctr = make_container_ns()
+        assert cnitool.add("cntmv", ctr).rc == 0
+        lk = net.link(ctr, "eth0")
+        assert lk is not None and lk["linkinfo"]["info_data"]["bcqueuelen"] == expected, lk
+        assert cnitool.delete("cntmv", ctr).rc == 0 and links.only_lo(ctr)
+    cnitool.write_conflist(links.conflist("cntmv", _macvlan(master=links.MASTER, bcqueuelen=-1), tmp_path))
+    ctr = make_container_ns()
+    add = cnitool.add("cntmv", ctr)
+    assert add.rc == 1 and add.out["code"] == 7 and "bcqueuelen" in add.out["msg"], add
+    assert links.only_lo(ctr) and links.leases(tmp_path, "cntmv") == []
+
+
 def test_mac_from_runtime_config_and_l2_only(cnitool, host_ns, make_container_ns):
     links.make_master(host_ns)
     conf = links.conflist("cntmv", _macvlan(master=links.MASTER, mac="02:00:00:00:00:01",

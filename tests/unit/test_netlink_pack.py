@@ -27,6 +27,8 @@ SAMPLES: list[tuple[str, dict[str, int], list[tuple]]] = [
     ("ifinfmsg", {"index": 5, "family": consts.AF_BRIDGE},
      [("IFLA_PROTINFO", {"attrs": [("IFLA_BRPORT_MODE", 1), ("IFLA_BRPORT_ISOLATED", 1)]}, consts.NLA_F_NESTED)]),
     ("ifinfmsg", {"index": -1, "ifi_type": 1}, [("IFLA_IFNAME", "é")]),
+    ("ifinfmsg", {}, [("IFLA_IFNAME", "veth0a1b2c3d"), ("IFLA_LINK", 2), ("IFLA_NET_NS_FD", 3),
+                      link._linkinfo("macvlan", ("IFLA_MACVLAN_MODE", 4))]),
     ("ifaddrmsg", {"family": consts.AF_INET}, []),
     ("ifaddrmsg", {"family": consts.AF_INET, "prefixlen": 24, "index": 5},
      [("IFA_LOCAL", "10.1.0.2"), ("IFA_ADDRESS", "10.1.0.2"), ("IFA_BROADCAST", "10.1.0.255")]),
@@ -156,3 +158,16 @@ def test_address_decode_matches_pyroute2_on_kernel_replies(host_ns):
     assert len(bodies) >= 3  # the three above (and lo's, a link-local one)
     for body in bodies:
         assert addr.decode_addr(body) == _pyroute2_addr(body)
+
+
+def test_an_attribute_pyroute2_would_drop_is_packed_or_refused():
+    """IFLA_MACVLAN_BC_QUEUE_LEN (macvlan's bcqueuelen) is not in pyroute2's tables, which drop it silently:
+    packed here (the kernel's bytes: type 7, u32), and a request pack.py refuses is not sent without it."""
+    import pytest
+
+    data = link._linkinfo("macvlan", ("IFLA_MACVLAN_MODE", 4), ("IFLA_MACVLAN_BC_QUEUE_LEN", 2000))
+    body = msg.build("ifinfmsg", [("IFLA_IFNAME", "eth0"), data])
+    assert bytes.fromhex("08000700") + (2000).to_bytes(4, "little") in body  # length 8, type 7, the value
+    assert msg.build_with_pyroute2("ifinfmsg", [("IFLA_IFNAME", "eth0"), data]) != body  # pyroute2 drops it
+    with pytest.raises(ValueError):
+        msg.build("ifinfmsg", [("IFLA_OPERSTATE", 6), data])  # an attribute pack.py does not know
