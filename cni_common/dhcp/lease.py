@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from cni_common.dhcp.options import ClientSettings
+from cni_common.dhcp.routes import lease_routes
 from cni_common.errors import CNIError, ErrorCode
 from cni_common.log import get_logger
 from cni_common.netlink.pyroute2_light import register_package
@@ -207,8 +208,9 @@ class LeaseKeeper:
 
 
 def lease_result(lease: Lease, settings: ClientSettings) -> dict[str, Any]:
-    """The CNI 1.1.0 result of a lease: its address (needs the subnet mask), the first router as gateway and
-    default route, and DNS when it was requested (upstream drops option 6 even then)."""
+    """The CNI 1.1.0 result of a lease: its address (needs the subnet mask), the first router as gateway, the
+    routes of options 121, or 33 and 3 (:mod:`.routes`), and DNS when it was requested (upstream drops option 6
+    even then)."""
     try:
         prefix = lease.prefixlen
     except MissingOptionError as exc:
@@ -218,7 +220,9 @@ def lease_result(lease: Lease, settings: ClientSettings) -> dict[str, Any]:
     routers = lease.ack["options"].get("router") or []
     if routers:
         ip["gateway"] = routers[0]
-        result["routes"] = [{"dst": "0.0.0.0/0", "gw": routers[0]}]
+    routes = lease_routes(lease.ack["options"], routers[0] if routers else None)
+    if routes:
+        result["routes"] = routes
     servers = lease.ack["options"].get("name_server") or []
     if settings.wants_dns and servers:
         dns: dict[str, Any] = {"nameservers": list(servers)}

@@ -53,7 +53,8 @@ class DhcpLab:
     def dnsmasq_leases(self) -> Path:
         return self.workdir / "dnsmasq.leases"
 
-    def up(self, *, t1: int | None = None) -> "DhcpLab":
+    def up(self, *, t1: int | None = None, options: tuple[str, ...] = ()) -> "DhcpLab":
+        """Start the network and dnsmasq; ``options``: more of its ``--dhcp-option=`` values."""
         self.host = self.pool.create("dhhost")
         self.server = self.pool.create("dhsrv", lo_up=True)
         self.host.ip("link", "add", "cntbr0", "type", "bridge")
@@ -63,6 +64,7 @@ class DhcpLab:
         self.server.ip("addr", "add", f"{SERVER_IP}/24", "dev", "eth0")
         self.server.ip("link", "set", "eth0", "up")
         extra = [f"--dhcp-option=58,{t1}", f"--dhcp-option=59,{t1 * 2}"] if t1 else []
+        extra += [f"--dhcp-option={option}" for option in options]
         self.dnsmasq = self.server.popen(
             ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--port=0",
              "--no-ping", "--interface=eth0", "--bind-interfaces", f"--dhcp-range={SUBNET}.10,{SUBNET}.60,2m",
