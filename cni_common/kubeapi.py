@@ -24,10 +24,14 @@ import json
 import os
 import socket
 import ssl
+import time
 from typing import Any, Mapping, NamedTuple
 from urllib.parse import quote
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: The largest answer read: a Node object is tens of KiB (its image list included); beyond this it is not one.
+MAX_ANSWER = 16 << 20
+_CHUNK = 65536
 
 
 class NotInCluster(Exception):
@@ -92,7 +96,8 @@ def service_account_name(token_file: str) -> str:
 
 
 def get(cluster: InCluster, path: str, timeout: float = 10.0) -> Any:
-    """``GET path`` (e.g. ``/api/v1/nodes/node-1``): the decoded JSON object of a 200 answer."""
+    """``GET path`` (e.g. ``/api/v1/nodes/node-1``): the decoded JSON object of a 200 answer. ``timeout`` bounds
+    each wait for the server and the whole answer; an answer over :data:`MAX_ANSWER` bytes is refused."""
     try:
         with open(cluster.token_file, encoding="utf-8") as f:
             token = f.read().strip()
@@ -101,12 +106,13 @@ def get(cluster: InCluster, path: str, timeout: float = 10.0) -> Any:
         raise Unreachable(f"service account files: {exc}") from exc
     if not token or not token.isascii() or not token.isprintable():  # (being rotated; or no token at all)
         raise Unreachable(f"{cluster.token_file} holds no bearer token")
+    start = time.monotonic()
     connection = http.client.HTTPSConnection(cluster.host, cluster.port, context=context, timeout=timeout)
     try:
         connection.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
                                                  "User-Agent": "cni-suite"})
         response = connection.getresponse()
-        body = response.read()
+        body = _read_body(response, start + timeout)
     except ssl.SSLCertVerificationError as exc:
         raise Unreachable(f"{cluster.address}: TLS refused, the server's certificate does not verify against "
                           f"{cluster.ca_file}: {exc.verify_message}") from exc
@@ -139,6 +145,34 @@ def _api_error(code: int, http_reason: str, body: bytes) -> APIError:
     if isinstance(status, dict) and status.get("kind") == "Status":
         return APIError(code, str(status.get("reason") or http_reason), str(status.get("message") or ""))
     return APIError(code, http_reason, body[:200].decode("utf-8", "replace").strip())
+
+
+class _AnswerTooLarge(http.client.HTTPException):
+    def __str__(self) -> str:
+        return f"the answer is larger than {MAX_ANSWER} bytes"
+
+
+class _AnswerTooSlow(http.client.HTTPException):
+    def __str__(self) -> str:
+        return "the answer did not end in time"
+
+
+def _read_body(response: http.client.HTTPResponse, deadline: float) -> bytes:
+    """The answer's body, bounded as a whole: ``timeout`` bounds each read of the socket, so a server that sends
+    a byte now and then, or an endless body, would otherwise hold the caller (an installer's start) for ever."""
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _AnswerTooSlow()
+        chunk = response.read1(_CHUNK)  # what has arrived (read() would wait for the whole chunk)
+        if not chunk:
+            if response.length:  # the connection ended before the Content-Length did
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise _AnswerTooLarge()
+        chunks.append(chunk)
 
 
 def _describe(exc: BaseException) -> str:

@@ -85,15 +85,27 @@ class _Handler(BaseHTTPRequestHandler):
                                                  name))
         if name not in state.get("nodes", {}):
             return self._send(404, status_object(404, "NotFound", f'nodes "{name}" not found', name))
-        self._send(200, node_object(name, state["nodes"][name]), cut=bool(state.get("cut")))
+        node = node_object(name, state["nodes"][name])
+        if state.get("pad"):  # a larger object (as a node with a long image list)
+            node["status"] = {"images": [{"names": ["x" * 1000]}] * int(state["pad"])}
+        self._send(200, node, cut=bool(state.get("cut")), trickle=float(state.get("trickle", 0)))
 
-    def _send(self, code: int, obj: dict[str, Any], cut: bool = False) -> None:
+    def _send(self, code: int, obj: dict[str, Any], cut: bool = False, trickle: float = 0) -> None:
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Audit-Id", "cnt")
         self.end_headers()
+        if trickle:  # a byte now and then, each within the client's timeout
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(trickle)
+            except OSError:  # the client gave up
+                self.close_connection = True
+            return
         self.wfile.write(body[: len(body) // 2] if cut else body)
         self.wfile.flush()
         if cut:

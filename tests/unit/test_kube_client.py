@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -173,6 +174,24 @@ def test_a_slow_answer_is_unreachable_and_a_cut_one_retried(server, state, certs
                 allowed=[SERVICE_ACCOUNT_USER], cut=True)
     assert install_node.node_variables(env_for(server), str(sa), sleep)["POD_CIDR"] == "10.244.1.0/24"
     assert "the API is unreachable" in logs.getvalue()
+
+
+def test_a_trickling_or_endless_answer_is_bounded_as_a_whole(server, state, certs, tmp_path, monkeypatch):
+    """The timeout bounds the whole answer, not only each read; an answer beyond MAX_ANSWER is refused."""
+    sa = account(tmp_path / "sa", certs.ca)
+    write_state(state, nodes={"node-1": ["10.244.1.0/24"]}, tokens={TOKEN: SERVICE_ACCOUNT_USER},
+                allowed=[SERVICE_ACCOUNT_USER], trickle=0.05)
+    started = time.monotonic()
+    with pytest.raises(kubeapi.Unreachable, match="the answer did not end in time"):
+        kubeapi.get_node(cluster(server, sa), "node-1", timeout=0.5)
+    assert time.monotonic() - started < 2
+    monkeypatch.setattr(kubeapi, "MAX_ANSWER", 64 << 10)
+    write_state(state, nodes={"node-1": ["10.244.1.0/24"]}, tokens={TOKEN: SERVICE_ACCOUNT_USER},
+                allowed=[SERVICE_ACCOUNT_USER], pad=100)
+    with pytest.raises(kubeapi.Unreachable, match="the answer is larger than 65536 bytes"):
+        kubeapi.get_node(cluster(server, sa), "node-1")
+    monkeypatch.setattr(kubeapi, "MAX_ANSWER", 1 << 20)
+    assert kubeapi.get_node(cluster(server, sa), "node-1")["spec"]["podCIDR"] == "10.244.1.0/24"
 
 
 def test_connection_cut_mid_body(server, state, certs, tmp_path):
