@@ -160,7 +160,8 @@ class _AnswerTooSlow(http.client.HTTPException):
 def _read_body(response: http.client.HTTPResponse, deadline: float) -> bytes:
     """The answer's body, bounded as a whole: ``timeout`` bounds each read of the socket, so a server that sends
     a byte now and then, or an endless body, would otherwise hold the caller (an installer's start) for ever."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         if time.monotonic() > deadline:
             raise _AnswerTooSlow()
