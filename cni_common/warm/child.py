@@ -67,7 +67,7 @@ def receive(conn: socket.socket) -> Request:
         if not chunk:
             raise Refused("truncated request")
         body += chunk
-    strings = [os.fsdecode(item) for item in bytes(body).split(b"\0")[:-1]]
+    strings = os.fsdecode(bytes(body)).split("\0")[:-1]  # one decode (a NUL byte is never part of a character)
     if len(strings) != argc + envc or argc < 1:
         raise Refused("malformed request")
     env = {}
@@ -121,13 +121,22 @@ def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object
 
 
 def _copy_file(source: str, target: str) -> None:
-    with open(source) as f:
-        value = f.read().strip()
-    with open(target) as f:
-        if f.read().strip() == value:
-            return
-    with open(target, "w") as f:
-        f.write(value)
+    """Write ``source``'s value (a /proc number) into ``target`` unless equal; OSError when either fails."""
+    value = _read_value(source)
+    if _read_value(target) != value:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+
+
+def _read_value(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 64).strip()
+    finally:
+        os.close(fd)
 
 
 def become_caller(request: Request, fds: list[int]) -> None:
@@ -140,8 +149,10 @@ def become_caller(request: Request, fds: list[int]) -> None:
         if fd > 2:
             os.close(fd)
     os.umask(request.umask)
-    os.environ.clear()
-    os.environ.update(request.env)
+    for name in list(os.environ):  # one by one: clear() and update() add a Python layer per variable
+        del os.environ[name]
+    for name, value in request.env.items():
+        os.environ[name] = value
     sys.argv = list(request.argv)
     try:
         from _cni_suite import set_name  # type: ignore[import-not-found]
@@ -149,8 +160,7 @@ def become_caller(request: Request, fds: list[int]) -> None:
         set_name(os.path.basename(request.argv[0])[:15])
     except (ImportError, OSError, ValueError):
         pass
-    if "random" in sys.modules:  # Python reseeds only at import: every child would draw the same numbers
-        sys.modules["random"].seed()
+    # `random` needs no reseed here: its own after-fork hook (os.register_at_fork) reseeded it in the fork.
 
 
 def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,
