@@ -12,10 +12,10 @@ argv, process name, fresh randomness; then the plugin runs, and the process exit
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]
 import array
 import os
 import resource
-import signal
 import socket
 import struct
 import sys
@@ -81,14 +81,21 @@ def receive(conn: socket.socket) -> Request:
 def receive_go(conn: socket.socket) -> list[int] | None:
     """The launcher's 'G' and the descriptors it carries (stdin, stdout, stderr, working directory), or None
     when the launcher gave up instead."""
+    data, fds = receive_descriptors(conn, DESCRIPTORS)
+    if data != b"G" or len(fds) != DESCRIPTORS:
+        return None
+    return fds
+
+
+def receive_descriptors(sock: socket.socket, count: int) -> tuple[bytes, list[int]]:
+    """One byte and up to ``count`` descriptors (``socket.recv_fds`` without its Python layer, which costs a fresh
+    child page copies)."""
     fds = array.array("i")
-    data, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(DESCRIPTORS * fds.itemsize))
+    data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * fds.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    if data != b"G" or len(fds) != DESCRIPTORS:
-        return None
-    return list(fds)
+    return data, list(fds)
 
 
 def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object], own_bits: int,
@@ -169,7 +176,9 @@ def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], o
     :func:`report_exit`."""
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # The C module's own call: signal.signal() would turn the old handler (the warm process's function) into an
+        # enum through a ValueError, ~30 page copies in a fresh child.
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         try:
             request = receive(conn)
             check_and_adopt(conn, request, own, own_bits, mounts)

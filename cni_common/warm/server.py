@@ -213,7 +213,7 @@ class Server:
         """In the spare: wait for a call's connection (or the warm process's end: EOF), then run its call."""
         self.close_in_child()
         try:
-            _, fds, _, _ = socket.recv_fds(control, 1, 1)
+            _, fds = child.receive_descriptors(control, 1)
         except OSError:
             fds = []
         control.close()
