@@ -294,8 +294,8 @@ static void close_from(int first) {
 }
 
 /* Start the warm process of this build and context, detached (its own session, no descriptor of the runtime's
- * but our in-use lock, an empty environment). Returns the read end of a pipe on which it writes one byte once
- * it listens (EOF if it gave up), or -1. */
+ * but our in-use lock, an environment of LD_BIND_NOW alone). Returns the read end of a pipe on which it writes
+ * one byte once it listens (EOF if it gave up), or -1. */
 static int warm_spawn(char *loader, char *library_path, char *program, int in_use_fd) {
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) != 0) return -1;
@@ -325,8 +325,12 @@ static int warm_spawn(char *loader, char *library_path, char *program, int in_us
         static char name[] = "cni-suite", mode[] = "warm-server", lock_arg[] = "3", ready_arg[] = "4";
         char *args[] = {loader, argv0_option, name, cache_option, path_option, library_path, program, mode,
                         idle_arg, lock_arg, ready_arg, NULL};
-        char *empty_env[] = {NULL};
-        execve(loader, args, empty_env);
+        /* Only LD_BIND_NOW, which the warm process drops as it starts (server.serve): every function the
+         * program takes from the C library is bound once here instead of in each child, whose first call of one
+         * would look it up and write its GOT page (docs/packaging.md, "Copy-on-write"). */
+        static char bind_now[] = "LD_BIND_NOW=1";
+        char *env[] = {bind_now, NULL};
+        execve(loader, args, env);
         _exit(127);
     }
     close(ready[1]);

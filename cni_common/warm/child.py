@@ -12,10 +12,10 @@ argv, process name, fresh randomness; then the plugin runs, and the process exit
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]
 import array
 import os
 import resource
-import signal
 import socket
 import struct
 import sys
@@ -67,7 +67,7 @@ def receive(conn: socket.socket) -> Request:
         if not chunk:
             raise Refused("truncated request")
         body += chunk
-    strings = [os.fsdecode(item) for item in bytes(body).split(b"\0")[:-1]]
+    strings = os.fsdecode(bytes(body)).split("\0")[:-1]  # one decode (a NUL byte is never part of a character)
     if len(strings) != argc + envc or argc < 1:
         raise Refused("malformed request")
     env = {}
@@ -81,14 +81,21 @@ def receive(conn: socket.socket) -> Request:
 def receive_go(conn: socket.socket) -> list[int] | None:
     """The launcher's 'G' and the descriptors it carries (stdin, stdout, stderr, working directory), or None
     when the launcher gave up instead."""
+    data, fds = receive_descriptors(conn, DESCRIPTORS)
+    if data != b"G" or len(fds) != DESCRIPTORS:
+        return None
+    return fds
+
+
+def receive_descriptors(sock: socket.socket, count: int) -> tuple[bytes, list[int]]:
+    """One byte and up to ``count`` descriptors (``socket.recv_fds`` without its Python layer, which costs a fresh
+    child page copies)."""
     fds = array.array("i")
-    data, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(DESCRIPTORS * fds.itemsize))
+    data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * fds.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    if data != b"G" or len(fds) != DESCRIPTORS:
-        return None
-    return list(fds)
+    return data, list(fds)
 
 
 def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object], own_bits: int,
@@ -121,13 +128,22 @@ def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object
 
 
 def _copy_file(source: str, target: str) -> None:
-    with open(source) as f:
-        value = f.read().strip()
-    with open(target) as f:
-        if f.read().strip() == value:
-            return
-    with open(target, "w") as f:
-        f.write(value)
+    """Write ``source``'s value (a /proc number) into ``target`` unless equal; OSError when either fails."""
+    value = _read_value(source)
+    if _read_value(target) != value:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+
+
+def _read_value(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 64).strip()
+    finally:
+        os.close(fd)
 
 
 def become_caller(request: Request, fds: list[int]) -> None:
@@ -140,8 +156,10 @@ def become_caller(request: Request, fds: list[int]) -> None:
         if fd > 2:
             os.close(fd)
     os.umask(request.umask)
-    os.environ.clear()
-    os.environ.update(request.env)
+    for name in list(os.environ):  # one by one: clear() and update() add a Python layer per variable
+        del os.environ[name]
+    for name, value in request.env.items():
+        os.environ[name] = value
     sys.argv = list(request.argv)
     try:
         from _cni_suite import set_name  # type: ignore[import-not-found]
@@ -149,8 +167,7 @@ def become_caller(request: Request, fds: list[int]) -> None:
         set_name(os.path.basename(request.argv[0])[:15])
     except (ImportError, OSError, ValueError):
         pass
-    if "random" in sys.modules:  # Python reseeds only at import: every child would draw the same numbers
-        sys.modules["random"].seed()
+    # `random` needs no reseed here: its own after-fork hook (os.register_at_fork) reseeded it in the fork.
 
 
 def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,
@@ -159,7 +176,9 @@ def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], o
     :func:`report_exit`."""
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # The C module's own call: signal.signal() would turn the old handler (the warm process's function) into an
+        # enum through a ValueError, ~30 page copies in a fresh child.
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         try:
             request = receive(conn)
             check_and_adopt(conn, request, own, own_bits, mounts)

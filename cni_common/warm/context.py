@@ -10,6 +10,7 @@ the launcher sends. Cgroups are not compared but joined (:func:`join_cgroups`): 
 from __future__ import annotations
 
 import os
+import re
 
 #: Namespace kinds that must be equal (``time`` too where the kernel has it).
 NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup", "time")
@@ -19,6 +20,7 @@ KEY_NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup")
 #: seccomp.
 STATUS_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
                  "Seccomp", "Seccomp_filters")
+_STATUS_LINE = re.compile(r"^(%s):[ \t]*(.*?)[ \t]*$" % "|".join(STATUS_FIELDS), re.MULTILINE)
 
 
 def _identity(path: str) -> tuple[int, int]:
@@ -30,11 +32,21 @@ def _identity(path: str) -> tuple[int, int]:
 
 
 def _read(path: str) -> str:
+    """The file's text ('' when unreadable), by plain ``os.read``: a text-mode ``open`` builds an io stack and a
+    decoder for each file, and a warm child reads five (docs/packaging.md, "Copy-on-write")."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def context_key(proc: str = "/proc/self", root: str = "/") -> str:
@@ -53,11 +65,8 @@ def fnv1a64(data: bytes) -> int:
 
 
 def _status(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return fields
+    """The :data:`STATUS_FIELDS` of a ``/proc/PID/status`` text (one regex pass, not a dict of its ~60 lines)."""
+    return dict(_STATUS_LINE.findall(text))
 
 
 def snapshot(pid: int | str = "self") -> dict[str, object]:

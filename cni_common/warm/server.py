@@ -1,11 +1,12 @@
 """The warm process: one per build and calling context, single-threaded, forking one child per plugin call.
 
 Started by a launcher (``warm.h``: ``warm_spawn``) as ``cni-suite warm-server IDLE LOCKFD`` in the caller's
-context, detached, with an empty environment. It imports every plugin once (the caller of :func:`serve` says
-which), listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and hands each
-connection to a child (:mod:`cni_common.warm.child`) that checks the caller and runs the call: the spare, forked
-ahead while the previous call ran (or at start), so the fork is not on the call's path. The loop itself only
-accepts, forks, watches and reports: it reads no request, so a slow caller never delays the others.
+context, detached, with an environment of ``LD_BIND_NOW=1`` alone (dropped at once: the loader has bound every C
+function, so no child does it again). It imports every plugin once (the caller of :func:`serve` says which),
+listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and hands each connection to a
+child (:mod:`cni_common.warm.child`) that checks the caller and runs the call: the spare, forked ahead while the
+previous call ran (or at start), so the fork is not on the call's path. The loop itself only accepts, forks,
+watches and reports: it reads no request, so a slow caller never delays the others.
 
 - Each connection gets ``F`` as its child gets it (the launcher waits 2 s for it: a hung warm process
   costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
@@ -212,7 +213,7 @@ class Server:
         """In the spare: wait for a call's connection (or the warm process's end: EOF), then run its call."""
         self.close_in_child()
         try:
-            _, fds, _, _ = socket.recv_fds(control, 1, 1)
+            _, fds = child.receive_descriptors(control, 1)
         except OSError:
             fds = []
         control.close()
@@ -416,6 +417,7 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     if not getattr(sys, "frozen", False) or os.geteuid() != 0:
         sys.stderr.write("cni-suite warm-server: started by the launcher of an installed build only\n")
         return 2
+    os.environ.pop("LD_BIND_NOW", None)  # the launcher's (warm.h: warm_spawn), done with once the loader bound all
     idle, in_use_fd, ready_fd = float(args[0]), int(args[1]), int(args[2])
     build_dir = os.path.dirname(sys.executable)
     os.set_inheritable(in_use_fd, False)

@@ -63,8 +63,8 @@ def test_a_record_is_void_once_its_table_was_made_again() -> None:
 
 
 def test_each_child_draws_other_random_numbers() -> None:
-    """Python seeds `random` once, at import: without a reseed every child of the warm process would draw the
-    numbers of the first."""
+    """`random` is seeded at import, in the warm process: each child must draw numbers of its own. The module's
+    after-fork hook reseeds it (os.fork runs it; child.become_caller no longer does it a second time)."""
     random.seed(1234)
     draws = []
     for _ in range(2):
