@@ -173,6 +173,8 @@ def ipt_teardown(network: str, container_id: str, ips: list[IPInterface]) -> Non
 
     def teardown_family(family: int) -> None:
         fam_ips = [ip for ip in ips if ip.version == family] if ips else None
+        if runner.ipt_nat_absent(family):
+            return  # no nat table of this family at all (a node on the nftables layout): nothing of ours there
         if fam_ips and _ipt_remove_known(family, fam_ips, chain, comment):
             return
         # With addresses of this family, the table must be usable; without any, a cleanup of what may be there.
