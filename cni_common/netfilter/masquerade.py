@@ -213,10 +213,13 @@ def nft_rule_comments(listing: Optional[list[dict[str, Any]]]) -> dict[int, str]
     return out
 
 
-def nft_setup_script(ips: list[IPInterface], comment: str, stale: list[int]) -> str:
-    """One transaction: ensure table and chains, rebuild postrouting, replace this attachment's rules."""
+def nft_setup_script(ips: list[IPInterface], comment: str, stale: list[int], declare: bool = True) -> str:
+    """One transaction: ensure table and chains, rebuild postrouting, replace this attachment's rules.
+
+    ``declare=False``: only this attachment's lines, for when the table, chains and postrouting's rules are known
+    to be as a full script left them (:func:`handles.add`'s entry chains)."""
     t = f"inet {NFT_TABLE}"
-    lines = [
+    lines = [] if not declare else [
         f'add table {t} {{ comment "{NFT_TABLE_COMMENT}" ; }}',
         f'add chain {t} {NFT_CHAIN} {{ comment "{NFT_CHAIN_COMMENT}" ; }}',
         f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat ; }}",
@@ -252,8 +255,8 @@ def nft_setup(network: str, container_id: str, ifname: str, ips: list[IPInterfac
         return [("inet", NFT_TABLE, NFT_CHAIN, h) for h in nft_rules_by_comment(_nft_listing(), prefix)]
 
     handles.add(f"set up nftables masquerading for {container_id}/{ifname}", ("masq", network, ifname, container_id),
-                lambda stale: nft_setup_script(ips, comment, [h for _, _, _, h in stale]), listed, (NFT_CHAIN,),
-                comment)
+                lambda stale, declare: nft_setup_script(ips, comment, [h for _, _, _, h in stale], declare), listed,
+                (NFT_CHAIN,), comment, [("inet", NFT_TABLE, "postrouting")])
 
 
 def nft_teardown(network: str, container_id: str, ifname: str) -> None:

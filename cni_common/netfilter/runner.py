@@ -162,6 +162,49 @@ def _nft_tables_netlink() -> dict[tuple[str, str], int]:
                 off += (length + 3) & ~3
 
 
+_NFT_GETRULE = (10 << 8) | 7  # NFT_MSG_GETRULE; the dump answers with NFT_MSG_NEWRULE
+_FAMILY_NUMBER = {name: number for number, name in _NFPROTO.items()}
+
+
+def nft_chain_rule_handles(family: str, table: str, chain: str) -> list[int]:
+    """The handles of the rules of one chain, in order, read over nfnetlink without an exec: a GETRULE dump that
+    the kernel filters by table and chain (NFTA_RULE_TABLE 1, NFTA_RULE_CHAIN 2), so its size is that chain's,
+    not the ruleset's. Empty also when the table or chain does not exist; OSError on a failure."""
+    import socket
+    import struct
+
+    def attr(kind: int, text: str) -> bytes:
+        value = text.encode() + b"\0"
+        return struct.pack("=HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+
+    body = struct.pack("=BBH", _FAMILY_NUMBER[family], 0, 0) + attr(1, table) + attr(2, chain)
+    handles: list[int] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as sock:  # NETLINK_NETFILTER
+        sock.bind((0, 0))
+        sock.send(struct.pack(_NLMSG_HDR, 16 + len(body), _NFT_GETRULE, 0x301, 1, 0) + body)  # REQUEST|DUMP
+        while True:
+            data = sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, _, _ = struct.unpack_from(_NLMSG_HDR, data, off)
+                if length < 16:
+                    raise OSError("malformed netlink message")
+                if mtype == 3:  # NLMSG_DONE: its payload is the dump's errno
+                    (err,) = struct.unpack_from("=i", data, off + 16) if length >= 20 else (0,)
+                    if err:
+                        raise OSError(-err, os.strerror(-err))
+                    return handles
+                if mtype == 2:  # NLMSG_ERROR
+                    (err,) = struct.unpack_from("=i", data, off + 16)
+                    if err:
+                        raise OSError(-err, os.strerror(-err))
+                elif mtype == _NFT_NEWRULE:
+                    handle = _attrs(data, off, length).get(3, b"")
+                    if len(handle) == 8:
+                        handles.append(struct.unpack(">Q", handle)[0])
+                off += (length + 3) & ~3
+
+
 _NFNLGRP_NFTABLES = 7  # the multicast group of every committed nftables change
 _SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP = 270, 1
 _NFT_NEWRULE, _NFT_DELRULE = (10 << 8) | 6, (10 << 8) | 8
