@@ -20,6 +20,12 @@ the record) is found by the listing, as before.
   leaves ``pending``, and the next DEL or ADD lists instead of trusting the record.
 - A deletion by handle that the kernel refuses (the rule went meanwhile: GC, an operator's flush) drops the
   record, and the caller falls back to the listing.
+- Each layout's shared part (table, chains, the entry rules every full ADD flushes and refills) has a record too,
+  keyed by the hash of its lines: the handles of those entry rules as the last full script left them, so that
+  the next ADD need not declare them again (:func:`add`). It stays while the tables stay. Our ADDs hold the
+  suite lock from commit to record; another writer's re-declaration in between (the Go plugins) would be
+  recorded as ours, which only matters if its entry rules differ (another ``conditionsV4``) on a node that runs
+  both suites with different configs.
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ def test_del_by_recorded_handles_runs_one_nft_and_lists_nothing(ns: Netns, monke
     # that the next ADD need not declare it again (handles.add); no attachment's record.
     folder = inside(ns, handles._netns_folder)
     assert folder and len(os.listdir(folder)) == 2
-    assert all(r is not None and r.rules and all(c in ("postrouting", *portmap.NFT_ENTRY_CHAINS) for _, _, c, _ in r.rules)
-               for r in inside(ns, lambda: [handles.load(k) for k in (shared_key_masq(), shared_key_portmap())]))
+    entry = ("postrouting", *portmap.NFT_ENTRY_CHAINS)
+    shared = inside(ns, lambda: [handles.load(k) for k in (shared_key_masq(), shared_key_portmap())])
+    assert all(r is not None and r.rules and all(c in entry for _, _, c, _ in r.rules) for r in shared)
 
 
 def test_a_repeated_add_replaces_its_rules(ns: Netns) -> None:
