@@ -20,6 +20,12 @@ the record) is found by the listing, as before.
   leaves ``pending``, and the next DEL or ADD lists instead of trusting the record.
 - A deletion by handle that the kernel refuses (the rule went meanwhile: GC, an operator's flush) drops the
   record, and the caller falls back to the listing.
+- Each layout's shared part (table, chains, the entry rules every full ADD flushes and refills) has a record too,
+  keyed by the hash of its lines: the handles of those entry rules as the last full script left them, so that
+  the next ADD need not declare them again (:func:`add`). It stays while the tables stay. Our ADDs hold the
+  suite lock from commit to record; another writer's re-declaration in between (the Go plugins) would be
+  recorded as ours, which only matters if its entry rules differ (another ``conditionsV4``) on a node that runs
+  both suites with different configs.
 """
 
 from __future__ import annotations
@@ -207,11 +213,50 @@ def expected_rules(script: str, chains: Sequence[str], comment: str) -> int:
     return count
 
 
-def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str],
-        listed_stale: Callable[[], list[RuleRef]], chains: Sequence[str], comment: str) -> None:
-    """An attachment's ADD: one nft transaction made by ``script_for(stale)``, where ``stale`` are the rules a
-    previous ADD of the same attachment left (from its record; from ``listed_stale()``, the listing, when the
-    record is pending or void, or a deletion by handle is refused). Records the new rules' handles.
+def _shared_key(script_for: Callable[[list[RuleRef], bool], str]) -> tuple[str, str]:
+    """The record key of a layout's shared part (table, chains, entry rules): a hash of those lines of the full
+    script that are not this attachment's, so a config that changes them (portmap's conditions, snat) has
+    another key, and with it no record: its first ADD declares."""
+    own = set(script_for([], False).splitlines())
+    shared = "\n".join(line for line in script_for([], True).splitlines() if line not in own)
+    return ("shared", hashlib.sha256(shared.encode()).hexdigest())
+
+
+def _entry_rules(entry_chains: Sequence[tuple[str, str, str]]) -> list[RuleRef]:
+    return [(f, t, c, h) for f, t, c in entry_chains for h in runner.nft_chain_rule_handles(f, t, c)]
+
+
+def _declared_intact(key: tuple[str, str], entry_chains: Sequence[tuple[str, str, str]]) -> bool:
+    """True when the entry chains hold exactly the rules (same tables, same rule handles) that the last full
+    script of this shared part left: then nothing of the shared part has changed since (a rule handle is never
+    reused within a table; a chain deleted or made again, a flush, a re-declaration by the Go plugins or an
+    operator's edit all change the handles)."""
+    record = load(key)
+    if record is None or record.pending or not record.rules:
+        return False
+    try:
+        if record.valid_rules(runner.nft_table_handles()) is None:
+            return False
+        return sorted(_entry_rules(entry_chains)) == sorted(record.rules)
+    except (OSError, runner.NetfilterError):
+        return False
+
+
+def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef], bool], str],
+        listed_stale: Callable[[], list[RuleRef]], chains: Sequence[str], comment: str,
+        entry_chains: Sequence[tuple[str, str, str]] = ()) -> None:
+    """An attachment's ADD: one nft transaction made by ``script_for(stale, declare)``, where ``stale`` are the
+    rules a previous ADD of the same attachment left (from its record; from ``listed_stale()``, the listing, when
+    the record is pending or void, or a deletion by handle is refused). Records the new rules' handles.
+
+    ``declare``: whether the script re-declares the layout's shared part (table, chains, the flushed and refilled
+    ``entry_chains``) as upstream's does on every ADD. Re-declaring an existing chain or flushing one makes the
+    kernel free the old objects after an RCU grace period, and the ``nft`` that committed it then waits ~10 ms
+    when it closes its socket (the kernel flushes that deferred work on NETLINK_URELEASE); a commit that only
+    adds rules does not. So the shared part is declared only when :func:`_declared_intact` cannot show that the
+    last full script's entry rules are still there unchanged (read over nfnetlink per chain, no exec); its
+    handles are recorded after each full script. A short script that the kernel refuses (a chain of ours
+    deleted meanwhile) drops that record, and the next attempt declares.
 
     The handles come from the kernel's notifications of the commit (:func:`runner.nft_watch`), read while our
     suite lock is held: ``nft -f`` as without records, and no read of the ruleset, whatever the number of
@@ -222,6 +267,12 @@ def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str
     socket can be watched, ``nft -e -a`` echoes the handles as before."""
     record = load(key)
     output: dict[str, Any] = {}
+    shared_key = _shared_key(script_for) if entry_chains else None
+    declaring = {"now": True}
+
+    def build() -> str:
+        declaring["now"] = shared_key is None or not _declared_intact(shared_key, entry_chains)
+        return script_for(stale(), declaring["now"])
 
     def stale() -> list[RuleRef]:
         if record is None:
@@ -248,21 +299,42 @@ def add(what: str, key: Sequence[str], script_for: Callable[[list[RuleRef]], str
         if proc.returncode == 0:
             output["rules"] = rules if rules is not None and len(rules) == expected_rules(script, chains,
                                                                                           comment) else None
+        if shared_key is not None:
+            _record_declared(shared_key, entry_chains, proc.returncode == 0, declaring["now"])
         return proc
 
     try:
-        runner.transact(what, lambda: script_for(stale()), apply, runner.NFT_LOCK)
+        runner.transact(what, build, apply, runner.NFT_LOCK)
     except runner.NetfilterError:
         if record is None or record.pending:
             raise
         record = Record({}, [], pending=True)  # a recorded rule went meanwhile: find them by listing
-        runner.transact(what, lambda: script_for(stale()), apply, runner.NFT_LOCK)
+        runner.transact(what, build, apply, runner.NFT_LOCK)
     rules: Optional[list[RuleRef]] = output.get("rules")
     if rules is None:
         log.debug("%s: the new rules' handles are not known, the record stays pending", what)
         return  # the pending record: the next DEL or ADD finds the rules by listing
     tables = {f"{f} {t}": h for (f, t), h in output["tables"].items()}
     save(key, Record({name: tables[name] for name in {f"{f} {t}" for f, t, _, _ in rules} if name in tables}, rules))
+
+
+def _record_declared(key: tuple[str, str], entry_chains: Sequence[tuple[str, str, str]], applied: bool,
+                     declared: bool) -> None:
+    """After a commit (under the suite lock): a full script's entry rules become the shared record; a short
+    script the kernel refused drops it, so that the retry declares."""
+    if not declared:
+        if not applied:
+            remove(key)
+        return
+    if not applied:
+        return
+    try:
+        rules = _entry_rules(entry_chains)
+        tables = runner.nft_table_handles()
+    except (OSError, runner.NetfilterError):
+        remove(key)
+        return
+    save(key, Record({f"{f} {t}": tables[(f, t)] for f, t, _ in entry_chains if (f, t) in tables}, rules))
 
 
 def delete(what: str, key: Sequence[str], listing_script: Callable[[], Optional[str]]) -> None:

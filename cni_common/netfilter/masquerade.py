@@ -173,6 +173,8 @@ def ipt_teardown(network: str, container_id: str, ips: list[IPInterface]) -> Non
 
     def teardown_family(family: int) -> None:
         fam_ips = [ip for ip in ips if ip.version == family] if ips else None
+        if runner.ipt_nat_absent(family):
+            return  # no nat table of this family at all (a node on the nftables layout): nothing of ours there
         if fam_ips and _ipt_remove_known(family, fam_ips, chain, comment):
             return
         # With addresses of this family, the table must be usable; without any, a cleanup of what may be there.
@@ -211,10 +213,13 @@ def nft_rule_comments(listing: Optional[list[dict[str, Any]]]) -> dict[int, str]
     return out
 
 
-def nft_setup_script(ips: list[IPInterface], comment: str, stale: list[int]) -> str:
-    """One transaction: ensure table and chains, rebuild postrouting, replace this attachment's rules."""
+def nft_setup_script(ips: list[IPInterface], comment: str, stale: list[int], declare: bool = True) -> str:
+    """One transaction: ensure table and chains, rebuild postrouting, replace this attachment's rules.
+
+    ``declare=False``: only this attachment's lines, for when the table, chains and postrouting's rules are known
+    to be as a full script left them (:func:`handles.add`'s entry chains)."""
     t = f"inet {NFT_TABLE}"
-    lines = [
+    lines = [] if not declare else [
         f'add table {t} {{ comment "{NFT_TABLE_COMMENT}" ; }}',
         f'add chain {t} {NFT_CHAIN} {{ comment "{NFT_CHAIN_COMMENT}" ; }}',
         f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat ; }}",
@@ -250,8 +255,8 @@ def nft_setup(network: str, container_id: str, ifname: str, ips: list[IPInterfac
         return [("inet", NFT_TABLE, NFT_CHAIN, h) for h in nft_rules_by_comment(_nft_listing(), prefix)]
 
     handles.add(f"set up nftables masquerading for {container_id}/{ifname}", ("masq", network, ifname, container_id),
-                lambda stale: nft_setup_script(ips, comment, [h for _, _, _, h in stale]), listed, (NFT_CHAIN,),
-                comment)
+                lambda stale, declare: nft_setup_script(ips, comment, [h for _, _, _, h in stale], declare), listed,
+                (NFT_CHAIN,), comment, [("inet", NFT_TABLE, "postrouting")])
 
 
 def nft_teardown(network: str, container_id: str, ifname: str) -> None:

@@ -48,6 +48,7 @@ NFT_TABLE = "cni_hostport"
 NFT_DNAT_CHAINS = ("hostports", "hostip_hostports")
 NFT_MASQ_CHAIN = "masquerading"
 NFT_OWNED_CHAINS = (*NFT_DNAT_CHAINS, NFT_MASQ_CHAIN)
+NFT_ENTRY_CHAINS = ("hostports_all", "prerouting", "output")  # flushed and refilled by every full ADD script
 
 
 @record(frozen=True)
@@ -291,8 +292,10 @@ def nft_owned_handles(listing: Optional[list[dict[str, Any]]], container_id: str
     return out
 
 
-def nft_forward_lines(spec: PortMapSpec, ip: IPInterface, stale: list[tuple[str, int]]) -> list[str]:
-    """One family's part of the ADD transaction."""
+def nft_forward_lines(spec: PortMapSpec, ip: IPInterface, stale: list[tuple[str, int]],
+                      declare: bool = True) -> list[str]:
+    """One family's part of the ADD transaction. ``declare=False``: only this container's lines, for when the
+    table, chains and entry rules are known to be as a full script left them (:func:`handles.add`)."""
     fam = _nft_family(ip.version)
     t = f"{fam} {NFT_TABLE}"
     cond = " ".join(spec.conditions(ip.version))
@@ -310,6 +313,8 @@ def nft_forward_lines(spec: PortMapSpec, ip: IPInterface, stale: list[tuple[str,
                   f"add rule {t} {chain} {cond}fib daddr type local jump hostports_all"]
     if spec.snat:
         lines.append(f"add chain {t} {NFT_MASQ_CHAIN} {{ type nat hook postrouting priority srcnat ; }}")
+    if not declare:
+        lines = []
     lines += [f"delete rule {t} {chain} handle {h}" for chain, h in stale]
     for m, host_ip in spec.mappings_for(ip.version):
         daddr = f"{fam} daddr {host_ip} " if host_ip else ""
@@ -333,19 +338,21 @@ def _nft_table(family: int) -> Optional[list[dict[str, Any]]]:
 
 def nft_forward(spec: PortMapSpec, ips: list[IPInterface]) -> None:
     """One transaction for both families; the rules' handles are recorded (:mod:`.handles`) for the DEL."""
-    def script(stale: list[handles.RuleRef]) -> str:
+    def script(stale: list[handles.RuleRef], declare: bool) -> str:
         lines: list[str] = []
         for ip in ips:
             fam = _nft_family(ip.version)
-            lines += nft_forward_lines(spec, ip, [(c, h) for f, t, c, h in stale if f == fam and t == NFT_TABLE])
+            lines += nft_forward_lines(spec, ip, [(c, h) for f, t, c, h in stale if f == fam and t == NFT_TABLE],
+                                       declare)
         return "\n".join(lines) + "\n"
 
     def listed() -> list[handles.RuleRef]:
         return [(_nft_family(ip.version), NFT_TABLE, chain, handle) for ip in ips
                 for chain, handle in nft_owned_handles(_nft_table(ip.version), spec.container_id)]
 
+    entry = [(_nft_family(ip.version), NFT_TABLE, chain) for ip in ips for chain in NFT_ENTRY_CHAINS]
     handles.add(f"set up nftables port forwarding for {spec.container_id}", ("portmap", spec.container_id),
-                script, listed, NFT_OWNED_CHAINS, spec.container_id)
+                script, listed, NFT_OWNED_CHAINS, spec.container_id, entry)
 
 
 def nft_delete_lines(family: int, handles: list[tuple[str, int]]) -> list[str]:

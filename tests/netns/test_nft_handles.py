@@ -35,6 +35,7 @@ def ns() -> Iterator[Netns]:
     try:
         yield made
     finally:
+        inside(made, handles.forget_namespace)  # the layouts' shared records stay with their tables
         subprocess.run(["ip", "netns", "del", made.name], check=False)
 
 
@@ -67,6 +68,15 @@ def masq_key(cid: str) -> tuple[str, ...]:
     return ("masq", NET, "eth0", cid)
 
 
+def shared_key_masq() -> tuple[str, str]:
+    return handles._shared_key(lambda stale, declare: masquerade.nft_setup_script([IP4], "c", [], declare))
+
+
+def shared_key_portmap() -> tuple[str, str]:
+    return handles._shared_key(lambda stale, declare: "\n".join(
+        portmap.nft_forward_lines(spec("cnt-x", 1), IP4, [], declare)) + "\n")
+
+
 def test_del_by_recorded_handles_runs_one_nft_and_lists_nothing(ns: Netns, monkeypatch: pytest.MonkeyPatch) -> None:
     inside(ns, lambda: portmap.nft_forward(spec("cnt-a", 8080), [IP4]))
     inside(ns, lambda: portmap.nft_forward(spec("cnt-b", 8081), [IP4B]))
@@ -82,7 +92,13 @@ def test_del_by_recorded_handles_runs_one_nft_and_lists_nothing(ns: Netns, monke
     assert inside(ns, lambda: handles.load(("portmap", "cnt-a"))) is None
     inside(ns, lambda: portmap.nft_unforward("cnt-b"))
     assert comments(ns, "ip", "cni_hostport") == []
-    assert inside(ns, lambda: handles._netns_folder()) and not os.path.exists(inside(ns, handles._netns_folder))
+    # What stays is what stays in the kernel: each layout's shared part (table, chains, entry rules), recorded so
+    # that the next ADD need not declare it again (handles.add); no attachment's record.
+    folder = inside(ns, handles._netns_folder)
+    assert folder and len(os.listdir(folder)) == 2
+    entry = ("postrouting", *portmap.NFT_ENTRY_CHAINS)
+    shared = inside(ns, lambda: [handles.load(k) for k in (shared_key_masq(), shared_key_portmap())])
+    assert all(r is not None and r.rules and all(c in entry for _, _, c, _ in r.rules) for r in shared)
 
 
 def test_a_repeated_add_replaces_its_rules(ns: Netns) -> None:
