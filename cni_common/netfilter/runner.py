@@ -121,45 +121,18 @@ _NFPROTO = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 
 
 def _nft_tables_netlink() -> dict[tuple[str, str], int]:
-    """NFT_MSG_GETTABLE dump on a NETLINK_NETFILTER socket: each reply is an nfgenmsg (family first) followed
-    by attributes, of which NFTA_TABLE_NAME (1) is the name and NFTA_TABLE_HANDLE (4) the handle (big-endian
-    u64). Raises OSError on any failure."""
-    import socket
+    """NFT_MSG_GETTABLE dump: NFTA_TABLE_NAME (1) and NFTA_TABLE_HANDLE (4, big-endian u64) of each table.
+    Raises OSError on any failure."""
     import struct
 
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as sock:  # NETLINK_NETFILTER
-        sock.bind((0, 0))
-        nfgenmsg = struct.pack("=BBH", 0, 0, 0)  # AF_UNSPEC, NFNETLINK_V0, res_id
-        sock.send(struct.pack(_NLMSG_HDR, 16 + len(nfgenmsg), _NFT_GETTABLE, 0x301, 1, 0) + nfgenmsg)  # REQUEST|DUMP
-        tables: dict[tuple[str, str], int] = {}
-        while True:
-            data = sock.recv(1 << 16)
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype, _, _, _ = struct.unpack_from(_NLMSG_HDR, data, off)
-                if length < 16:
-                    raise OSError("malformed netlink message")
-                if mtype == 3:  # NLMSG_DONE
-                    return tables
-                if mtype == 2:  # NLMSG_ERROR
-                    (err,) = struct.unpack_from("=i", data, off + 16)
-                    if err:
-                        raise OSError(-err, os.strerror(-err))
-                elif mtype == _NFT_NEWTABLE:
-                    family, attr = data[off + 16], off + 20
-                    name, handle = None, 0
-                    while attr + 4 <= off + length:
-                        alen, atype = struct.unpack_from("=HH", data, attr)
-                        if alen < 4:
-                            break
-                        if atype & 0x7FFF == 1:  # NFTA_TABLE_NAME
-                            name = data[attr + 4:attr + alen].rstrip(b"\0").decode()
-                        elif atype & 0x7FFF == 4 and alen >= 12:  # NFTA_TABLE_HANDLE
-                            (handle,) = struct.unpack_from(">Q", data, attr + 4)
-                        attr += (alen + 3) & ~3
-                    if name is not None:
-                        tables[(_NFPROTO.get(family, str(family)), name)] = handle
-                off += (length + 3) & ~3
+    tables: dict[tuple[str, str], int] = {}
+    for mtype, family, attrs in _nfnl_dump(_NFT_GETTABLE, struct.pack("=BBH", 0, 0, 0)):  # AF_UNSPEC: all
+        name = attrs.get(1)
+        if mtype == _NFT_NEWTABLE and name is not None:
+            handle = attrs.get(4, b"")
+            tables[(_NFPROTO.get(family, str(family)), name.rstrip(b"\0").decode())] = (
+                struct.unpack(">Q", handle)[0] if len(handle) == 8 else 0)
+    return tables
 
 
 _NFT_GETRULE = (10 << 8) | 7  # NFT_MSG_GETRULE; the dump answers with NFT_MSG_NEWRULE
@@ -170,7 +143,6 @@ def nft_chain_rule_handles(family: str, table: str, chain: str) -> list[int]:
     """The handles of the rules of one chain, in order, read over nfnetlink without an exec: a GETRULE dump that
     the kernel filters by table and chain (NFTA_RULE_TABLE 1, NFTA_RULE_CHAIN 2), so its size is that chain's,
     not the ruleset's. Empty also when the table or chain does not exist; OSError on a failure."""
-    import socket
     import struct
 
     def attr(kind: int, text: str) -> bytes:
@@ -178,10 +150,20 @@ def nft_chain_rule_handles(family: str, table: str, chain: str) -> list[int]:
         return struct.pack("=HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
 
     body = struct.pack("=BBH", _FAMILY_NUMBER[family], 0, 0) + attr(1, table) + attr(2, chain)
-    handles: list[int] = []
+    return [struct.unpack(">Q", attrs[3])[0] for mtype, _, attrs in _nfnl_dump(_NFT_GETRULE, body)
+            if mtype == _NFT_NEWRULE and len(attrs.get(3, b"")) == 8]
+
+
+def _nfnl_dump(msg_type: int, body: bytes) -> Iterator[tuple[int, int, dict[int, bytes]]]:
+    """(message type, nfgenmsg family, attributes by type) of each answer of one nfnetlink dump request
+    (``body``: its nfgenmsg and attributes). OSError on a failure, an error answer included (NLMSG_DONE carries
+    the dump's errno)."""
+    import socket
+    import struct
+
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as sock:  # NETLINK_NETFILTER
         sock.bind((0, 0))
-        sock.send(struct.pack(_NLMSG_HDR, 16 + len(body), _NFT_GETRULE, 0x301, 1, 0) + body)  # REQUEST|DUMP
+        sock.send(struct.pack(_NLMSG_HDR, 16 + len(body), msg_type, 0x301, 1, 0) + body)  # REQUEST|DUMP
         while True:
             data = sock.recv(1 << 16)
             off = 0
@@ -189,19 +171,14 @@ def nft_chain_rule_handles(family: str, table: str, chain: str) -> list[int]:
                 length, mtype, _, _, _ = struct.unpack_from(_NLMSG_HDR, data, off)
                 if length < 16:
                     raise OSError("malformed netlink message")
-                if mtype == 3:  # NLMSG_DONE: its payload is the dump's errno
+                if mtype in (2, 3):  # NLMSG_ERROR, NLMSG_DONE: an errno first (0 for an acknowledgement)
                     (err,) = struct.unpack_from("=i", data, off + 16) if length >= 20 else (0,)
                     if err:
                         raise OSError(-err, os.strerror(-err))
-                    return handles
-                if mtype == 2:  # NLMSG_ERROR
-                    (err,) = struct.unpack_from("=i", data, off + 16)
-                    if err:
-                        raise OSError(-err, os.strerror(-err))
-                elif mtype == _NFT_NEWRULE:
-                    handle = _attrs(data, off, length).get(3, b"")
-                    if len(handle) == 8:
-                        handles.append(struct.unpack(">Q", handle)[0])
+                    if mtype == 3:
+                        return
+                elif length >= 20:
+                    yield mtype, data[off + 16], _attrs(data, off, length)
                 off += (length + 3) & ~3
 
 
