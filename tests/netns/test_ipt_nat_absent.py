@@ -7,16 +7,13 @@ In throwaway namespaces (``cnt-i<run>``).
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
-import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from cni_common import netfilter
 from cni_common.netfilter import masquerade, names, portmap, runner
-from cni_common.netns import NetNS
+from tests.helpers.netfilter_ns import bare_netns, inside
 from tests.helpers.netns import Netns
 
 NET = "cnt-net"
@@ -27,19 +24,7 @@ IP6 = ipaddress.ip_interface("fd96::2/64")
 
 @pytest.fixture
 def ns() -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    made = Netns(f"cnt-i{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", made.name], check=True)
-    try:
-        yield made
-    finally:
-        subprocess.run(["ip", "netns", "del", made.name], check=False)
-
-
-def inside(ns: Netns, fn: Callable[[], Any]) -> Any:
-    with NetNS(ns.path) as handle, handle.entered():
-        return fn()
+    yield from bare_netns("cnt-i")
 
 
 def count_iptables(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:

@@ -9,15 +9,12 @@ In throwaway namespaces (``cnt-d<run>``).
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
-import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from cni_common.netfilter import handles, masquerade, portmap, runner
-from cni_common.netns import NetNS
+from cni_common.netfilter import masquerade, portmap, runner
+from tests.helpers.netfilter_ns import bare_netns, inside
 from tests.helpers.netns import Netns
 
 NET = "cnt-net"
@@ -25,20 +22,7 @@ NET = "cnt-net"
 
 @pytest.fixture
 def ns() -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    made = Netns(f"cnt-d{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", made.name], check=True)
-    try:
-        yield made
-    finally:
-        inside(made, handles.forget_namespace)
-        subprocess.run(["ip", "netns", "del", made.name], check=False)
-
-
-def inside(ns: Netns, fn: Callable[[], Any]) -> Any:
-    with NetNS(ns.path) as handle, handle.entered():
-        return fn()
+    yield from bare_netns("cnt-d")
 
 
 def scripts(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
-import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from cni_common.netfilter import handles, masquerade, portmap
-from cni_common.netns import NetNS
+from tests.helpers.netfilter_ns import bare_netns, inside
 from tests.helpers.netns import Netns
 from tests.helpers.nft_calls import count_nft
 
@@ -28,20 +26,7 @@ IP4B = ipaddress.ip_interface("10.97.0.3/24")
 
 @pytest.fixture
 def ns() -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    made = Netns(f"cnt-n{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", made.name], check=True)
-    try:
-        yield made
-    finally:
-        inside(made, handles.forget_namespace)  # the layouts' shared records stay with their tables
-        subprocess.run(["ip", "netns", "del", made.name], check=False)
-
-
-def inside(ns: Netns, fn: Callable[[], Any]) -> Any:
-    with NetNS(ns.path) as handle, handle.entered():
-        return fn()
+    yield from bare_netns("cnt-n")
 
 
 def rules(ns: Netns, family: str, table: str) -> list[dict[str, Any]]:

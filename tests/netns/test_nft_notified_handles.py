@@ -12,16 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import ipaddress
 import json
-import os
-import secrets
-import subprocess
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from cni_common.netfilter import handles, masquerade, names, portmap, runner
-from cni_common.netns import NetNS
+from tests.helpers.netfilter_ns import bare_netns, inside
 from tests.helpers.netns import Netns
 from tests.helpers.nft_calls import count_nft
 
@@ -38,20 +35,7 @@ UPSTREAM_CHAINS = {
 
 @pytest.fixture
 def ns() -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    made = Netns(f"cnt-h{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", made.name], check=True)
-    try:
-        yield made
-    finally:
-        inside(made, handles.forget_namespace)
-        subprocess.run(["ip", "netns", "del", made.name], check=False)
-
-
-def inside(ns: Netns, fn: Callable[[], Any]) -> Any:
-    with NetNS(ns.path) as handle, handle.entered():
-        return fn()
+    yield from bare_netns("cnt-h")
 
 
 def ruleset(ns: Netns) -> list[dict[str, Any]]:
