@@ -15,6 +15,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import array
 import os
+import random
 import resource
 import socket
 import struct
@@ -167,7 +168,8 @@ def become_caller(request: Request, fds: list[int]) -> None:
         set_name(os.path.basename(request.argv[0])[:15])
     except (ImportError, OSError, ValueError):
         pass
-    # `random` needs no reseed here: its own after-fork hook (os.register_at_fork) reseeded it in the fork.
+    # Fresh randomness: the warm process's fork (runner.c: fork_bare) runs no at-fork hook, random's reseed included.
+    random.seed()
 
 
 def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,

@@ -55,10 +55,11 @@ MODE_FILE = "warm-mode"  # the operator's switch in the cache (warm.h: warm_mode
 class Server:
     """The listening socket, the calls in flight (child pid -> connection) and the counters ``inspect`` shows."""
 
-    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int]):
+    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int],
+                 fork: Callable[[], int]):
         self.build_dir, self.cache_dir = build_dir, os.path.dirname(build_dir)
         self.warm_dir = os.path.join(build_dir, WARM_DIR)
-        self.run = run
+        self.run, self.fork = run, fork
         self.idle, self.in_use_fd = idle, in_use_fd
         self.key = context.context_key()
         self.own = context.snapshot()
@@ -180,7 +181,7 @@ class Server:
             conn.send(FORKED)
             pid = self.hand_to_spare(conn)
             if pid is None:
-                pid = os.fork()
+                pid = self.fork()
                 if pid == 0:
                     self.become_child(conn)
         except OSError:
@@ -198,7 +199,7 @@ class Server:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            pid = os.fork()
+            pid = self.fork()
         except OSError:
             ours.close()
             theirs.close()
@@ -421,12 +422,19 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     idle, in_use_fd, ready_fd = float(args[0]), int(args[1]), int(args[2])
     build_dir = os.path.dirname(sys.executable)
     os.set_inheritable(in_use_fd, False)
-    server = Server(build_dir, idle, in_use_fd, run)
+    from _cni_suite import fork_bare  # type: ignore[import-not-found]
+
+    server = Server(build_dir, idle, in_use_fd, run, fork_bare)
     _sweep_stale(server.warm_dir)
     lock = _hold_context_lock(server.path(".lock"))
     if lock is None:
         return 0  # another warm process of this build and context exists (or is starting)
     preload()
+    if len(os.listdir("/proc/self/task")) != 1:
+        # The bare fork leaves the at-fork hooks out because no other thread can hold a lock: a preloaded module
+        # that started one breaks that. Calls exec meanwhile (the launcher sees no socket).
+        sys.stderr.write("cni-suite warm-server: a preloaded module started a thread; not serving\n")
+        return 2
     # What the preload made lives as long as this process: out of the collector's sight, a child's collections
     # never walk (and so never copy) the tens of thousands of objects it shares with us (fork + exit: -10%).
     gc.freeze()

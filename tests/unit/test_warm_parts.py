@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import subprocess
+import sys
 
 from cni_common.netfilter import handles
 from cni_common.warm import child, context
@@ -63,13 +66,15 @@ def test_a_record_is_void_once_its_table_was_made_again() -> None:
 
 
 def test_each_child_draws_other_random_numbers() -> None:
-    """`random` is seeded at import, in the warm process: each child must draw numbers of its own. The module's
-    after-fork hook reseeds it (os.fork runs it; child.become_caller no longer does it a second time)."""
+    """`random` is seeded at import, in the warm process: each child must draw numbers of its own, though the warm
+    process forks without the at-fork hooks (runner.c's fork_bare: libc's fork() as called here), random's own
+    reseed among them: child.become_caller reseeds it."""
     random.seed(1234)
+    bare_fork = ctypes.PyDLL(None).fork
     draws = []
     for _ in range(2):
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        pid = bare_fork()
         if pid == 0:
             try:
                 null = os.open(os.devnull, os.O_RDWR)
@@ -86,3 +91,29 @@ def test_each_child_draws_other_random_numbers() -> None:
         os.close(read_end)
     assert draws[0] != draws[1]
     assert all(d.endswith(" True") for d in draws)
+
+
+#: The at-fork hooks the preloaded modules register, and why a child of the warm process needs none of them run
+#: (its fork is runner.c's fork_bare): threading's and logging's make locks and thread records usable again when
+#: another thread held them at the fork, and the warm process has one thread (server.serve checks); random's
+#: reseed is done by child.become_caller.
+REVIEWED_AT_FORK_HOOKS = {"threading._after_fork", "random.Random.seed", "logging._acquireLock",
+                          "logging._after_at_fork_child_reinit_locks", "logging._releaseLock"}
+
+
+def test_the_preload_registers_only_the_reviewed_at_fork_hooks() -> None:
+    """A module that starts registering a hook of its own fails this test: then decide what its warm child must
+    do in the hook's place."""
+    script = """
+import os, sys
+hooks = []
+def record(**callbacks):
+    hooks.extend(f"{getattr(f, '__module__', '?')}.{f.__qualname__}" for f in callbacks.values())
+os.register_at_fork = record
+from plugins import warm
+warm.preload()
+print("\\n".join(sorted(set(hooks))))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
+    assert set(out.split()) == REVIEWED_AT_FORK_HOOKS
