@@ -147,6 +147,20 @@ def _read_value(path: str) -> bytes:
         os.close(fd)
 
 
+def start() -> None:
+    """The first things a fresh fork of the warm process does, before its call comes (a spare does them while it
+    waits, off the call's path): SIGCHLD back to its default, as an exec'd program has it; its own random numbers
+    (the fork, runner.c's fork_bare, runs no at-fork hook, so ``random``'s own reseed did not happen); one object
+    of each small size, so that the allocator pages a call's first objects go to are copied now, not on its path
+    (measured: ~0.4 ms less wall per host-local ADD+DEL)."""
+    # The C module's own call: signal.signal() would turn the old handler (the warm process's function) into an
+    # enum through a ValueError, ~30 page copies in a fresh child.
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    random.seed()
+    blocks = [bytes(size) for size in range(0, 480, 16)]  # 33 + size bytes: pymalloc's size classes 48 to 512
+    del blocks  # each block back at the head of its pool's free list, where the call's next object of its size goes
+
+
 def become_caller(request: Request, fds: list[int]) -> None:
     """Take the caller's descriptors, directory, umask, environment and argv (after 'G': cannot fail back)."""
     stdin, stdout, stderr, cwd = fds
@@ -168,8 +182,6 @@ def become_caller(request: Request, fds: list[int]) -> None:
         set_name(os.path.basename(request.argv[0])[:15])
     except (ImportError, OSError, ValueError):
         pass
-    # Fresh randomness: the warm process's fork (runner.c: fork_bare) runs no at-fork hook, random's reseed included.
-    random.seed()
 
 
 def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,
@@ -178,9 +190,6 @@ def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], o
     :func:`report_exit`."""
     code = 0
     try:
-        # The C module's own call: signal.signal() would turn the old handler (the warm process's function) into an
-        # enum through a ValueError, ~30 page copies in a fresh child.
-        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         try:
             request = receive(conn)
             check_and_adopt(conn, request, own, own_bits, mounts)

@@ -80,6 +80,8 @@ class Server:
         # before that launcher can exit: its connection's end is then no reason to kill it.
         self.done_read, self.done_write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.reported: set[int] = set()
+        self.reports_waiting = select.poll()
+        self.reports_waiting.register(self.done_read, select.POLLIN)
 
     def path(self, suffix: str) -> str:
         return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
@@ -228,8 +230,8 @@ class Server:
             return None
         pid, control = self.spare
         self.spare = None
-        try:
-            socket.send_fds(control, [b"C"], [conn.fileno()])
+        try:  # socket.send_fds without its Python layer (an import and an array per call)
+            control.sendmsg([b"C"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", conn.fileno()))])
         except OSError:
             return None
         finally:
@@ -248,6 +250,7 @@ class Server:
     def close_in_child(self) -> None:
         """A child keeps of the warm process's sockets only ``done_write`` (and its own connection), and no
         wake-up descriptor (run_call sets SIGCHLD back to its default)."""
+        child.start()
         signal.set_wakeup_fd(-1)
         for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, self.done_read,
                      *self.calls.values()):
@@ -259,10 +262,10 @@ class Server:
         """The pids of the children that told their launchers their exit code (:func:`child.report_exit`): stop
         watching those connections (a launcher exits once it has its answer; its child, then exiting, is not
         killed for that)."""
-        while True:
+        while self.reports_waiting.poll(0):  # not recv() until it raises: an exception per call costs page copies
             try:
                 message = self.done_read.recv(16)
-            except OSError:  # BlockingIOError: none left
+            except OSError:
                 return
             (pid,) = struct.unpack("<i", message) if len(message) == 4 else (0,)
             conn = self.calls.get(pid)
