@@ -79,26 +79,16 @@ static PyObject *native_securebits(PyObject *self, PyObject *args) {
     return PyLong_FromLong((long)prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
 }
 
-/* fork_bare(): fork(2) without the interpreter's at-fork work. os.fork() runs the hooks the standard library
- * registers (threading's, logging's, random's), which make locks and thread records safe again in the child of a
- * process with several threads; a child of the warm process paid ~225 page copies for them, a quarter of a
- * host-local call's. The warm process has one thread (cni_common/warm/server.py checks before it serves), so no
- * lock can be held by a thread the fork leaves behind; its child reseeds random itself. The GIL stays held: the
- * child's one thread is the thread that holds it. */
-static PyObject *native_fork_bare(PyObject *self, PyObject *args) {
-    pid_t pid;
-    (void)self;
-    (void)args;
-    pid = fork();
-    if (pid < 0) return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromLong((long)pid);
-}
+#include "warm_loop.h"
 
 static PyMethodDef native_methods[] = {
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
     {"set_name", native_set_name, METH_VARARGS, "set_name(name): prctl(PR_SET_NAME)."},
     {"securebits", native_securebits, METH_NOARGS, "securebits(): prctl(PR_GET_SECUREBITS)."},
-    {"fork_bare", native_fork_bare, METH_NOARGS, "fork_bare(): fork(2) without os.fork's at-fork hooks."},
+    {"warm_loop_start", native_warm_loop_start, METH_VARARGS, "The warm process's loop: its descriptors."},
+    {"warm_loop_run", native_warm_loop_run, METH_VARARGS, "Serve calls until an event for Python."},
+    {"warm_loop_last_call", native_warm_loop_last_call, METH_NOARGS, "When the last call started or ended."},
+    {"warm_loop_stop", native_warm_loop_stop, METH_NOARGS, "Let the spare go."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,7 +12,6 @@ argv, process name, fresh randomness; then the plugin runs, and the process exit
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]
 import array
 import os
 import random
@@ -149,13 +148,10 @@ def _read_value(path: str) -> bytes:
 
 def start() -> None:
     """The first things a fresh fork of the warm process does, before its call comes (a spare does them while it
-    waits, off the call's path): SIGCHLD back to its default, as an exec'd program has it; its own random numbers
-    (the fork, runner.c's fork_bare, runs no at-fork hook, so ``random``'s own reseed did not happen); one object
-    of each small size, so that the allocator pages a call's first objects go to are copied now, not on its path
-    (measured: ~0.4 ms less wall per host-local ADD+DEL)."""
-    # The C module's own call: signal.signal() would turn the old handler (the warm process's function) into an
-    # enum through a ValueError, ~30 page copies in a fresh child.
-    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    waits, off the call's path): draw its own random numbers (the fork, ``warm_loop.h``, runs no at-fork hook, so
+    ``random``'s own reseed did not happen); make one object of each small size, so that the allocator pages a
+    call's first objects go to are copied now, not on its path (measured: ~0.4 ms less wall per host-local
+    ADD+DEL). The loop already set SIGCHLD back to its default, as an exec'd program has it."""
     random.seed()
     blocks = [bytes(size) for size in range(0, 480, 16)]  # 33 + size bytes: pymalloc's size classes 48 to 512
     del blocks  # each block back at the head of its pool's free list, where the call's next object of its size goes

@@ -6,13 +6,17 @@ function, so no child does it again). It imports every plugin once (the caller o
 listens on ``<build>/warm/w<context>.sock`` in the build's root-only cache folder, and hands each connection to a
 child (:mod:`cni_common.warm.child`) that checks the caller and runs the call: the spare, forked ahead while the
 previous call ran (or at start), so the fork is not on the call's path. The loop itself only accepts, forks,
-watches and reports: it reads no request, so a slow caller never delays the others.
+watches and reports: it reads no request, so a slow caller never delays the others. That loop is C
+(``cni_common/bundle/warm_loop.h``, built into the program): every page this process writes after a fork is
+copied, and the same loop in Python wrote ~140 per call. It forks without the interpreter's at-fork hooks
+(threading's, logging's, random's: they repair locks a second thread may have held, and this process has one
+thread, checked before it serves); each child reseeds ``random`` itself (:func:`child.start`).
 
 - Each connection gets ``F`` as its child gets it (the launcher waits 2 s for it: a hung warm process
   costs a call no more), then the child's ``A`` (10 s: under load the checks of fifty calls at once take time,
   and an exec would only add to it).
 - A child's end is reported to its launcher as ``X`` + exit code or ``S`` + signal number (``wait4``, woken by
-  SIGCHLD through a wake-up socket: no threads, no pidfd, any kernel). A child that ends normally has already
+  SIGCHLD through a wake-up pipe: no threads, no pidfd, any kernel). A child that ends normally has already
   sent its ``X`` itself, before its exit's teardown (:func:`child.report_exit`): the launcher acts on the first
   report, so the warm process's one matters for a child that died of a signal (even after its own report: then
   it is not read).
@@ -30,11 +34,8 @@ import fcntl
 import gc
 import json
 import os
-import select
 import shutil
-import signal
 import socket
-import struct
 import sys
 import time
 
@@ -42,62 +43,54 @@ from cni_common.warm import child, context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable
 
 #: How often the loop looks for a newer build when no call wakes it (seconds).
 UPGRADE_CHECK = 1.0
 IN_USE = ".in-use"
-FORKED = b"F"  # sent on each connection as its child (the spare, or one forked then) gets it
 WARM_DIR = "warm"  # in the build folder, made at unpack time (cni_common/bundle/pack.py)
 MODE_FILE = "warm-mode"  # the operator's switch in the cache (warm.h: warm_mode)
 
 
 class Server:
-    """The listening socket, the calls in flight (child pid -> connection) and the counters ``inspect`` shows."""
+    """The listening sockets and the policy (idle exit, upgrade, switch); the calls and the status queries go
+    through ``loop`` (runner.c's built-in module: ``warm_loop.h``)."""
 
-    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int],
-                 fork: Callable[[], int]):
+    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int], loop: Any):
         self.build_dir, self.cache_dir = build_dir, os.path.dirname(build_dir)
         self.warm_dir = os.path.join(build_dir, WARM_DIR)
-        self.run, self.fork = run, fork
+        self.run, self.native = run, loop
         self.idle, self.in_use_fd = idle, in_use_fd
         self.key = context.context_key()
         self.own = context.snapshot()
         self.own_bits = context.own_securebits()
         self.mounts = context.cgroup_mounts()
         self.pid = os.getpid()
-        self.calls: dict[int, socket.socket] = {}
-        self.abandoned: set[int] = set()  # children killed because their launcher went away
-        self.spare: tuple[int, socket.socket] | None = None  # the next call's child, forked ahead, and its socket
         self.started = time.time()
-        self.served = self.refused = 0
-        self.children_cpu, self.children_max_rss_kib = 0.0, 0
-        self.last_call = time.monotonic()
         self.listener: socket.socket | None = None
         self.status_listener: socket.socket | None = None
-        self.wake_read, self.wake_write = socket.socketpair()
         # A child's pid, sent by the child as it reports its exit code to its launcher itself (child.report_exit),
         # before that launcher can exit: its connection's end is then no reason to kill it.
         self.done_read, self.done_write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.reported: set[int] = set()
-        self.reports_waiting = select.poll()
-        self.reports_waiting.register(self.done_read, select.POLLIN)
 
     def path(self, suffix: str) -> str:
         return os.path.join(self.warm_dir, f"w{self.key}{suffix}")
 
-    def status(self) -> dict[str, object]:
-        """What ``inspect`` shows of this process."""
-        return {"pid": self.pid, "build": os.path.basename(self.build_dir), "context": self.key,
-                "started": int(self.started), "idle_exit_seconds": self.idle, "calls": self.served,
-                "refused": self.refused, "in_flight": len(self.calls),
-                "cpu_seconds": round(sum(os.times()[:2]) + self.children_cpu, 6),
-                "max_call_rss_kib": self.children_max_rss_kib}
+    def status_prefix(self) -> str:
+        """The fixed part of what ``inspect`` shows of this process (:mod:`cni_common.warm.status`); the loop answers
+        the queries, adding the counters: calls, refused, in_flight, cpu_seconds (this process's and its reaped
+        children's), max_call_rss_kib."""
+        fixed = json.dumps({"pid": self.pid, "build": os.path.basename(self.build_dir), "context": self.key,
+                            "started": int(self.started), "idle_exit_seconds": self.idle})
+        return fixed[:-1] + ", "
 
     def listen(self) -> None:
-        """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline)."""
+        """Bind the calls' socket and the status socket (``.stat``: connecting is the query, answered inline),
+        and hand them to the loop, which forks the first spare when it starts."""
         self.listener = self._bind(".sock")
         self.status_listener = self._bind(".stat")
+        self.native.warm_loop_start(self.listener.fileno(), self.status_listener.fileno(), self.done_read.fileno(),
+                                    child.REFUSED, child.NOT_STARTED, self.status_prefix())
 
     def _bind(self, suffix: str) -> socket.socket:
         dir_fd = os.open(self.warm_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -118,99 +111,24 @@ class Server:
         listener.listen(128)
         return listener
 
-    def answer_status(self) -> None:
-        """One status query: the JSON line written into the new connection's empty buffer (never blocks), no
-        fork, nothing read: a slow client cannot hold the loop."""
-        assert self.status_listener is not None
-        try:
-            conn, _ = self.status_listener.accept()
-        except OSError:
-            return
-        with conn:
-            try:
-                conn.setblocking(False)
-                conn.send(json.dumps(self.status()).encode() + b"\n")
-            except OSError:
-                pass
-
     def loop(self) -> None:
-        """Serve until idle, superseded or switched off; never raises for a single call's trouble."""
-        assert self.listener is not None and self.status_listener is not None
-        self.wake_write.setblocking(False)
-        signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        poller = select.poll()
-        poller.register(self.listener, select.POLLIN)
-        poller.register(self.status_listener, select.POLLIN)
-        poller.register(self.wake_read, select.POLLIN)
-        poller.register(self.done_read, select.POLLIN)
-        self.done_read.setblocking(False)
+        """Serve until idle, superseded or switched off; never raises for a single call's trouble. The loop in C
+        comes back here only when no call is in flight and the next check is due, and in each child it forks
+        (which never returns from here)."""
         next_check = time.monotonic() + UPGRADE_CHECK
         while True:
-            now = time.monotonic()
-            if not self.calls:
-                if now - self.last_call >= self.idle:
+            event, fd = self.native.warm_loop_run(min(next_check, self.native.warm_loop_last_call() + self.idle))
+            if event == "spare":
+                self.wait_as_spare(socket.socket(fileno=fd))
+            elif event == "call":
+                self.become_child(socket.socket(fileno=fd))
+            now = time.monotonic()  # "tick": no call in flight
+            if now - self.native.warm_loop_last_call() >= self.idle:
+                return
+            if now >= next_check:
+                next_check = now + UPGRADE_CHECK
+                if self.superseded() or self.switched_off():
                     return
-                if now >= next_check:
-                    next_check = now + UPGRADE_CHECK
-                    if self.superseded() or self.switched_off():
-                        return
-            timeout = max(0.0, min(next_check, self.last_call + self.idle) - now)
-            for fd, _events in poller.poll(timeout * 1000 if not self.calls else None):
-                if fd == self.listener.fileno():
-                    self.accept(poller)
-                elif self.status_listener is not None and fd == self.status_listener.fileno():
-                    self.answer_status()
-                elif fd == self.wake_read.fileno():
-                    self.wake_read.recv(4096)
-                    self.reap(poller)
-                elif fd == self.done_read.fileno():
-                    self.take_reports(poller)
-                else:
-                    self.caller_gone(poller, fd)
-
-    def accept(self, poller: select.poll) -> None:
-        assert self.listener is not None
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        self.last_call = time.monotonic()
-        try:
-            # The launcher's sign that we are alive (its child's checks may take longer); sent before the child
-            # gets the connection, so that it always precedes what the child writes. One byte into an empty
-            # buffer: never blocks.
-            conn.send(FORKED)
-            pid = self.hand_to_spare(conn)
-            if pid is None:
-                pid = self.fork()
-                if pid == 0:
-                    self.become_child(conn)
-        except OSError:
-            conn.close()  # the launcher sees the connection end before 'A' and execs
-            return
-        self.calls[pid] = conn
-        poller.register(conn, select.POLLRDHUP)
-        self.fork_spare()
-
-    def fork_spare(self) -> None:
-        """Fork the child of the next call now, while this call runs: the fork of this process (~0.5-1 ms for its
-        ~30 MiB) leaves the next call's path. The spare waits for its connection on a socket pair of its own; it
-        is as fresh as a child forked at accept time (this process computes nothing between calls)."""
-        if self.spare is not None:
-            return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            pid = self.fork()
-        except OSError:
-            ours.close()
-            theirs.close()
-            return
-        if pid == 0:
-            ours.close()
-            self.wait_as_spare(theirs)
-        theirs.close()
-        self.spare = (pid, ours)
 
     def wait_as_spare(self, control: socket.socket) -> None:
         """In the spare: wait for a call's connection (or the warm process's end: EOF), then run its call."""
@@ -224,20 +142,6 @@ class Server:
             os._exit(child.NOT_STARTED)
         self.run_child(socket.socket(fileno=fds[0]))
 
-    def hand_to_spare(self, conn: socket.socket) -> int | None:
-        """Give ``conn`` to the spare; its pid, or None when there is no spare (or it is gone: fork instead)."""
-        if self.spare is None:
-            return None
-        pid, control = self.spare
-        self.spare = None
-        try:  # socket.send_fds without its Python layer (an import and an array per call)
-            control.sendmsg([b"C"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", conn.fileno()))])
-        except OSError:
-            return None
-        finally:
-            control.close()
-        return pid
-
     def become_child(self, conn: socket.socket) -> None:
         """In a child forked for ``conn`` (no spare was ready): run its call."""
         self.close_in_child()
@@ -248,88 +152,12 @@ class Server:
         os._exit(1)  # not reached: run_call always exits
 
     def close_in_child(self) -> None:
-        """A child keeps of the warm process's sockets only ``done_write`` (and its own connection), and no
-        wake-up descriptor (run_call sets SIGCHLD back to its default)."""
+        """A child keeps of the warm process's sockets only ``done_write`` (and its own connection); the loop
+        already closed the other calls' connections, its wake-up pipe and SIGCHLD's handler in it."""
         child.start()
-        signal.set_wakeup_fd(-1)
-        for sock in (self.listener, self.status_listener, self.wake_read, self.wake_write, self.done_read,
-                     *self.calls.values()):
+        for sock in (self.listener, self.status_listener, self.done_read):
             if sock is not None:
                 sock.close()
-        self.calls.clear()
-
-    def take_reports(self, poller: select.poll) -> None:
-        """The pids of the children that told their launchers their exit code (:func:`child.report_exit`): stop
-        watching those connections (a launcher exits once it has its answer; its child, then exiting, is not
-        killed for that)."""
-        while self.reports_waiting.poll(0):  # not recv() until it raises: an exception per call costs page copies
-            try:
-                message = self.done_read.recv(16)
-            except OSError:
-                return
-            (pid,) = struct.unpack("<i", message) if len(message) == 4 else (0,)
-            conn = self.calls.get(pid)
-            if conn is not None and pid not in self.reported:
-                self.reported.add(pid)
-                try:
-                    poller.unregister(conn)
-                except KeyError:
-                    pass
-
-    def reap(self, poller: select.poll) -> None:
-        while True:  # every child that ended: the calls', and a spare that was killed
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            conn = self.calls.pop(pid, None)
-            if conn is None:
-                if self.spare is not None and self.spare[0] == pid:  # killed while waiting: fork another later
-                    self.spare[1].close()
-                    self.spare = None
-                continue
-            self.children_cpu += usage.ru_utime + usage.ru_stime
-            self.children_max_rss_kib = max(self.children_max_rss_kib, usage.ru_maxrss)
-            abandoned = pid in self.abandoned
-            self.abandoned.discard(pid)
-            self.reported.discard(pid)
-            if os.WIFSIGNALED(status):
-                reply = b"S" + struct.pack("<i", os.WTERMSIG(status))
-                self.served += 0 if abandoned else 1  # killed for its gone launcher: maybe never started
-            else:
-                code = os.WEXITSTATUS(status)
-                reply = b"X" + struct.pack("<i", code)
-                if code == child.REFUSED:
-                    self.refused += 1
-                elif code != child.NOT_STARTED:
-                    self.served += 1
-            try:
-                poller.unregister(conn)
-            except KeyError:
-                pass  # the launcher went away: caller_gone unregistered it
-            try:  # a child that reported its exit code itself has its launcher gone, or not reading any more
-                conn.setblocking(False)
-                conn.send(reply)  # five bytes into an empty socket buffer: never blocks
-            except OSError:
-                pass  # the launcher already went away
-            conn.close()
-            self.last_call = time.monotonic()
-
-    def caller_gone(self, poller: select.poll, fd: int) -> None:
-        self.take_reports(poller)  # a child's report precedes its launcher's exit: a reported call is done
-        for pid, conn in self.calls.items():
-            if pid in self.reported:
-                continue
-            if conn.fileno() == fd:
-                poller.unregister(fd)  # reported once; the child's end closes the connection
-                self.abandoned.add(pid)
-                try:
-                    os.kill(pid, signal.SIGKILL)  # reaped (and reported to nobody) when SIGCHLD arrives
-                except ProcessLookupError:
-                    pass
-                return
 
     def superseded(self) -> bool:
         """A newer build was unpacked into the cache (its ``.in-use`` marker is younger than ours)."""
@@ -368,8 +196,7 @@ class Server:
         for listener in (self.listener, self.status_listener):
             if listener is not None:
                 listener.close()
-        if self.spare is not None:
-            self.spare[1].close()  # the spare sees the end of its socket and exits
+        self.native.warm_loop_stop()  # the spare sees the end of its socket and exits
 
     def remove_build_if_unused(self) -> None:
         """Superseded: remove our build's folder when no call of it runs (the launcher's prune, done by the last
@@ -425,9 +252,9 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     idle, in_use_fd, ready_fd = float(args[0]), int(args[1]), int(args[2])
     build_dir = os.path.dirname(sys.executable)
     os.set_inheritable(in_use_fd, False)
-    from _cni_suite import fork_bare  # type: ignore[import-not-found]
+    import _cni_suite  # type: ignore[import-not-found]
 
-    server = Server(build_dir, idle, in_use_fd, run, fork_bare)
+    server = Server(build_dir, idle, in_use_fd, run, _cni_suite)
     _sweep_stale(server.warm_dir)
     lock = _hold_context_lock(server.path(".lock"))
     if lock is None:
@@ -442,7 +269,6 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
     # never walk (and so never copy) the tens of thousands of objects it shares with us (fork + exit: -10%).
     gc.freeze()
     server.listen()
-    server.fork_spare()
     try:
         os.write(ready_fd, b"R")
     except OSError:
