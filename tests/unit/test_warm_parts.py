@@ -67,8 +67,8 @@ def test_a_record_is_void_once_its_table_was_made_again() -> None:
 
 def test_each_child_draws_other_random_numbers() -> None:
     """`random` is seeded at import, in the warm process: each child must draw numbers of its own, though the warm
-    process forks without the at-fork hooks (cni_common/bundle/warm_loop.h: libc's fork(), as called here), random's own
-    reseed among them: child.start reseeds it."""
+    process forks without the at-fork hooks (cni_common/bundle/warm_loop.h: libc's fork(), as called here),
+    random's own reseed among them: child.start reseeds it."""
     random.seed(1234)
     bare_fork = ctypes.PyDLL(None).fork
     draws = []
@@ -95,9 +95,9 @@ def test_each_child_draws_other_random_numbers() -> None:
 
 
 #: The at-fork hooks the preloaded modules register, and why a child of the warm process needs none of them run
-#: (its fork is libc's, in cni_common/bundle/warm_loop.h): threading's and logging's make locks and thread records usable again when
-#: another thread held them at the fork, and the warm process has one thread (server.serve checks); random's
-#: reseed is done by child.start.
+#: (its fork is libc's, in cni_common/bundle/warm_loop.h): threading's and logging's make locks and thread records
+#: usable again when another thread held them at the fork, and the warm process has one thread (server.serve
+#: checks); random's reseed is done by child.start.
 REVIEWED_AT_FORK_HOOKS = {"threading._after_fork", "random.Random.seed", "logging._acquireLock",
                           "logging._after_at_fork_child_reinit_locks", "logging._releaseLock"}
 
