@@ -81,9 +81,9 @@ static void warm_forget_in_child(void) {
 }
 
 static void warm_send_reply(int conn, char kind, int32_t value) {
-    char reply[5];
-    reply[0] = kind;
-    memcpy(reply + 1, &value, 4);  /* little-endian on every architecture we build for, as "<i" */
+    uint32_t bits = (uint32_t)value;
+    unsigned char reply[5] = {(unsigned char)kind, bits & 0xff, (bits >> 8) & 0xff, (bits >> 16) & 0xff,
+                              bits >> 24};  /* little-endian, as warm.h reads it, on s390x too */
     if (send(conn, reply, sizeof reply, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) { /* the launcher went away */ }
 }
 
@@ -94,11 +94,14 @@ static struct warm_call *warm_find(pid_t pid) {
 }
 
 static void warm_take_reports(void) {
-    int32_t pid;
+    unsigned char message[4];
     for (;;) {
-        ssize_t n = recv(W.done, &pid, sizeof pid, MSG_DONTWAIT);
+        ssize_t n = recv(W.done, message, sizeof message, MSG_DONTWAIT);
         if (n < 0) return;  /* none left */
-        if (n != (ssize_t)sizeof pid) continue;
+        if (n != (ssize_t)sizeof message) continue;
+        /* child.report_exit's struct.pack("<i", pid): little-endian whatever the architecture */
+        pid_t pid = (pid_t)((uint32_t)message[0] | (uint32_t)message[1] << 8 | (uint32_t)message[2] << 16 |
+                            (uint32_t)message[3] << 24);
         struct warm_call *call = warm_find(pid);
         if (call) call->reported = 1;
     }
