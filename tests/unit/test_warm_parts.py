@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 from cni_common.netfilter import handles
 from cni_common.warm import child, context
@@ -118,3 +119,28 @@ print("\\n".join(sorted(set(hooks))))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
     assert set(out.split()) == REVIEWED_AT_FORK_HOOKS
+
+
+def test_a_warm_process_with_a_second_thread_does_not_serve(tmp_path: Path) -> None:
+    """Its fork runs no at-fork hook, which is right only with one thread: a preload that started another makes
+    serve() give up before it listens or says it is ready (the launcher then execs, as with no warm process)."""
+    (tmp_path / "warm").mkdir()
+    script = f"""
+import os, sys, threading, time, types
+sys.frozen = True
+sys.executable = {str(tmp_path / "cni-suite")!r}
+sys.modules["_cni_suite"] = types.ModuleType("_cni_suite")
+from cni_common.warm import server
+in_use = os.open({str(tmp_path)!r}, os.O_RDONLY)
+ready_read, ready_write = os.pipe()
+def preload():
+    threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
+code = server.serve(["600", str(in_use), str(ready_write)], preload, lambda argv: 0)
+os.close(ready_write)
+print(code, os.read(ready_read, 1) == b"", sorted(os.listdir({str(tmp_path / "warm")!r})))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.stdout.split(None, 2)[:2] == ["2", "True"]
+    assert ".sock" not in done.stdout
+    assert "started a thread" in done.stderr
