@@ -24,8 +24,9 @@
  *
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
- * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite with setns(). The
- * script is the compiled plugins/__main__.py inside the bundle.
+ * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite (setns(), set_name(),
+ * securebits(), and the warm process's per-call loop: warm_loop.h). The script is the compiled
+ * plugins/__main__.py inside the bundle.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
