@@ -77,10 +77,20 @@ class Lab:
         return node
 
     def remove_node(self, node: Node) -> None:
+        """Remove the node's namespaces; return once its underlay veth is gone too. The kernel destroys a deleted
+        namespace in the background, and the veth's underlay end with it, so a node added again at once under
+        the same number found ``cntxu<n>`` still there on a loaded machine ("File exists")."""
         for c in node.containers:
             self.pool.remove(c)
         self.pool.remove(node.ns)
         self.nodes.remove(node)
+        assert self.underlay is not None
+        outside = f"cntxu{node.name.removeprefix('node')}"
+        deadline = time.monotonic() + _PATIENCE
+        while self.underlay.ip("link", "show", outside, check=False).returncode == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{outside} outlived its node's namespace by {_PATIENCE:.0f} s")
+            time.sleep(0.05)
 
     def down(self) -> None:
         for node in list(self.nodes):
