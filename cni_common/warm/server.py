@@ -54,12 +54,12 @@ MODE_FILE = "warm-mode"  # the operator's switch in the cache (warm.h: warm_mode
 
 class Server:
     """The listening sockets and the policy (idle exit, upgrade, switch); the calls and the status queries go
-    through ``loop`` (runner.c's built-in module: ``warm_loop.h``)."""
+    through the loop of ``native`` (runner.c's built-in module ``_cni_suite``: ``warm_loop.h``)."""
 
-    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int], loop: Any):
+    def __init__(self, build_dir: str, idle: float, in_use_fd: int, run: Callable[[list[str]], int], native: Any):
         self.build_dir, self.cache_dir = build_dir, os.path.dirname(build_dir)
         self.warm_dir = os.path.join(build_dir, WARM_DIR)
-        self.run, self.native = run, loop
+        self.run, self.native = run, native
         self.idle, self.in_use_fd = idle, in_use_fd
         self.key = context.context_key()
         self.own = context.snapshot()
@@ -261,8 +261,8 @@ def serve(args: list[str], preload: Callable[[], None], run: Callable[[list[str]
         return 0  # another warm process of this build and context exists (or is starting)
     preload()
     if len(os.listdir("/proc/self/task")) != 1:
-        # The bare fork leaves the at-fork hooks out because no other thread can hold a lock: a preloaded module
-        # that started one breaks that. Calls exec meanwhile (the launcher sees no socket).
+        # The loop's fork (warm_loop.h) runs no at-fork hook because no other thread can hold a lock: a preloaded
+        # module that started one breaks that. Calls exec meanwhile (the launcher sees no socket).
         sys.stderr.write("cni-suite warm-server: a preloaded module started a thread; not serving\n")
         return 2
     # What the preload made lives as long as this process: out of the collector's sight, a child's collections
