@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from . import procfs
 from .errors import CNIError, ErrorCode
 from .log import get_logger
 
@@ -30,16 +31,10 @@ def read(*parts: str) -> str:
     """The value of ``net/<parts...>``, stripped; e.g. ``read("ipv4", "ip_forward")``."""
     path = _path(parts)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            chunks = []
-            while chunk := os.read(fd, 4096):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
+        data = procfs.read(path)
     except OSError as exc:
         raise CNIError(ErrorCode.IO_FAILURE, f"failed to read sysctl {path}: {exc.strerror}") from exc
-    return b"".join(chunks).decode("ascii").strip()
+    return data.decode("ascii").strip()
 
 
 def write(value: str | int, *parts: str) -> None:

@@ -20,6 +20,7 @@ import socket
 import struct
 import sys
 
+from cni_common import procfs
 from cni_common.warm import context
 
 TYPE_CHECKING = False
@@ -139,11 +140,7 @@ def _copy_file(source: str, target: str) -> None:
 
 
 def _read_value(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 64).strip()
-    finally:
-        os.close(fd)
+    return procfs.read(path).strip()
 
 
 def start() -> None:

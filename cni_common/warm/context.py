@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 
+from cni_common import procfs
+
 #: Namespace kinds that must be equal (``time`` too where the kernel has it).
 NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup", "time")
 #: The kinds and order of the launcher's context key (``warm.h``: ``warm_context_key``), plus the root.
@@ -32,21 +34,11 @@ def _identity(path: str) -> tuple[int, int]:
 
 
 def _read(path: str) -> str:
-    """The file's text ('' when unreadable), by plain ``os.read``: a text-mode ``open`` builds an io stack and a
-    decoder for each file, and a warm child reads five (docs/packaging.md, "Copy-on-write")."""
+    """The file's text ('' when unreadable); a warm child reads five of these (:mod:`cni_common.procfs`)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return procfs.read(path).decode("utf-8", "replace")
     except OSError:
         return ""
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except OSError:
-        return ""
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def context_key(proc: str = "/proc/self", root: str = "/") -> str:

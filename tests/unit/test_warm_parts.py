@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cni_common.netfilter import handles
 from cni_common.warm import child, context
+from tests.helpers import paths
 
 MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -117,7 +118,7 @@ warm.preload()
 print("\\n".join(sorted(set(hooks))))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
+                         cwd=paths.REPO).stdout
     assert set(out.split()) == REVIEWED_AT_FORK_HOOKS
 
 
@@ -140,7 +141,7 @@ os.close(ready_write)
 print(code, os.read(ready_read, 1) == b"", sorted(os.listdir({str(tmp_path / "warm")!r})))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                          cwd=paths.REPO)
     assert done.stdout.split(None, 2)[:2] == ["2", "True"]
     assert ".sock" not in done.stdout
     assert "started a thread" in done.stderr
