@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Mapping, Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional, Sequence
 
 from bench.stats import Usage
 from tests.helpers.netns import Netns
@@ -53,7 +54,12 @@ class WarmCpu:
     """CPU of our calls served by warm processes (docs/packaging.md, "The warm path"): their children are not
     the launcher's, so `os.wait4` does not see them. The warm processes add up their children's rusage (and
     report their own time) in their status; the difference of `total()` around a call is what it cost there (a
-    burst takes it around the whole phase: the differences of concurrent calls would overlap)."""
+    burst takes it around the whole phase: the differences of concurrent calls would overlap).
+
+    Reading it between two calls of one pod delays the second: `total()` waits until the first call's child is
+    reaped, a few milliseconds after its launcher returned, and a veth deleted that much later costs the
+    kernel several milliseconds more (bench/README.md, "The pair's DEL and the bench's own gap"). Walls are
+    therefore taken from calls run back to back (`TimedNetns.back_to_back`)."""
 
     def __init__(self, cache: str) -> None:
         self.cache = cache
@@ -95,10 +101,11 @@ class TimedNetns:
         """Same contract as `Netns.run`, measured; `extra_env` is added to `env` (libcni passes it on)."""
         if env is not None:
             env = {**env, **self.extra_env}
-        before = self.warm.total() if self.warm else 0.0
+        warm = None if getattr(self._local, "back_to_back", False) else self.warm
+        before = warm.total() if warm else 0.0
         proc, usage = run_measured(self.cmd(argv), env=env, stdin=(input or "").encode(), timeout=timeout)
-        if self.warm:
-            usage = Usage(usage.wall, usage.cpu + max(0.0, self.warm.total() - before))
+        if warm:
+            usage = Usage(usage.wall, usage.cpu + max(0.0, warm.total() - before))
         self._local.usage = usage
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
@@ -107,3 +114,18 @@ class TimedNetns:
     def last_usage(self) -> Usage:
         """Usage of this thread's latest `run()`."""
         return self._local.usage
+
+    @contextmanager
+    def back_to_back(self) -> Iterator[list[float]]:
+        """This thread's calls inside run one right after the other, as a runtime runs them: the warm processes'
+        CPU is read once before and once after them all, not between them (`WarmCpu`). Their usages carry only
+        their launchers' CPU; the list yielded holds, once the block is left, what the warm processes spent
+        meanwhile (0.0 without a warm meter)."""
+        spent: list[float] = []
+        before = self.warm.total() if self.warm else 0.0
+        self._local.back_to_back = True
+        try:
+            yield spent
+        finally:
+            self._local.back_to_back = False
+        spent.append(max(0.0, self.warm.total() - before) if self.warm else 0.0)

@@ -8,7 +8,8 @@ No driver (cnitool) and no nsenter per call: this process enters the "host" name
 plugin with the pair's config (bench/confs.py) and, on DEL, the ADD's result as ``prevResult``, as libcni does.
 Per call it reports wall time, CPU (the launcher's rusage plus what the warm process and its children spent:
 its status' ``cpu_seconds``) and minor page faults (the launcher's, plus the warm process's own and its reaped
-children's from /proc/<pid>/stat). Names: netns ``cnt-pc<run>-…``, bridges ``cntpc<n>``.
+children's from /proc/<pid>/stat); walls from ADD and DEL run back to back, our per-call CPU and faults from a
+second cycle read call by call (``Side.cycle``). Names: netns ``cnt-pc<run>-…``, bridges ``cntpc<n>``.
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ class Side:
             fields = f.read().rsplit(")", 1)[1].split()
         return float(w["cpu_seconds"]), int(fields[7]) + int(fields[8]), pid  # type: ignore[arg-type]
 
-    def call(self, verb: str) -> tuple[float, float, int]:
-        """One call: wall s, CPU s, minor faults."""
+    def call(self, verb: str, metered: bool = True) -> tuple[float, float, int]:
+        """One call: wall s, CPU s, minor faults (without ``metered``, the launcher's alone)."""
         conf = dict(self.conf)
         if verb == "DEL" and self.prev is not None:
             conf["prevResult"] = self.prev
-        cpu0, flt0, _ = self.warm_counters()
+        cpu0, flt0, _ = self.warm_counters() if metered else (0.0, 0, 0)
         with tempfile.TemporaryFile() as out:
             start = time.perf_counter()
             proc = subprocess.Popen([os.path.join(self.folder, "bridge")], stdin=subprocess.PIPE, stdout=out,
@@ -84,11 +85,20 @@ class Side:
             raise SystemExit(f"{self.name} {verb} failed: {text.decode(errors='replace')}")
         if verb == "ADD":
             self.prev = json.loads(text)
-        cpu1, flt1, _ = self.warm_counters()
+        cpu1, flt1, _ = self.warm_counters() if metered else (0.0, 0, 0)
         return wall, ru.ru_utime + ru.ru_stime + cpu1 - cpu0, ru.ru_minflt + flt1 - flt0
 
-    def cycle(self) -> dict[str, tuple[float, float, int]]:
-        return {verb: self.call(verb) for verb in ("ADD", "DEL")}
+    def cycle(self, per_verb: bool = True) -> dict[str, tuple[float, float, int]]:
+        """ADD then DEL back to back, as a runtime runs them: a status read between the two would delay the DEL,
+        and a veth deleted later costs the kernel more (bench/measure.py, ``WarmCpu``). Walls of each; CPU and
+        faults of both; with ``per_verb``, a warm side's per-verb CPU and faults from a second, metered cycle."""
+        cpu0, flt0, _ = self.warm_counters()
+        add, delete = self.call("ADD", metered=False), self.call("DEL", metered=False)
+        cpu1, flt1, _ = self.warm_counters()
+        both = (add[0] + delete[0], add[1] + delete[1] + cpu1 - cpu0, add[2] + delete[2] + flt1 - flt0)
+        if per_verb and not self.go:
+            add, delete = (add[0], *self.call("ADD")[1:]), (delete[0], *self.call("DEL")[1:])
+        return {"ADD": add, "DEL": delete, "ADD+DEL": both}
 
     def close(self) -> None:
         for w in warm_processes(str(self.cache)):
@@ -142,7 +152,7 @@ def main() -> int:
                     time.sleep(1.0)
                 deadline, count = time.monotonic() + opts.seconds, 0
                 while time.monotonic() < deadline:
-                    side.cycle()
+                    side.cycle(per_verb=False)
                     count += 1
                 print(f"{count} cycles", file=sys.stderr)
                 return 0
@@ -154,8 +164,7 @@ def main() -> int:
             print(f"n={opts.n}, load {load[0]:.2f}; median (IQR) ms; faults median")
             for side in sides:
                 for verb in ("ADD", "DEL", "ADD+DEL"):
-                    rows = [c[verb] if verb in c else tuple(map(sum, zip(c["ADD"], c["DEL"], strict=True)))
-                            for c in samples[side.name]]
+                    rows = [c[verb] for c in samples[side.name]]
                     print(f"{side.name:6} {verb:8} wall {_spread([r[0] for r in rows])}  "
                           f"cpu {_spread([r[1] for r in rows])}  faults {statistics.median(r[2] for r in rows):.0f}")
     finally:

@@ -65,13 +65,12 @@ def scale_rows(lab: Lab, variants: list[tuple[str, Side, bool]], n: int) -> list
                 cid = f"cntb-probe-{count}-{i}"
                 cap = confs.port_mappings(confs.CHAIN_PORT)
                 try:
-                    _, add = side.call("add", confs.CHAIN_NET, probe[label], cid, cap)
-                    _, delete = side.call("del", confs.CHAIN_NET, probe[label], cid, cap)
+                    both = side.cycle(confs.CHAIN_NET, probe[label], cid, cap, per_verb=False)["ADD+DEL"]
                 except CaseFailed as exc:
                     failed[label] = str(exc)
                     continue
                 if i:
-                    samples[label].append(add + delete)
+                    samples[label].append(both)
         for label in samples:
             if samples[label]:
                 walls[label][count] = median_usage(samples[label])
