@@ -25,8 +25,8 @@
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
  * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite (setns(), set_name(),
- * securebits(), and the warm process's per-call loop: warm_loop.h). The script is the compiled
- * plugins/__main__.py inside the bundle.
+ * securebits(), the warm process's per-call loop: warm_loop.h, a warm child's first steps: warm_child.h). The
+ * script is the compiled plugins/__main__.py inside the bundle.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -81,6 +81,7 @@ static PyObject *native_securebits(PyObject *self, PyObject *args) {
 }
 
 #include "warm_loop.h"
+#include "warm_child.h"
 
 static PyMethodDef native_methods[] = {
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
@@ -90,6 +91,8 @@ static PyMethodDef native_methods[] = {
     {"warm_loop_run", native_warm_loop_run, METH_VARARGS, "Serve calls until an event for Python."},
     {"warm_loop_last_call", native_warm_loop_last_call, METH_NOARGS, "When the last call started or ended."},
     {"warm_loop_stop", native_warm_loop_stop, METH_NOARGS, "Let the spare go."},
+    {"warm_child_prepare", native_warm_child_prepare, METH_VARARGS, "What a warm child compares its caller with."},
+    {"warm_child_accept", native_warm_child_accept, METH_VARARGS, "A warm child's request, checks and adoption."},
     {NULL, NULL, 0, NULL},
 };
 

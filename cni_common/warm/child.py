@@ -2,12 +2,14 @@
 
 The launcher's request (``warm.h``: ``warm_send_request``) carries its umask and securebits, argv and the
 environment; its 'G' (go) carries its stdin, stdout, stderr and working directory as descriptors. Before
-answering 'A', the child checks the caller (:mod:`cni_common.warm.context`) and takes on what an exec'd
-process would have inherited that a fork does not give: cgroups, rlimits, OOM score, nice value and CPU
-affinity. Any of that failing is a refusal ('R'), and the launcher execs: nothing of the call has run yet.
-After the launcher's 'G' the child becomes the call: the caller's descriptors as 0, 1, 2, its directory, umask,
-environment (so the plugin's own children, iptables or a delegate, get the runtime's environment unchanged),
-argv, process name, fresh randomness; then the plugin runs, and the process exits with its code.
+answering 'A', the child reads the request, checks the caller and takes on what an exec'd process would have
+inherited that a fork does not give (cgroups, rlimits, OOM score, nice value and CPU affinity): all of it in C,
+``warm_child_accept`` (``cni_common/bundle/warm_child.h``), since every Python object made or touched here
+copies a page of the warm process. Any of that failing is a refusal ('R'), and the launcher execs: nothing of
+the call has run yet. After the launcher's 'G' the child becomes the call: the caller's descriptors as 0, 1, 2,
+its directory, umask, environment (so the plugin's own children, iptables or a delegate, get the runtime's
+environment unchanged), argv, process name, fresh randomness; then the plugin runs, and the process exits with
+its code.
 """
 
 from __future__ import annotations
@@ -15,68 +17,26 @@ from __future__ import annotations
 import array
 import os
 import random
-import resource
 import socket
 import struct
 import sys
-
-from cni_common import procfs
-from cni_common.warm import context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-MAGIC = b"CNIW"
-PROTOCOL = 1
-HEADER = struct.Struct("<4sIIIIII")  # magic, protocol, umask, securebits, argc, envc, length of the strings
 DESCRIPTORS = 4  # stdin, stdout, stderr, working directory
-#: How long a launcher may take to send its request (it sends it right after connecting).
-REQUEST_TIMEOUT = 2.0
-#: Every limit an exec'd process would inherit.
-RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
-
 
 #: The exit code of a child that refused its call (the warm process counts refusals for ``inspect``).
 REFUSED = 86
 NOT_STARTED = 88  # ... and of one whose launcher gave up before 'G'
 
 
-class Refused(Exception):
-    """The call cannot run here as it would by exec; the message says why (the launcher then execs)."""
-
-
 class Request:
-    """A launcher's call, as received."""
+    """A launcher's call, as ``warm_child_accept`` received and accepted it."""
 
-    def __init__(self, umask: int, securebits: int, argv: list[str], env: dict[str, str]):
-        self.umask, self.securebits, self.argv, self.env = umask, securebits, argv, env
-
-
-def receive(conn: socket.socket) -> Request:
-    """Read the request (Refused when it is not one)."""
-    conn.settimeout(REQUEST_TIMEOUT)
-    data = conn.recv(65536)
-    if len(data) < HEADER.size:
-        raise Refused("malformed request")
-    magic, protocol, umask, securebits, argc, envc, length = HEADER.unpack_from(data)
-    if magic != MAGIC or protocol != PROTOCOL:
-        raise Refused("another protocol")
-    body = bytearray(data[HEADER.size:])
-    while len(body) < length:
-        chunk = conn.recv(length - len(body))
-        if not chunk:
-            raise Refused("truncated request")
-        body += chunk
-    strings = os.fsdecode(bytes(body)).split("\0")[:-1]  # one decode (a NUL byte is never part of a character)
-    if len(strings) != argc + envc or argc < 1:
-        raise Refused("malformed request")
-    env = {}
-    for item in strings[argc:]:
-        name, sep, value = item.partition("=")
-        if sep and name not in env:  # getenv() finds the first of two equal names
-            env[name] = value
-    return Request(umask, securebits, strings[:argc], env)
+    def __init__(self, umask: int, argv: list[str], env: dict[str, str]):
+        self.umask, self.argv, self.env = umask, argv, env
 
 
 def receive_go(conn: socket.socket) -> list[int] | None:
@@ -97,50 +57,6 @@ def receive_descriptors(sock: socket.socket, count: int) -> tuple[bytes, list[in
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
     return data, list(fds)
-
-
-def check_and_adopt(conn: socket.socket, request: Request, own: dict[str, object], own_bits: int,
-                    mounts: dict[str, tuple[str, str]]) -> int:
-    """Refuse a caller that differs from us; else take its cgroups and limits. Returns the caller's pid."""
-    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    if pid <= 0 or uid != os.geteuid():
-        raise Refused("caller not visible or not root")
-    differs = context.mismatch(own, context.snapshot(pid), own_bits, request.securebits)
-    if differs:
-        raise Refused(f"caller's {differs} differs")
-    failed = context.join_cgroups(pid, mounts)
-    if failed:
-        raise Refused(failed)
-    try:
-        for limit in RLIMITS:
-            wanted = resource.prlimit(pid, limit)
-            if resource.getrlimit(limit) != wanted:
-                resource.setrlimit(limit, wanted)
-        _copy_file(f"/proc/{pid}/oom_score_adj", "/proc/self/oom_score_adj")
-        nice = os.getpriority(os.PRIO_PROCESS, pid)
-        if os.getpriority(os.PRIO_PROCESS, 0) != nice:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-        affinity = os.sched_getaffinity(pid)
-        if os.sched_getaffinity(0) != affinity:
-            os.sched_setaffinity(0, affinity)
-    except (OSError, ValueError) as err:
-        raise Refused(f"cannot take the caller's limits: {err}") from None
-    return pid
-
-
-def _copy_file(source: str, target: str) -> None:
-    """Write ``source``'s value (a /proc number) into ``target`` unless equal; OSError when either fails."""
-    value = _read_value(source)
-    if _read_value(target) != value:
-        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, value)
-        finally:
-            os.close(fd)
-
-
-def _read_value(path: str) -> bytes:
-    return procfs.read(path).strip()
 
 
 def start() -> None:
@@ -177,19 +93,17 @@ def become_caller(request: Request, fds: list[int]) -> None:
         pass
 
 
-def run_call(conn: socket.socket, done: socket.socket, own: dict[str, object], own_bits: int,
-             mounts: dict[str, tuple[str, str]], run: Callable[[list[str]], int]) -> None:
+def run_call(conn: socket.socket, done: socket.socket, accept: Callable[[int], object],
+             run: Callable[[list[str]], int]) -> None:
     """The whole life of a child: never returns (``os._exit``). ``done``: the warm process's socket for
-    :func:`report_exit`."""
+    :func:`report_exit`; ``accept``: ``warm_child_accept`` (``(umask, argv, env)``, or why the call is refused)."""
     code = 0
     try:
-        try:
-            request = receive(conn)
-            check_and_adopt(conn, request, own, own_bits, mounts)
-        except (Refused, OSError, ValueError):
+        accepted = accept(conn.fileno())
+        if not isinstance(accepted, tuple):
             conn.sendall(b"R" + struct.pack("<I", 0))
             os._exit(REFUSED)
-        conn.settimeout(None)
+        request = Request(*accepted)
         conn.sendall(b"A" + struct.pack("<I", os.getpid()))
         fds = receive_go(conn)
         if fds is None:  # the launcher gave up (timeout, killed): the call never starts here

@@ -62,9 +62,6 @@ class Server:
         self.run, self.native = run, native
         self.idle, self.in_use_fd = idle, in_use_fd
         self.key = context.context_key()
-        self.own = context.snapshot()
-        self.own_bits = context.own_securebits()
-        self.mounts = context.cgroup_mounts()
         self.pid = os.getpid()
         self.started = time.time()
         self.listener: socket.socket | None = None
@@ -89,6 +86,9 @@ class Server:
         and hand them to the loop, which forks the first spare when it starts."""
         self.listener = self._bind(".sock")
         self.status_listener = self._bind(".stat")
+        # What each child compares its caller with (this process's namespaces, root, ids, capabilities, LSM
+        # label, securebits) and where it finds the caller's cgroups: read once, before the first fork.
+        self.native.warm_child_prepare(context.cgroup_mounts())
         self.native.warm_loop_start(self.listener.fileno(), self.status_listener.fileno(), self.done_read.fileno(),
                                     child.REFUSED, child.NOT_STARTED, self.status_prefix())
 
@@ -148,7 +148,7 @@ class Server:
         self.run_child(conn)
 
     def run_child(self, conn: socket.socket) -> None:
-        child.run_call(conn, self.done_write, self.own, self.own_bits, self.mounts, self.run)
+        child.run_call(conn, self.done_write, self.native.warm_child_accept, self.run)
         os._exit(1)  # not reached: run_call always exits
 
     def close_in_child(self) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -18,11 +19,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from cni_common.warm import child, context
+from cni_common.warm import context
 from cni_common.warm.status import warm_processes
 from tests.helpers import builds, paths, warm
 
 HOST_LOCAL = paths.DIST_DIR / "host-local"
+#: The launcher's request header (warm.h: warm_send_request; warm_child.h reads it): magic, protocol, umask,
+#: securebits, argc, envc, length of the NUL-terminated strings that follow.
+REQUEST_HEADER = struct.Struct("<4sIIIIII")
 pytestmark = pytest.mark.skipif(not os.access(HOST_LOCAL, os.X_OK), reason="needs ./build.sh")
 
 
@@ -271,7 +275,14 @@ def _raw_call(sock_path: Path, change: str) -> bytes:
             elif change == "securebits":
                 securebits ^= 1  # SECBIT_NOROOT flipped
             strings = b"host-local\0CNI_COMMAND=ADD\0"
-            header = child.HEADER.pack(child.MAGIC, child.PROTOCOL, 0o022, securebits, 1, 1, len(strings))
+            magic, argc, envc, length = b"CNIW", 1, 1, len(strings)
+            if change == "counts":
+                argc, envc = 0xFFFFFFFF, 3  # 2**32 + 2 strings announced: 2 in 32 bits, as many as came
+            elif change == "magic":
+                magic = b"CNIX"
+            elif change == "truncated":
+                length += 10  # the launcher never sends the rest: refused after the request timeout (2 s)
+            header = REQUEST_HEADER.pack(magic, 1, 0o022, securebits, argc, envc, length)
             conn.sendall(header + strings)
             conn.settimeout(10)
             assert conn.recv(1) == b"F"  # the warm process forked a child for us
@@ -301,6 +312,18 @@ def test_a_caller_of_another_context_is_refused(lab: Lab, change: str) -> None:
     assert answer == (b"A" if change == "same" else b"R")
     if change != "same":
         assert _wait_until(lambda: lab.server()["refused"] == 1, 5)
+
+
+@pytest.mark.parametrize("change", ["counts", "magic", "truncated"])
+def test_a_malformed_request_is_refused(lab: Lab, change: str) -> None:
+    """The child reads the launcher's request in C (cni_common/bundle/warm_child.h): strings that do not match
+    their counts (also when the counts' sum overflows 32 bits), another protocol's magic, a request cut short: all
+    refused before anything runs, so a launcher would exec."""
+    assert lab.call("on").returncode == 0
+    server = lab.server()
+    sock = lab.warm_dir() / f"w{server['context']}.sock"
+    assert _raw_call(sock, change) == b"R"
+    assert _wait_until(lambda: lab.server()["refused"] == 1, 5)
 
 
 def test_another_namespace_execs(lab: Lab) -> None:
@@ -441,7 +464,9 @@ def test_the_warm_process_is_single_threaded_and_preloaded(lab: Lab) -> None:
 
 
 def test_the_plugins_children_get_the_runtimes_environment(lab: Lab, tmp_path: Path) -> None:
-    """What portmap's iptables/nft children see is exactly what the runtime gave the plugin, warm or exec'd.
+    """What portmap's iptables/nft children see is exactly what the runtime gave the plugin, warm or exec'd:
+    non-ASCII and undecodable bytes, '=' and tabs in values, an empty value (the warm child decodes the request as
+    os.fsdecode does, cni_common/bundle/warm_child.h).
 
     PATH holds only stand-ins for iptables, ip6tables and nft that record their environment and fail, so nothing
     touches the kernel (the plugin then reports the failure)."""
@@ -462,12 +487,13 @@ def test_the_plugins_children_get_the_runtimes_environment(lab: Lab, tmp_path: P
     for mode in ("off", "on"):
         for old in dumps.iterdir():
             old.unlink()
-        env = {**lab.env(mode), "PATH": str(fake), "CNT_MARKER": f"a value with spaces\tand = signs {mode}"}
+        env = {**lab.env(mode), "PATH": str(fake), "CNT_MARKER": f"a value with spaces\tand = signs {mode}",
+               "CNT_UTF8": "é€", "CNT_RAW": os.fsdecode(b"\xff\xe2\x82"), "CNT_EMPTY": ""}
         proc = subprocess.run([str(paths.DIST_DIR / "portmap")], input=json.dumps(conf).encode(), env=env,
                               capture_output=True, timeout=60)
         assert proc.returncode != 0  # the stand-ins fail
-        envs = [dict(item.split("=", 1) for item in p.read_bytes().decode().split("\0") if item)
-                for p in dumps.iterdir()]
+        envs = [dict(item.split("=", 1) for item in os.fsdecode(p.read_bytes()).split("\0") if item)
+                for p in dumps.iterdir()]  # undecodable bytes kept as os.fsdecode keeps them
         assert envs, proc.stderr
         for child_env in envs:
             child_env.pop("PWD", None)  # the shell's own

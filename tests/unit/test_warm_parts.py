@@ -25,8 +25,6 @@ def test_cgroup_mounts_maps_each_hierarchy_as_proc_pid_cgroup_names_it() -> None
     mounts = context.cgroup_mounts(MOUNTINFO)
     assert mounts == {"cpu,cpuacct": ("/", "/sys/fs/cgroup/cpu,cpuacct"),
                       "name=systemd": ("/", "/sys/fs/cgroup/systemd"), "": ("/", "/sys/fs/cgroup/unified")}
-    assert context._hierarchies("2:cpuacct,cpu:/a\n1:name=systemd:/b\n0::/c\n") == {
-        "cpu,cpuacct": "/a", "name=systemd": "/b", "": "/c"}
 
 
 def test_the_context_key_hash_is_fnv1a_64() -> None:
@@ -36,14 +34,6 @@ def test_the_context_key_hash_is_fnv1a_64() -> None:
     assert context.fnv1a64(b"a") == 0xAF63DC4C8601EC8C
     assert context.fnv1a64(b"foobar") == 0x85944171F73967E8
     assert len(context.context_key()) == 16
-
-
-def test_mismatch_names_the_first_differing_fact() -> None:
-    own = {"ns:net": (1, 2), "root": (3, 4)}
-    assert context.mismatch(own, dict(own), 0, 0) == ""
-    assert context.mismatch(own, {**own, "root": (3, 5)}, 0, 0) == "root"
-    assert context.mismatch(own, dict(own), 0, 1) == "securebits"
-    assert context.mismatch(own, dict(own), -1, -1) == "securebits"  # no way to read our own: refuse
 
 
 def test_echoed_takes_only_this_attachments_rules_and_created_tables() -> None:
@@ -82,7 +72,7 @@ def test_each_child_draws_other_random_numbers() -> None:
                 child.start()
                 null = os.open(os.devnull, os.O_RDWR)
                 saved = [os.dup(fd) for fd in (0, 1, 2)]
-                child.become_caller(child.Request(0o022, 0, ["host-local"], {"A": "b"}),
+                child.become_caller(child.Request(0o022, ["host-local"], {"A": "b"}),
                                     [os.dup(null), os.dup(null), os.dup(saved[2]), os.open(".", os.O_RDONLY)])
                 ok = os.environ == {"A": "b"} and os.umask(0o022) == 0o022
                 os.write(write_end, f"{random.random()} {ok}".encode())
