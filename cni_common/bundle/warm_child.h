@@ -331,7 +331,8 @@ static int wc_take_limits(pid_t peer_pid) {
     }
     char path[64], want[32], have[32];
     snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)peer_pid);
-    if (wc_read_value(path, want, sizeof want) != 0 || wc_read_value("/proc/self/oom_score_adj", have, sizeof have) != 0)
+    if (wc_read_value(path, want, sizeof want) != 0 ||
+        wc_read_value("/proc/self/oom_score_adj", have, sizeof have) != 0)
         return -1;
     if (strcmp(want, have) != 0) {
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
