@@ -25,8 +25,8 @@
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
  * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite (setns(), set_name(),
- * securebits(), the warm process's per-call loop: warm_loop.h, a warm child's first steps: warm_child.h). The
- * script is the compiled plugins/__main__.py inside the bundle.
+ * the warm process's per-call loop: warm_loop.h, a warm child's first steps: warm_child.h). The script is the
+ * compiled plugins/__main__.py inside the bundle.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -73,20 +73,12 @@ static PyObject *native_set_name(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* securebits(): prctl(PR_GET_SECUREBITS), which /proc does not show; a warm child compares the caller's. */
-static PyObject *native_securebits(PyObject *self, PyObject *args) {
-    (void)self;
-    (void)args;
-    return PyLong_FromLong((long)prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
-}
-
 #include "warm_loop.h"
 #include "warm_child.h"
 
 static PyMethodDef native_methods[] = {
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
     {"set_name", native_set_name, METH_VARARGS, "set_name(name): prctl(PR_SET_NAME)."},
-    {"securebits", native_securebits, METH_NOARGS, "securebits(): prctl(PR_GET_SECUREBITS)."},
     {"warm_loop_start", native_warm_loop_start, METH_VARARGS, "The warm process's loop: its descriptors."},
     {"warm_loop_run", native_warm_loop_run, METH_VARARGS, "Serve calls until an event for Python."},
     {"warm_loop_last_call", native_warm_loop_last_call, METH_NOARGS, "When the last call started or ended."},
