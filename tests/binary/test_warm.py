@@ -272,6 +272,10 @@ def _raw_call(sock_path: Path, change: str) -> bytes:
                 assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
             elif change == "uid":
                 os.setresuid(65534, 65534, 65534)
+            elif change == "gid":
+                os.setresgid(65534, 65534, 65534)
+            elif change == "groups":
+                os.setgroups([65534])
             elif change == "securebits":
                 securebits ^= 1  # SECBIT_NOROOT flipped
             strings = b"host-local\0CNI_COMMAND=ADD\0"
@@ -300,11 +304,12 @@ def _raw_call(sock_path: Path, change: str) -> bytes:
     return answer
 
 
-@pytest.mark.parametrize("change", ["same", "uts", "net", "chroot", "capability", "no_new_privs", "uid",
-                                    "securebits"])
+@pytest.mark.parametrize("change", ["same", "uts", "net", "chroot", "capability", "no_new_privs", "uid", "gid",
+                                    "groups", "securebits"])
 def test_a_caller_of_another_context_is_refused(lab: Lab, change: str) -> None:
-    """The warm child compares the caller's namespaces, root, ids, capabilities, no_new_privs and securebits
-    with its own (from /proc, not from the caller's word) and refuses any difference."""
+    """The warm child compares the caller's namespaces, root, ids, supplementary groups, capabilities,
+    no_new_privs and securebits with its own (from /proc, not from the caller's word) and refuses any
+    difference."""
     assert lab.call("on").returncode == 0
     server = lab.server()
     sock = lab.warm_dir() / f"w{server['context']}.sock"
