@@ -2,8 +2,8 @@
 
 Why not ``open()``: a text-mode file object builds an io stack and a decoder and makes four more system calls per
 file, for a value of a few bytes; in a warm child each object it touches is a page copied from the warm process
-(docs/packaging.md, "Copy-on-write, measured"). The sysctls, the caller's ``/proc/<pid>`` files the warm child
-compares, and the boot ID are read here.
+(docs/packaging.md, "Copy-on-write, measured"). The sysctls and the warm process's mount table are read here
+(the warm child's reads of its caller are C: ``cni_common/bundle/warm_child.h``).
 """
 
 from __future__ import annotations

@@ -42,6 +42,13 @@ struct wc_span {
     size_t len;
 };
 
+/* [from, to) without the bytes of ``strip`` (``count`` of them: '\0' may be one) at either end. */
+static struct wc_span wc_trim(const char *from, const char *to, const char *strip, size_t count) {
+    while (from < to && memchr(strip, *from, count)) from++;
+    while (to > from && memchr(strip, to[-1], count)) to--;
+    return (struct wc_span){from, (size_t)(to - from)};
+}
+
 struct wc_facts {
     struct { dev_t dev; ino_t ino; } identity[WC_NAMESPACES + 1];  /* the namespaces, then the root */
     struct wc_text status;
@@ -105,10 +112,7 @@ static void wc_parse_status(const struct wc_text *status, struct wc_span *field)
             for (size_t i = 0; i < WC_STATUS_FIELDS; i++) {
                 size_t n = strlen(wc_status_fields[i]);
                 if ((size_t)(colon - p) == n && memcmp(p, wc_status_fields[i], n) == 0) {
-                    const char *v = colon + 1, *w = eol;
-                    while (v < w && (*v == ' ' || *v == '\t')) v++;
-                    while (w > v && (w[-1] == ' ' || w[-1] == '\t')) w--;
-                    field[i] = (struct wc_span){v, (size_t)(w - v)};
+                    field[i] = wc_trim(colon + 1, eol, " \t", 2);
                 }
             }
         }
@@ -135,11 +139,8 @@ static void wc_facts_of(const char *proc, struct wc_facts *facts) {
     wc_parse_status(&facts->status, facts->field);
     snprintf(path, sizeof path, "%s/attr/current", proc);
     wc_read(path, &facts->lsm_text);
-    const char *v = facts->lsm_text.data ? facts->lsm_text.data : "";
-    const char *w = v + facts->lsm_text.len;
-    while (v < w && (*v == '\0' || *v == '\n')) v++;
-    while (w > v && (w[-1] == '\0' || w[-1] == '\n')) w--;
-    facts->lsm = (struct wc_span){v, (size_t)(w - v)};
+    const char *label = facts->lsm_text.data ? facts->lsm_text.data : "";
+    facts->lsm = wc_trim(label, label + facts->lsm_text.len, "\0\n", 2);
 }
 
 static void wc_facts_free(struct wc_facts *facts) {
@@ -291,13 +292,11 @@ static int wc_read_value(const char *path, char *out, size_t size) {
     struct wc_text text;
     wc_read(path, &text);
     if (!text.data) return -1;
-    const char *v = text.data, *w = v + text.len;
-    while (v < w && (*v == ' ' || *v == '\n' || *v == '\t')) v++;
-    while (w > v && (w[-1] == ' ' || w[-1] == '\n' || w[-1] == '\t')) w--;
-    int ok = (size_t)(w - v) < size;
+    struct wc_span value = wc_trim(text.data, text.data + text.len, " \n\t", 3);
+    int ok = value.len < size;
     if (ok) {
-        memcpy(out, v, (size_t)(w - v));
-        out[w - v] = '\0';
+        memcpy(out, value.at, value.len);
+        out[value.len] = '\0';
     }
     free(text.data);
     return ok ? 0 : -1;
@@ -365,10 +364,6 @@ static int wc_receive(int fd, void *buffer, size_t len) {
         got += (size_t)n;
     }
     return 0;
-}
-
-static uint32_t wc_u32(const unsigned char *p) {  /* little-endian, as warm.h sends it */
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* argv (a list) and the environment (a dict: the first of two equal names, as getenv() finds it) from the
@@ -448,10 +443,10 @@ static PyObject *native_warm_child_accept(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "i:warm_child_accept", &fd)) return NULL;
     if (!WC.ready) return PyUnicode_FromString("not prepared");
     if (wc_receive(fd, header, sizeof header) != 0) return PyUnicode_FromString("no request");
-    if (memcmp(header, WC_MAGIC, 4) != 0 || wc_u32(header + 4) != WC_PROTOCOL)
+    if (memcmp(header, WC_MAGIC, 4) != 0 || warm_le32(header + 4) != WC_PROTOCOL)
         return PyUnicode_FromString("another protocol");
-    uint32_t umask_bits = wc_u32(header + 8), securebits = wc_u32(header + 12), argc = wc_u32(header + 16),
-             envc = wc_u32(header + 20), length = wc_u32(header + 24);
+    uint32_t umask_bits = warm_le32(header + 8), securebits = warm_le32(header + 12), argc = warm_le32(header + 16),
+             envc = warm_le32(header + 20), length = warm_le32(header + 24);
     if (length > WC_MAX_STRINGS) return PyUnicode_FromString("request too large");
     char *strings = malloc(length ? length : 1);
     if (!strings) return PyErr_NoMemory();

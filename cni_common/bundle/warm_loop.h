@@ -93,15 +93,18 @@ static struct warm_call *warm_find(pid_t pid) {
     return NULL;
 }
 
+/* A 32-bit number in little-endian order, as the launcher (warm.h) and a child (child.py) send them, on s390x too. */
+static uint32_t warm_le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static void warm_take_reports(void) {
     unsigned char message[4];
     for (;;) {
         ssize_t n = recv(W.done, message, sizeof message, MSG_DONTWAIT);
         if (n < 0) return;  /* none left */
         if (n != (ssize_t)sizeof message) continue;
-        /* child.report_exit's struct.pack("<i", pid): little-endian whatever the architecture */
-        pid_t pid = (pid_t)((uint32_t)message[0] | (uint32_t)message[1] << 8 | (uint32_t)message[2] << 16 |
-                            (uint32_t)message[3] << 24);
+        pid_t pid = (pid_t)warm_le32(message);  /* child.report_exit's struct.pack("<i", pid) */
         struct warm_call *call = warm_find(pid);
         if (call) call->reported = 1;
     }

@@ -27,6 +27,14 @@ def test_cgroup_mounts_maps_each_hierarchy_as_proc_pid_cgroup_names_it() -> None
                       "name=systemd": ("/", "/sys/fs/cgroup/systemd"), "": ("/", "/sys/fs/cgroup/unified")}
 
 
+def test_read_gives_the_whole_file_or_nothing(tmp_path: Path) -> None:
+    """The mount table is read by plain descriptor (cni_common/procfs.py): the same text as a text-mode read."""
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 70000 + "é\n".encode() + b"\xff")  # more than one read; invalid UTF-8 replaced
+    assert context._read(str(big)) == "x" * 70000 + "é\n\ufffd"
+    assert context._read(str(tmp_path / "absent")) == ""
+
+
 def test_the_context_key_hash_is_fnv1a_64() -> None:
     """The published FNV-1a 64 test values; tests/binary/test_warm.py proves the launcher's C agrees (a call only
     reaches the warm process whose socket name the launcher computed)."""
