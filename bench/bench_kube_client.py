@@ -51,32 +51,33 @@ def main() -> None:
     parser.add_argument("python", help="an interpreter with the kubernetes package installed")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="cnt-kube-bench-"))
-    certs = make_certs(folder / "ca")
-    token = make_token()
-    account = folder / "sa"
-    account.mkdir()
-    (account / "token").write_text(token)
-    (account / "ca.crt").write_bytes(certs.ca.read_bytes())
-    write_state(folder / "state.json", nodes={"node-1": ["10.244.1.0/24"]}, tokens={token: SERVICE_ACCOUNT_USER},
-                allowed=[SERVICE_ACCOUNT_USER])
-    server = KubeAPIServer(folder / "state.json", certs.server_cert, certs.server_key)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ, PYTHONPATH=str(REPO), KUBERNETES_SERVICE_HOST="127.0.0.1",
-               KUBERNETES_SERVICE_PORT=str(server.port), SA=str(account))
-    print("| case | median | min |\n|---|---:|---:|")
-    for name, code in CASES.items():
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            subprocess.run([args.python, "-c", code], env=env, check=True, capture_output=True)
-            times.append(time.perf_counter() - start)
-        print(f"| {name} | {statistics.median(times) * 1000:.0f} ms | {min(times) * 1000:.0f} ms |")
-    for module in ("cni_common.kubeapi", "kubernetes.client, kubernetes.config"):
-        count = subprocess.run([args.python, "-c", MODULES.format(module)], env=env, check=True,
-                               capture_output=True, text=True).stdout.strip()
-        print(f"\nmodules loaded by `import {module}`: {count}")
-    server.shutdown()
+    with tempfile.TemporaryDirectory(prefix="cnt-kube-bench-") as tmp:
+        folder = Path(tmp)
+        certs = make_certs(folder / "ca")
+        token = make_token()
+        account = folder / "sa"
+        account.mkdir()
+        (account / "token").write_text(token)
+        (account / "ca.crt").write_bytes(certs.ca.read_bytes())
+        write_state(folder / "state.json", nodes={"node-1": ["10.244.1.0/24"]}, tokens={token: SERVICE_ACCOUNT_USER},
+                    allowed=[SERVICE_ACCOUNT_USER])
+        server = KubeAPIServer(folder / "state.json", certs.server_cert, certs.server_key)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        env = dict(os.environ, PYTHONPATH=str(REPO), KUBERNETES_SERVICE_HOST="127.0.0.1",
+                   KUBERNETES_SERVICE_PORT=str(server.port), SA=str(account))
+        print("| case | median | min |\n|---|---:|---:|")
+        for name, code in CASES.items():
+            times = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                subprocess.run([args.python, "-c", code], env=env, check=True, capture_output=True)
+                times.append(time.perf_counter() - start)
+            print(f"| {name} | {statistics.median(times) * 1000:.0f} ms | {min(times) * 1000:.0f} ms |")
+        for module in ("cni_common.kubeapi", "kubernetes.client, kubernetes.config"):
+            count = subprocess.run([args.python, "-c", MODULES.format(module)], env=env, check=True,
+                                   capture_output=True, text=True).stdout.strip()
+            print(f"\nmodules loaded by `import {module}`: {count}")
+        server.shutdown()
 
 
 if __name__ == "__main__":

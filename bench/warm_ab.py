@@ -9,13 +9,14 @@ its reaped children's), the warm process's own part and its page faults, and the
 figure ``bench/warm.py`` takes (the launcher's rusage plus the difference of the warm process's status around the
 call). A build whose status counts its own CPU in clock ticks shows a median below its ``/proc`` total; the
 status queries the per-pair figure makes are in both. Names: data dirs and caches under a ``cnt-wab-`` temp
-folder; no kernel state.
+folder, removed at the end; no kernel state.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -67,6 +68,7 @@ def main() -> None:
                     os.kill(int(warm["pid"]), 9)  # type: ignore[call-overload]
                 except (KeyError, ProcessLookupError, ValueError):
                     pass
+        shutil.rmtree(tmp, ignore_errors=True)
     tick = os.sysconf("SC_CLK_TCK")
     print(f"per host-local ADD+DEL, {args.n} pairs; Go: median {statistics.median(go) * 1000:.2f} ms CPU")
     for k, (name, *_rest) in enumerate(sides):

@@ -19,13 +19,22 @@ from plugins import multicall
 
 #: Standard-library modules the plugins import inside functions.
 STDLIB = ("typing", "ipaddress", "json", "subprocess", "shlex", "tempfile", "traceback", "signal", "struct",
-          "socket", "fcntl", "stat", "errno", "select", "hashlib", "secrets", "random", "uuid", "dataclasses",
+          "socket", "fcntl", "stat", "errno", "select", "hashlib", "secrets", "random", "uuid",
           "enum", "importlib.util", "base64", "http.client", "ssl", "urllib.parse",
           "encodings.ascii")  # sysctl writes open files with encoding="ascii": the codec module loads on first use
-#: Packages whose every module is imported, except the parts that never serve a CNI call.
+#: Packages whose every module is imported, but :data:`SKIP`.
 PACKAGES = ("cni_common", "ipam", "plugins")
-SKIP = ("cni_common.bundle", "cni_common.inspect", "cni_common.warm", "plugins.warm", "plugins.install",
-        "plugins.__main__")
+#: The modules (and packages) no CNI call imports, so not preloaded: each is memory whose page tables every call's
+#: fork copies and every call's exit unmaps, ~0.03 ms per MiB on this VM (docs/packaging.md). The modes'
+#: (``multicall.MODES``: they never run in a warm child) took 10 of the warm process's 23 MiB.
+#: tests/unit/test_warm_parts.py checks that these are exactly the modules no plugin's call can import.
+SKIP = ("cni_common.bundle.arches", "cni_common.bundle.clibs", "cni_common.bundle.cross",  # the build
+        "cni_common.bundle.oci_archive", "cni_common.bundle.pack", "cni_common.bundle.release",
+        "cni_common.bundle.sysroot",
+        "cni_common.warm", "plugins.warm", "plugins.__main__",  # the warm path itself, the program's entry
+        "cni_common.inspect", "plugins.install", "cni_common.kubeapi",  # the modes: inspect, install,
+        "cni_common.dhcp.daemon", "cni_common.dhcp.lease", "cni_common.dhcp.routes",  # the DHCP daemon,
+        "cni_common.dhcp.store", "cni_common.overlay.agent", "cni_common.overlay.metrics")  # the vxlan agent
 
 
 def suite_modules(root: str) -> list[str]:
@@ -48,7 +57,15 @@ def suite_modules(root: str) -> list[str]:
 
 def preload() -> None:
     """Import what calls will need (a module that fails to import is left to the call that needs it), and let
-    pyroute2 compile its message tables (they depend only on its code)."""
+    pyroute2 compile its message tables (they depend only on its code).
+
+    pyroute2's message classes come first, loaded as a call loads them (``pyroute2_light``: its package without
+    its ``__init__``); a plain import of one of their modules would run that ``__init__``, which imports every
+    pyroute2 subsystem (asyncio among them): ~3 MiB more for every fork to copy."""
+    from cni_common.netlink import pyroute2_light
+
+    for message in pyroute2_light.MODULES:
+        pyroute2_light.message_class(message)
     root = sys.path[0] if sys.path else ""
     for name in (*STDLIB, *multicall.PLUGINS.values(), *suite_modules(root)):
         try:

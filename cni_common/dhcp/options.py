@@ -6,11 +6,11 @@ Upstream's client-ID is ``<ContainerID>/<network name>/<ifname>`` cut to 254 byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from cni_common.config import get_key, parse_cni_args
 from cni_common.errors import CNIError, ErrorCode
+from cni_common.record import field, record
 
 #: Upstream's option names (the ones its parser knows) and their codes.
 OPTION_NAMES = {
@@ -24,7 +24,7 @@ SUBNET_MASK, ROUTERS, DNS_SERVERS, DOMAIN_NAME = 1, 3, 6, 15
 MAX_VALUE = 255
 
 
-@dataclass
+@record
 class ClientSettings:
     """What the DHCP client sends for one lease."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import os
 import random
@@ -10,7 +11,9 @@ import sys
 from pathlib import Path
 
 from cni_common.netfilter import handles
+from cni_common.netlink import pyroute2_light
 from cni_common.warm import child, context
+from plugins import multicall, warm
 from tests.helpers import paths
 
 MOUNTINFO = """\
@@ -95,11 +98,11 @@ def test_each_child_draws_other_random_numbers() -> None:
 
 
 #: The at-fork hooks the preloaded modules register, and why a child of the warm process needs none of them run
-#: (its fork is libc's, in cni_common/bundle/warm_loop.h): threading's and logging's make locks and thread records
-#: usable again when another thread held them at the fork, and the warm process has one thread (server.serve
-#: checks); random's reseed is done by child.start.
-REVIEWED_AT_FORK_HOOKS = {"threading._after_fork", "random.Random.seed", "logging._acquireLock",
-                          "logging._after_at_fork_child_reinit_locks", "logging._releaseLock"}
+#: (its fork is libc's, in cni_common/bundle/warm_loop.h): threading's makes locks and thread records usable again
+#: when another thread held them at the fork, and the warm process has one thread (server.serve checks); random's
+#: reseed is done by child.start. (The standard ``logging``, whose hooks are of threading's kind, is no longer
+#: preloaded: only the modes' modules imported it.)
+REVIEWED_AT_FORK_HOOKS = {"threading._after_fork", "random.Random.seed"}
 
 
 def test_the_preload_registers_only_the_reviewed_at_fork_hooks() -> None:
@@ -143,3 +146,46 @@ print(code, os.read(ready_read, 1) == b"", sorted(os.listdir({str(tmp_path / "wa
     assert done.stdout.split(None, 2)[:2] == ["2", "True"]
     assert ".sock" not in done.stdout
     assert "started a thread" in done.stderr
+
+
+def _imported_by(module: str, path: Path) -> set[str]:
+    """The suite modules ``module``'s source imports anywhere (functions included), but under TYPE_CHECKING: a
+    dotted name, its parents (importing ``a.b`` runs ``a``) and, for ``from a import b``, ``a.b`` as well."""
+    is_package = path.name == "__init__.py"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []  # ast.walk reads the children after this: the type checker's imports are never run
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = module.split(".")[:None if is_package else -1]
+            base = base[:len(base) - node.level + 1] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 2)}
+
+
+def test_the_preload_skips_exactly_the_modules_no_plugin_call_imports() -> None:
+    """Every module a plugin's call can import is preloaded (a lazy import left to the child costs each call its
+    load), and every module none can import is skipped (the modes' own: their memory would cost every fork and
+    exit, warm.SKIP). What a call can import: the plugins' modules, what they import anywhere, and the modules the
+    netlink layer loads by name."""
+    sources = {}
+    for package in warm.PACKAGES:
+        for path in sorted((paths.REPO / package).rglob("*.py")):
+            parts = path.relative_to(paths.REPO).with_suffix("").parts
+            sources[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    roots = [*multicall.PLUGINS.values(), "plugins.multicall", "cni_common.inprocess",
+             *(name for name in pyroute2_light.MODULES.values() if name in sources)]
+    reached: set[str] = set()
+    while roots:
+        module = roots.pop()
+        if module in sources and module not in reached:
+            reached.add(module)
+            roots.extend(_imported_by(module, sources[module]) | {module.rsplit(".", 1)[0]})
+    preloaded = set(warm.suite_modules(str(paths.REPO)))
+    assert preloaded == {name for name in sources if not name.startswith(warm.SKIP)}
+    assert sorted(reached - preloaded) == []
+    assert sorted(preloaded - reached) == []
