@@ -109,8 +109,9 @@ def scratch() -> Iterator[NetNS]:
 
 
 def _unshare_net() -> None:
-    """unshare(CLONE_NEWNET) for the calling thread (``os.unshare`` exists from Python 3.12 only)."""
-    native: Callable[[int], None] | None = getattr(os, "unshare", None)
+    """unshare(CLONE_NEWNET) for the calling thread: ``os.unshare`` (Python 3.12), else the frozen program's
+    built-in, else libc through ctypes (as :func:`_setns`)."""
+    native: Callable[[int], None] | None = _native("unshare")
     if native is not None:
         native(CLONE_NEWNET)
         return
@@ -209,12 +210,7 @@ def _setns(fd: int) -> None:
     ``os.setns`` exists from Python 3.12 only; the frozen program's interpreter has it built in (``_cni_suite``,
     see cni_common/bundle/runner.c); elsewhere libc through ctypes, whose import costs ~5 ms.
     """
-    native: Callable[[int, int], None] | None = getattr(os, "setns", None)
-    if native is None:
-        try:
-            from _cni_suite import setns as native  # type: ignore[import-not-found,no-redef]
-        except ImportError:
-            native = None
+    native: Callable[[int, int], None] | None = _native("setns")
     if native is not None:
         native(fd, CLONE_NEWNET)
         return
@@ -223,6 +219,18 @@ def _setns(fd: int) -> None:
     if _libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def _native(name: str) -> Callable[..., None] | None:
+    """``os.<name>`` where Python has it (3.12), else the frozen program's built-in (``_cni_suite``), else None."""
+    function = getattr(os, name, None)
+    if function is None:
+        try:
+            import _cni_suite  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        function = getattr(_cni_suite, name, None)
+    return function
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,9 +24,9 @@
  *
  * Python starts isolated: no PYTHON* variables, no user or site directories, no bytecode written, sys.path is
  * the bundle alone, argv as given (the multi-call name in argv[0] survives), UTF-8 mode (the CNI JSON is UTF-8
- * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite (setns(), set_name(),
- * the warm process's per-call loop: warm_loop.h, a warm child's first steps: warm_child.h). The script is the
- * compiled plugins/__main__.py inside the bundle.
+ * whatever locale the runtime runs in), sys.frozen set, and a built-in module _cni_suite (setns(), unshare(),
+ * set_name(), the warm process's per-call loop: warm_loop.h, a warm child's first steps: warm_child.h). The script
+ * is the compiled plugins/__main__.py inside the bundle.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -63,6 +63,17 @@ static PyObject *native_setns(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* unshare(flags), for the calling thread: host-device makes its scratch namespace with it (cni_common/netns.py).
+ * Python 3.11's os module has none either, and ctypes is ~5 ms of imports per call, or memory every warm call's
+ * fork copies. */
+static PyObject *native_unshare(PyObject *self, PyObject *args) {
+    int flags;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i:unshare", &flags)) return NULL;
+    if (unshare(flags) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 /* set_name(name): the process name (ps, /proc/PID/comm), which a warm child sets to its plugin's
  * (cni_common/warm/child.py); Python has no prctl. */
 static PyObject *native_set_name(PyObject *self, PyObject *args) {
@@ -78,6 +89,7 @@ static PyObject *native_set_name(PyObject *self, PyObject *args) {
 
 static PyMethodDef native_methods[] = {
     {"setns", native_setns, METH_VARARGS, "setns(fd, nstype): move the calling thread into a namespace."},
+    {"unshare", native_unshare, METH_VARARGS, "unshare(flags): new namespaces for the calling thread."},
     {"set_name", native_set_name, METH_VARARGS, "set_name(name): prctl(PR_SET_NAME)."},
     {"warm_loop_start", native_warm_loop_start, METH_VARARGS, "The warm process's loop: its descriptors."},
     {"warm_loop_run", native_warm_loop_run, METH_VARARGS, "Serve calls until an event for Python."},
