@@ -43,7 +43,7 @@ def suite_modules(root: str) -> list[str]:
     names = []
     for package in PACKAGES:
         for folder, dirs, files in os.walk(os.path.join(root, package)):
-            dirs.sort()
+            dirs[:] = sorted(name for name in dirs if name != "__pycache__")  # a source tree's caches, not modules
             prefix = os.path.relpath(folder, root).replace(os.sep, ".")
             for file in sorted(files):
                 stem, ext = os.path.splitext(file)
