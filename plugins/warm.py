@@ -38,10 +38,10 @@ SKIP = ("cni_common.bundle.arches", "cni_common.bundle.clibs", "cni_common.bundl
         "cni_common.dhcp.store", "cni_common.overlay.agent", "cni_common.overlay.metrics")  # the vxlan agent
 
 
-def suite_modules(root: str) -> list[str]:
-    """The dotted names of every module of :data:`PACKAGES` under ``root`` (``.pyc`` in a bundle, ``.py`` in a
-    source tree), but :data:`SKIP`."""
-    names = []
+def package_modules(root: str) -> dict[str, str]:
+    """Every module of :data:`PACKAGES` under ``root``, dotted name -> its file (``.pyc`` in a bundle, ``.py`` in a
+    source tree), in a stable order."""
+    modules: dict[str, str] = {}
     for package in PACKAGES:
         for folder, dirs, files in os.walk(os.path.join(root, package)):
             dirs[:] = sorted(name for name in dirs if name != "__pycache__")  # a source tree's caches, not modules
@@ -50,10 +50,13 @@ def suite_modules(root: str) -> list[str]:
                 stem, ext = os.path.splitext(file)
                 if ext not in (".py", ".pyc") or stem.startswith("."):
                     continue
-                name = prefix if stem == "__init__" else f"{prefix}.{stem}"
-                if not name.startswith(SKIP) and name not in names:
-                    names.append(name)
-    return names
+                modules.setdefault(prefix if stem == "__init__" else f"{prefix}.{stem}", os.path.join(folder, file))
+    return modules
+
+
+def suite_modules(root: str) -> list[str]:
+    """The dotted names of :func:`package_modules`, but :data:`SKIP`."""
+    return [name for name in package_modules(root) if not name.startswith(SKIP)]
 
 
 def preload() -> None:

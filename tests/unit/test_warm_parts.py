@@ -191,11 +191,7 @@ def test_the_preload_is_exactly_what_a_plugin_call_can_import() -> None:
     fork and exit, warm.SKIP). What a call can import: the plugins' modules, what they import anywhere, and the
     modules the netlink layer loads by name; the standard library's and pyroute2's are checked against what a
     preload really leaves in ``sys.modules``."""
-    sources = {}
-    for package in warm.PACKAGES:
-        for path in sorted((paths.REPO / package).rglob("*.py")):
-            parts = path.relative_to(paths.REPO).with_suffix("").parts
-            sources[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    sources = {name: Path(path) for name, path in warm.package_modules(str(paths.REPO)).items()}
     roots = [*multicall.PLUGINS.values(), "plugins.multicall", "cni_common.inprocess",
              *(name for name in pyroute2_light.MODULES.values() if name in sources)]
     reached: set[str] = set()
